@@ -1,0 +1,1 @@
+"""The `hybrid` command line: one module per area, each registering its subcommands."""

@@ -1,0 +1,42 @@
+"""`hybrid check` and `hybrid routes`: validate a stack, print its routing plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from topology import plan_routes
+
+from .args import add_stack, stack_of, stack_ref
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="validate a stack file")
+    add_stack(p)
+    p.set_defaults(func=check)
+    p = sub.add_parser("routes", help="print the routing plan of a stack")
+    add_stack(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=routes)
+
+
+def check(args: argparse.Namespace) -> int:
+    stack = stack_of(args)
+    net = stack.network
+    sites = ", ".join(f"{s.name} ({s.cloud}, {len(s.subnets)} subnets)" for s in net.sites)
+    extras = [k for k in ("database", "app", "budgets") if getattr(stack, k) is not None]
+    print(f"{stack_ref(args)}: ok")
+    print(f"  home {net.home.name}: {', '.join(map(str, net.home.cidrs))}")
+    print(f"  transit {net.transit.hub}: {net.transit.cidr}")
+    print(f"  sites: {sites}")
+    print(f"  routes: {len(plan_routes(net).rows())}; paas: {', '.join(extras) or 'none'}")
+    return 0
+
+
+def routes(args: argparse.Namespace) -> int:
+    plan = plan_routes(stack_of(args).network)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        print("\n".join(plan.lines()))
+    return 0

@@ -1,0 +1,188 @@
+"""The stack's description: frozen pydantic models, one per config key of the stack file.
+
+Field names are snake_case in Python and camelCase in the stack file (Pulumi's convention);
+error messages use the stack file's spelling, so a user can find the line to fix.
+Cross-field rules (overlaps, reserved addresses, references) live in `validate.py`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# SoftEther names hubs, users and cascades with these characters; keep site names inside the
+# same alphabet so they can double as SoftEther user names and Pulumi resource names.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
+
+# The tap device SoftEther creates for a local bridge with /TAP:yes gets this prefix.
+TAP_PREFIX = "tap_"
+TAP_NAME = "vpntap"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Transit(Model):
+    """The virtual hub every VPN node joins at layer 2, and its address range."""
+
+    cidr: IPv4Network
+    hub: Name = "HYBRID"
+
+
+class Ssh(Model):
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: Name = "root"
+
+
+class VpnServer(Model):
+    """The home SoftEther VPN Server: its virtual L3 switch joins the LAN and the transit hub."""
+
+    lan_address: IPv4Address
+    transit_address: IPv4Address
+    host_address: IPv4Address | None = None
+    lan_hub: Name = "DEFAULT"
+    lan_hub_users: tuple[Name, ...] = ()
+    bridge_device: str = Field(default="eth1", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    public_host: str = Field(min_length=1)
+    port: int = Field(default=5555, ge=1, le=65535)
+    ssh: Ssh
+    l3_switch: Name = "L3SW"
+
+
+class HomeSite(Model):
+    name: Name = "home"
+    cidrs: tuple[IPv4Network, ...] = Field(min_length=1)
+    # Only needed when the home site has more than one range: the L3 switch reaches the
+    # ranges it has no interface in through this router.
+    gateway: IPv4Address | None = None
+    vpn_server: VpnServer
+
+
+class Subnet(Model):
+    name: Name
+    cidr: IPv4Network
+    zone: str | None = None
+
+
+class Bridge(Model):
+    """A SoftEther VPN Bridge VM: fixed private address in `subnet`, tap address on the transit hub."""
+
+    subnet: Name
+    private_address: IPv4Address
+    transit_address: IPv4Address
+    size: str | None = None
+    cascade_user: Name | None = None
+
+
+class CloudSite(Model):
+    name: Name
+    cloud: Literal["aws", "azure"]
+    region: str | None = None
+    cidrs: tuple[IPv4Network, ...] = Field(min_length=1)
+    subnets: tuple[Subnet, ...] = Field(min_length=1)
+    bridge: Bridge
+
+    @property
+    def cascade_user(self) -> str:
+        return self.bridge.cascade_user or self.name.lower()
+
+    def subnet(self, name: str) -> Subnet:
+        return next(s for s in self.subnets if s.name == name)
+
+
+class SoftEtherOptions(Model):
+    """Where the cloud bridges get SoftEther from, and the tunnel's performance settings."""
+
+    # Debian 12's 5.01 has published CVEs and an OpenSSL 3 defect that stalls cascades;
+    # upstream fixed both in 5.02.5185. The commit is pinned, not only the tag name.
+    source: Literal["upstream", "debian"] = "upstream"
+    upstream_tag: str = "5.2.5188"
+    upstream_commit: str = Field(
+        default="10d6efcc5e3329e5a959a99c6e939648f41121bf", pattern=r"^[0-9a-f]{40}$"
+    )
+    # Measured in bench/lab_throughput.py: UDP acceleration off on the transit hub and one TCP
+    # connection per cascade carry more than the stock settings through the tunnel.
+    udp_acceleration: bool = False
+    max_connections: int = Field(default=1, ge=1, le=32)
+
+
+class Topology(Model):
+    operator_cidr: IPv4Network
+    transit: Transit
+    home: HomeSite
+    sites: tuple[CloudSite, ...] = Field(min_length=1)
+    softether: SoftEtherOptions = SoftEtherOptions()
+
+    def site(self, name: str) -> CloudSite:
+        return next(s for s in self.sites if s.name == name)
+
+
+class Database(Model):
+    """Amazon RDS for MySQL, private, in one AWS site (part 2 of the blog)."""
+
+    site: Name
+    engine_version: str = "8.4"
+    instance_class: str = "db.t4g.micro"
+    allocated_storage: int = Field(default=20, ge=20, le=65536)
+    db_name: Name = "wordpress"
+    username: Name = "wpadmin"
+    port: int = Field(default=3306, ge=1, le=65535)
+    multi_az: bool = False
+    skip_final_snapshot: bool = True
+    allowed_from: tuple[Name, ...] = Field(min_length=1)
+
+
+class App(Model):
+    """WordPress on Azure App Service with Regional VNet Integration into `subnet`."""
+
+    site: Name
+    subnet: Name
+    sku: str = "B1"
+    image: str = "wordpress:6.8.3-php8.3-apache"
+
+
+class AwsBudget(Model):
+    name: Name
+    amount_usd: float = Field(gt=0)
+    thresholds: tuple[float, ...] = Field(min_length=1)
+
+
+class AzureBudget(Model):
+    name: Name
+    amount: float = Field(gt=0)
+    thresholds: tuple[float, ...] = Field(min_length=1)
+
+
+class AzureBudgets(Model):
+    scope: Literal["subscription", "resourceGroup"] = "subscription"
+    start_date: datetime.date
+    budgets: tuple[AzureBudget, ...] = Field(min_length=1)
+
+
+class Budgets(Model):
+    enabled: bool = True
+    emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")], ...] = ()
+    aws: tuple[AwsBudget, ...] = ()
+    azure: AzureBudgets | None = None
+
+
+class Stack(Model):
+    """Everything under the `hybrid-cloud:` namespace of a stack file."""
+
+    network: Topology
+    database: Database | None = None
+    app: App | None = None
+    budgets: Budgets | None = None
+    ttl_hours: float | None = Field(default=None, gt=0)
+
+
+def interface(address: IPv4Address, network: IPv4Network) -> IPv4Interface:
+    return IPv4Interface(f"{address}/{network.prefixlen}")

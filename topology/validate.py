@@ -1,0 +1,209 @@
+"""Cross-field rules of a stack, each reported as one line: `<field path>: <value> <problem>`.
+
+Every rule runs (no stop at the first problem), so a user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+
+from .model import CloudSite, Stack, Topology
+
+RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+# AWS reserves the network address, .1 (VPC router), .2 (DNS), .3 (future use) and the
+# broadcast address of every subnet; Azure reserves the network address, .1-.3 and broadcast.
+RESERVED_LOW = {"aws": 4, "azure": 4}
+# Smallest subnet each cloud accepts.
+MAX_PREFIX = {"aws": 28, "azure": 29}
+
+
+def problems(stack: Stack) -> list[str]:
+    return [*_network(stack.network), *_paas(stack)]
+
+
+def _network(net: Topology) -> Iterator[str]:
+    ranges = _ranges(net)
+    for path, cidr in ranges:
+        if not any(cidr.subnet_of(p) for p in RFC1918):
+            yield f"{path}: {cidr} is not a private (RFC 1918) range"
+    for i, (path_a, a) in enumerate(ranges):
+        for path_b, b in ranges[:i]:
+            if a.overlaps(b):
+                yield f"{path_a}: {a} overlaps {path_b} ({b})"
+    if net.operator_cidr.prefixlen == 0:
+        yield f"network.operatorCidr: {net.operator_cidr} would open SSH to the whole internet"
+    yield from _home(net)
+    yield from _transit(net)
+    yield from _names(net)
+    for i, site in enumerate(net.sites):
+        yield from _site(f"network.sites[{i}]", site)
+
+
+def _ranges(net: Topology) -> list[tuple[str, IPv4Network]]:
+    out = [(f"network.home.cidrs[{i}]", c) for i, c in enumerate(net.home.cidrs)]
+    out.append(("network.transit.cidr", net.transit.cidr))
+    for i, site in enumerate(net.sites):
+        out += [(f"network.sites[{i}].cidrs[{j}]", c) for j, c in enumerate(site.cidrs)]
+    return out
+
+
+def _host_problem(address: IPv4Address, cidr: IPv4Network, low: int = 1) -> str | None:
+    """Why `address` cannot be a host in `cidr` (None if it can)."""
+    if address not in cidr:
+        return f"is outside {cidr}"
+    offset = int(address) - int(cidr.network_address)
+    if offset < low or address == cidr.broadcast_address:
+        return f"is a reserved address of {cidr}"
+    return None
+
+
+def _home(net: Topology) -> Iterator[str]:
+    home, server = net.home, net.home.vpn_server
+    lan = next((c for c in home.cidrs if server.lan_address in c), None)
+    if lan is None:
+        yield (
+            f"network.home.vpnServer.lanAddress: {server.lan_address} is outside the home ranges"
+            f" ({', '.join(map(str, home.cidrs))})"
+        )
+    else:
+        why = _host_problem(server.lan_address, lan)
+        if why:
+            yield f"network.home.vpnServer.lanAddress: {server.lan_address} {why}"
+        if server.host_address is not None:
+            why = _host_problem(server.host_address, lan)
+            if why:
+                yield f"network.home.vpnServer.hostAddress: {server.host_address} {why}"
+            elif server.host_address == server.lan_address:
+                yield (
+                    f"network.home.vpnServer.hostAddress: {server.host_address} is the L3 switch's"
+                    " lanAddress; the server's own NIC needs another address"
+                )
+    if len(home.cidrs) > 1 and home.gateway is None:
+        yield (
+            "network.home.gateway: missing; with more than one home range the L3 switch needs the"
+            " home router's address to reach the others"
+        )
+    if home.gateway is not None and lan is not None:
+        why = _host_problem(home.gateway, lan)
+        if why:
+            yield f"network.home.gateway: {home.gateway} {why}"
+    if server.lan_hub == net.transit.hub:
+        yield f"network.home.vpnServer.lanHub: {server.lan_hub} is also the transit hub"
+
+
+def _transit(net: Topology) -> Iterator[str]:
+    entries = [("network.home.vpnServer.transitAddress", net.home.vpn_server.transit_address)]
+    entries += [
+        (f"network.sites[{i}].bridge.transitAddress", s.bridge.transit_address)
+        for i, s in enumerate(net.sites)
+    ]
+    seen: dict[IPv4Address, str] = {}
+    for path, address in entries:
+        why = _host_problem(address, net.transit.cidr)
+        if why:
+            yield f"{path}: {address} {why} (the transit network)"
+        if address in seen:
+            yield f"{path}: {address} is already used by {seen[address]}"
+        seen.setdefault(address, path)
+
+
+def _names(net: Topology) -> Iterator[str]:
+    names = [net.home.name, *(s.name for s in net.sites)]
+    for i, site in enumerate(net.sites):
+        if names.index(site.name) != i + 1:
+            yield f"network.sites[{i}].name: {site.name} is not unique"
+    users = Counter(s.cascade_user.lower() for s in net.sites)
+    for i, site in enumerate(net.sites):
+        if users[site.cascade_user.lower()] > 1:
+            yield f"network.sites[{i}].bridge.cascadeUser: {site.cascade_user} is not unique"
+
+
+def _site(path: str, site: CloudSite) -> Iterator[str]:
+    low = RESERVED_LOW[site.cloud]
+    seen: set[str] = set()
+    for j, subnet in enumerate(site.subnets):
+        sp = f"{path}.subnets[{j}]"
+        if subnet.name in seen:
+            yield f"{sp}.name: {subnet.name} is not unique in {site.name}"
+        seen.add(subnet.name)
+        if not any(subnet.cidr.subnet_of(c) for c in site.cidrs):
+            yield (
+                f"{sp}.cidr: {subnet.cidr} is outside the ranges of {site.name}"
+                f" ({', '.join(map(str, site.cidrs))})"
+            )
+        if subnet.cidr.prefixlen > MAX_PREFIX[site.cloud]:
+            yield f"{sp}.cidr: {subnet.cidr} is smaller than {site.cloud} allows (/{MAX_PREFIX[site.cloud]})"
+        for k, other in enumerate(site.subnets[:j]):
+            if subnet.cidr.overlaps(other.cidr):
+                yield f"{sp}.cidr: {subnet.cidr} overlaps {path}.subnets[{k}] ({other.cidr})"
+        if site.cloud == "aws" and not subnet.zone:
+            yield f"{sp}.zone: missing; every AWS subnet needs an availability zone"
+        if site.cloud == "azure" and subnet.zone:
+            yield f"{sp}.zone: {subnet.zone} is not used for Azure subnets (they span zones)"
+    if site.cloud == "aws":
+        zones = {s.zone for s in site.subnets if s.zone}
+        if len(site.subnets) >= 2 and len(zones) < 2:
+            yield (
+                f"{path}.subnets: all in {', '.join(sorted(zones))}; an RDS subnet group needs"
+                " subnets in two availability zones"
+            )
+    bridge = site.bridge
+    subnet = next((s for s in site.subnets if s.name == bridge.subnet), None)
+    if subnet is None:
+        yield f"{path}.bridge.subnet: {bridge.subnet} is not a subnet of {site.name}"
+        return
+    why = _host_problem(bridge.private_address, subnet.cidr, low)
+    if why:
+        yield f"{path}.bridge.privateAddress: {bridge.private_address} {why} ({site.cloud})"
+
+
+def _paas(stack: Stack) -> Iterator[str]:
+    net = stack.network
+    sites = {s.name: s for s in net.sites}
+    db, app, budgets = stack.database, stack.app, stack.budgets
+    if db is not None:
+        site = sites.get(db.site)
+        if site is None or site.cloud != "aws":
+            yield f"database.site: {db.site} is not an AWS site of this stack"
+        elif len({s.zone for s in site.subnets}) < 2:
+            yield f"database.site: {db.site} has no subnets in two availability zones (RDS needs them)"
+        for i, name in enumerate(db.allowed_from):
+            if name not in sites and name != net.home.name:
+                yield f"database.allowedFrom[{i}]: {name} is not a site of this stack"
+    if app is not None:
+        site = sites.get(app.site)
+        if site is None or site.cloud != "azure":
+            yield f"app.site: {app.site} is not an Azure site of this stack"
+        elif app.subnet not in {s.name for s in site.subnets}:
+            yield f"app.subnet: {app.subnet} is not a subnet of {app.site}"
+        elif app.subnet == site.bridge.subnet:
+            yield (
+                f"app.subnet: {app.subnet} holds the bridge VM; VNet integration needs a subnet"
+                " delegated to Microsoft.Web/serverFarms alone"
+            )
+    if budgets is not None and budgets.enabled:
+        if not budgets.emails:
+            yield "budgets.emails: empty; an alert needs somebody to receive it"
+        for i, b in enumerate(budgets.aws):
+            yield from _thresholds(f"budgets.aws[{i}].thresholds", b.thresholds)
+        if budgets.azure is not None:
+            if budgets.azure.start_date.day != 1:
+                yield (
+                    f"budgets.azure.startDate: {budgets.azure.start_date} is not the first day"
+                    " of a month (Azure requires it)"
+                )
+            for i, b in enumerate(budgets.azure.budgets):
+                yield from _thresholds(f"budgets.azure.budgets[{i}].thresholds", b.thresholds)
+        names = [b.name for b in budgets.aws]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                yield f"budgets.aws[{i}].name: {name} is not unique"
+
+
+def _thresholds(path: str, values: tuple[float, ...]) -> Iterator[str]:
+    for i, v in enumerate(values):
+        if not 0 < v <= 1000:
+            yield f"{path}[{i}]: {v:g} is not a percentage between 0 and 1000"
