@@ -145,7 +145,7 @@ def _site(path: str, site: CloudSite) -> Iterator[str]:
             yield f"{sp}.zone: {subnet.zone} is not used for Azure subnets (they span zones)"
     if site.cloud == "aws":
         zones = {s.zone for s in site.subnets if s.zone}
-        if len(site.subnets) >= 2 and len(zones) < 2:
+        if len(site.subnets) >= 2 and len(zones) == 1:
             yield (
                 f"{path}.subnets: all in {', '.join(sorted(zones))}; an RDS subnet group needs"
                 " subnets in two availability zones"

@@ -1,0 +1,138 @@
+"""Every bad stack is refused before anything is touched, with one line naming field and value."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from topology import (
+    TopologyError,
+    load_stack,
+    parse_stack,
+    project_config,
+    read_stack_file,
+    stack_file,
+)
+
+HERE = Path(__file__).parent
+EDITS = yaml.safe_load((HERE / "bad_edits.yaml").read_text())
+REFERENCE = read_stack_file(stack_file("dev"))
+
+
+def _apply(config: dict[str, Any], path: str, value: Any) -> None:
+    keys: list[str | int] = [int(k) if k.isdigit() else k for k in re.findall(r"[^.\[\]]+", path)]
+    node: Any = config
+    for key in keys[:-1]:
+        node = node[key]
+    if value == "~delete":
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+
+
+def edited(edits: dict[str, Any]) -> dict[str, Any]:
+    config = copy.deepcopy(project_config(REFERENCE))
+    for path, value in edits.items():
+        _apply(config, path, value)
+    return config
+
+
+def test_corpus_is_large_enough():
+    assert len(EDITS) >= 30
+    assert len({e["name"] for e in EDITS}) == len(EDITS)
+
+
+@pytest.mark.parametrize("case", EDITS, ids=[e["name"] for e in EDITS])
+def test_validation_refuses_bad_stack(case: dict[str, Any]):
+    with pytest.raises(TopologyError) as err:
+        parse_stack(edited(case["set"]))
+    lines = err.value.problems
+    assert any(case["error"] in line for line in lines), lines
+    assert all("\n" not in line for line in lines)
+
+
+def test_validation_reports_every_problem_at_once():
+    config = edited(
+        {
+            "network.sites[0].bridge.privateAddress": "192.168.20.1",
+            "network.sites[1].bridge.transitAddress": "192.168.10.2",
+        }
+    )
+    with pytest.raises(TopologyError) as err:
+        parse_stack(config)
+    assert len(err.value.problems) == 2
+
+
+def test_validation_accepts_reference_and_four_site_stacks():
+    assert len(load_stack("dev").network.sites) == 2
+    assert len(load_stack(str(HERE.parent / "stacks" / "Pulumi.four-site.yaml")).network.sites) == 3
+
+
+def test_model_is_frozen():
+    stack = load_stack("dev")
+    with pytest.raises(ValueError):
+        stack.network.transit.hub = "OTHER"  # type: ignore[misc]
+
+
+# The same refusals through the command line, from files: exit 2, no traceback.
+CLI_CASES = [
+    e
+    for e in EDITS
+    if e["name"]
+    in {
+        "aws-bridge-on-vpc-router",
+        "overlap-sites",
+        "bridge-outside-its-subnet",
+        "bad-cidr-syntax",
+        "public-range-home",
+        "duplicate-transit-address",
+        "unknown-field",
+    }
+]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[e["name"] for e in CLI_CASES])
+def test_check_cli_refuses_bad_stack_file(case: dict[str, Any], tmp_path: Path):
+    doc = copy.deepcopy(REFERENCE)
+    doc = {k: v for k, v in doc.items() if not k.startswith("hybrid-cloud:")}
+    doc |= {f"hybrid-cloud:{k}": v for k, v in edited(case["set"]).items()}
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(yaml.safe_dump({"config": doc}))
+    run = subprocess.run(
+        [sys.executable, "-m", "cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert case["error"] in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("config: [unclosed", "not valid YAML"),
+        ("name: no-config-here\n", "config: missing"),
+    ],
+)
+def test_check_cli_refuses_unreadable_stack_file(text: str, message: str, tmp_path: Path):
+    path = tmp_path / "Pulumi.broken.yaml"
+    path.write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-m", "cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
