@@ -1,0 +1,425 @@
+"""A SoftEther node in a network namespace, reachable over real SSH: the lab's building block.
+
+Each node gets
+- its own network namespace (`hc-<run>-<name>`) and a private mount namespace in which
+  per-node directories are bind-mounted over the Debian build's compiled-in state paths
+  (/var/lib/softether, /var/log/softether, /run/softether), over /etc/systemd/system and
+  /etc/sysctl.d (so the OS-side persistence of `softether.hostos` never writes the real /etc)
+  and over /run/sshd;
+- a SoftEther VPN Server or Bridge instance started in that mount namespace;
+- an sshd in the same mount namespace, listening only on the node's address, with a host key
+  generated for this run and an authorized-keys file of this run (never /root/.ssh).
+
+`Internet` is a namespace with a Linux bridge that joins the nodes' "wan" interfaces
+(addresses from 198.51.100.0/24, the documentation range). Nothing is configured in the root
+namespace: the test process reaches sshd through a socket opened inside the node's network
+namespace (`netns_socket`).
+
+Why `compat/` (LD_PRELOAD): Debian 12's SoftEther 5.01.9674 is built against OpenSSL 3 but
+predates upstream's fix of its SSL error handling (upstream b2ec1bd5, released in 5.02.5185).
+A stale entry in OpenSSL's per-thread error queue makes a later SSL_read/SSL_write on the same
+thread look failed, so a cascade made after an admin session can be "established" yet carry
+nothing. The library clears the error queue before each SSL I/O call, which is what the
+upstream fix does. The lab loads it into its SoftEther processes; `softether.session` still
+verifies traffic and restarts a bridge if needed, as a real deployment on this build must.
+
+Teardown (`Node.stop`, `Internet.stop`) is idempotent: it stops processes by the PIDs in the
+node's network namespace (all of them were started by the lab) and deletes the namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Literal
+
+STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
+ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
+SSHD_RUN = "/run/sshd"
+BINARIES = {
+    "server": "/usr/libexec/softether/vpnserver/vpnserver",
+    "bridge": "/usr/libexec/softether/vpnbridge/vpnbridge",
+}
+CLONE_NEWNET = 0x40000000
+
+COMPAT_C = r"""
+/* Clear OpenSSL's thread error queue before every SSL I/O call (see lab/node.py). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+typedef int (*io_fn)(void *, void *, int);
+typedef int (*hs_fn)(void *);
+static void clear_errors(void) {
+    static void (*clear)(void);
+    if (!clear) clear = (void (*)(void))dlsym(RTLD_DEFAULT, "ERR_clear_error");
+    if (clear) clear();
+}
+#define WRAP_IO(name) int name(void *s, void *b, int n) { \
+    static io_fn real; if (!real) real = (io_fn)dlsym(RTLD_NEXT, #name); \
+    clear_errors(); return real(s, b, n); }
+#define WRAP_HS(name) int name(void *s) { \
+    static hs_fn real; if (!real) real = (hs_fn)dlsym(RTLD_NEXT, #name); \
+    clear_errors(); return real(s); }
+WRAP_IO(SSL_read)
+WRAP_IO(SSL_peek)
+WRAP_IO(SSL_write)
+WRAP_HS(SSL_accept)
+WRAP_HS(SSL_connect)
+"""
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> str:
+    res = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, input=stdin, check=False
+    )
+    if check and res.returncode != 0:
+        raise LabError(f"{shlex.join(argv)} exited {res.returncode}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def run_id() -> str:
+    """A short random suffix that keeps parallel runs' namespaces apart."""
+    return secrets.token_hex(3)
+
+
+def build_compat_library(directory: Path) -> Path:
+    """Compile the OpenSSL-3 error-queue shim (a few lines of C) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    src, lib = directory / "softether_compat.c", directory / "softether_compat.so"
+    if not lib.exists():
+        src.write_text(COMPAT_C)
+        sh("gcc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl")
+    return lib
+
+
+def netns_socket(netns: str, host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection opened from inside network namespace `netns`.
+
+    setns() changes only the calling thread's namespace, so a short-lived thread enters the
+    namespace, connects, and hands the socket back; the caller's thread is untouched.
+    """
+    result: list[socket.socket | BaseException] = []
+
+    def work() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result.append(socket.create_connection((host, port), timeout=timeout))
+        except BaseException as e:
+            result.append(e)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout + 5)
+    if not result:
+        raise TimeoutError(f"connect to {host}:{port} in {netns} timed out")
+    got = result[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+@dataclass
+class Internet:
+    """A namespace holding a Linux bridge: the "internet" between the nodes."""
+
+    netns: str
+    bridge: str = "inet0"
+    created: bool = False
+    links: int = 0
+
+    def start(self) -> Internet:
+        sh("ip", "netns", "add", self.netns)
+        self.created = True
+        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.netns, "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "-n", self.netns, "link", "set", self.bridge, "up")
+        return self
+
+    def attach(self, node: Node, inside: str = "wan0") -> None:
+        """Give `node` an interface `inside` on this internet with `node.address`."""
+        self.links += 1
+        outside = f"p{self.links}"
+        sh(
+            "ip",
+            "-n",
+            self.netns,
+            "link",
+            "add",
+            outside,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            inside,
+            "netns",
+            node.netns,
+        )
+        sh("ip", "-n", self.netns, "link", "set", outside, "master", self.bridge, "up")
+        sh("ip", "-n", node.netns, "addr", "add", str(node.address), "dev", inside)
+        sh("ip", "-n", node.netns, "link", "set", inside, "up")
+
+    def stop(self) -> None:
+        if _netns_exists(self.netns):
+            _kill_netns_pids(self.netns)
+            sh("ip", "netns", "del", self.netns, check=False)
+        self.created = False
+
+
+@dataclass
+class Node:
+    """One SoftEther node. `start()` brings it up; `stop()` is idempotent and always safe."""
+
+    name: str
+    kind: Literal["server", "bridge"]
+    netns: str
+    state_dir: Path
+    address: IPv4Interface  # on its "wan0" interface
+    compat_library: Path | None = None
+    ssh_port: int = 22
+    pids: dict[str, int] = field(default_factory=dict)
+    host_key: str = ""  # "ssh-ed25519 AAAA..." of this run
+
+    # ---- paths ---------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return str(self.address.ip)
+
+    @property
+    def binary(self) -> str:
+        return BINARIES[self.kind]
+
+    def _dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+    @property
+    def unit_dir(self) -> Path:
+        """What the node sees as /etc/systemd/system."""
+        return self._dir("etc-systemd-system")
+
+    @property
+    def sysctl_dir(self) -> Path:
+        return self._dir("etc-sysctl.d")
+
+    @property
+    def config_file(self) -> Path:
+        return self._dir("lib") / f"vpn_{self.kind}.config"
+
+    def _env(self) -> str:
+        return f"LD_PRELOAD={shlex.quote(str(self.compat_library))} " if self.compat_library else ""
+
+    def softether_command(self, action: Literal["start", "stop"]) -> str:
+        """Shell to start/stop this node's SoftEther (run inside the node's namespaces)."""
+        return f"{self._env()}{self.binary} {action}"
+
+    @property
+    def restart_command(self) -> str:
+        """What `BridgeSpec.restart_command` is in the lab (run over SSH, inside the node)."""
+        stop = self.softether_command("stop")
+        return f"{stop} >/dev/null 2>&1; sleep 0.5; {self.softether_command('start')} >/dev/null"
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def create_netns(self) -> None:
+        sh("ip", "netns", "add", self.netns)
+        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
+
+    def start(self, authorized_keys: str) -> Node:
+        """Start the holder (mount namespace), SoftEther and sshd. The netns must exist and
+        have the node's address (sshd listens only there)."""
+        for d in ("lib", "log", "run", "sshd-run", "ssh", "etc-systemd-system", "etc-sysctl.d"):
+            self._dir(d).mkdir(parents=True, exist_ok=True)
+        os.chmod(self._dir("sshd-run"), 0o755)
+        # Mount points must exist on the real filesystem; these are the packages' own
+        # directories (softether-*, openssh-server), left in place like the packages would.
+        for p in (*STATE_PATHS, *ETC_PATHS, SSHD_RUN):
+            Path(p).mkdir(parents=True, exist_ok=True)
+        ssh = self._dir("ssh")
+        key = ssh / "ssh_host_ed25519_key"
+        if not key.exists():
+            sh(
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"hc-lab-{self.name}",
+                "-f",
+                str(key),
+            )
+        self.host_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+        (ssh / "authorized_keys").write_text(authorized_keys)
+        os.chmod(ssh / "authorized_keys", 0o600)
+        (ssh / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"ListenAddress {self.host}:{self.ssh_port}",
+                    f"HostKey {key}",
+                    f"AuthorizedKeysFile {ssh / 'authorized_keys'}",
+                    f"PidFile {ssh / 'sshd.pid'}",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "MaxStartups 50",
+                    "",
+                ]
+            )
+        )
+        binds = [
+            (self._dir("lib"), STATE_PATHS[0]),
+            (self._dir("log"), STATE_PATHS[1]),
+            (self._dir("run"), STATE_PATHS[2]),
+            (self.unit_dir, ETC_PATHS[0]),
+            (self.sysctl_dir, ETC_PATHS[1]),
+            (self._dir("sshd-run"), SSHD_RUN),
+        ]
+        init = " && ".join(f"mount --bind {shlex.quote(str(a))} {b}" for a, b in binds)
+        init += (
+            f" && {self.softether_command('start')} >/dev/null"
+            f" && /usr/sbin/sshd -f {shlex.quote(str(ssh / 'sshd_config'))}"
+            f" && echo ready && exec sleep infinity"
+        )
+        holder = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                init,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.pids["holder"] = holder.pid
+        assert holder.stdout is not None
+        line = holder.stdout.readline()  # "ready", or EOF if a step failed
+        if line.strip() != "ready":
+            err = holder.stderr.read() if holder.stderr else ""
+            raise LabError(f"node {self.name}: start failed: {err.strip()}")
+        self.pids["sshd"] = _read_pid(self.name, lambda: [ssh / "sshd.pid"])
+        self.pids["softether"] = self.softether_pid()
+        return self
+
+    def softether_pid(self) -> int:
+        """The worker's PID, from the pid file SoftEther writes into its (per-node) run dir."""
+        return _read_pid(self.name, lambda: list(self._dir("run").glob(".pid_*")))
+
+    def nsenter(self) -> tuple[str, ...]:
+        """Prefix that runs a command inside this node's network and mount namespaces."""
+        return ("nsenter", "-t", str(self.pids["holder"]), "-n", "-m")
+
+    def exec(self, command: str, timeout: float = 30, check: bool = True) -> str:
+        return sh(*self.nsenter(), "sh", "-c", command, timeout=timeout, check=check)
+
+    def wait_listening(self, port: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                netns_socket(self.netns, "127.0.0.1", port, 1.0).close()
+                return
+            time.sleep(0.1)
+        raise LabError(f"node {self.name}: nothing listens on {port} after {timeout} s")
+
+    def stop(self) -> None:
+        """Stop SoftEther gracefully (it saves its config), then every process in the node's
+        network namespace by PID, then delete the namespace. Safe to call twice."""
+        if not _netns_exists(self.netns):
+            return
+        holder = self.pids.get("holder")
+        if holder and _alive(holder):
+            with contextlib.suppress(LabError, subprocess.TimeoutExpired):
+                self.exec(
+                    self.softether_command("stop") + " >/dev/null 2>&1", timeout=15, check=False
+                )
+        _kill_netns_pids(self.netns)
+        sh("ip", "netns", "del", self.netns, check=False)
+
+    def remove_state(self) -> None:
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in candidates():
+            with contextlib.suppress(OSError):
+                text = p.read_text().strip()
+                if text.isdigit():
+                    return int(text)
+        time.sleep(0.05)
+    raise LabError(f"node {node}: no pid file after {timeout} s")
+
+
+def _netns_exists(name: str) -> bool:
+    return Path(f"/run/netns/{name}").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _kill_netns_pids(netns: str) -> None:
+    """TERM, then KILL, every process in `netns` (all started by the lab), bounded."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        pids = [int(p) for p in sh("ip", "netns", "pids", netns, check=False).split()]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(_alive(p) and not _zombie(p) for p in pids):
+            time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def generate_client_key(directory: Path) -> tuple[str, str]:
+    """(private key text, public key line) of a fresh ed25519 key for this run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "id_ed25519"
+    if not path.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hc-lab-client", "-f", str(path))
+    return path.read_text(), path.with_suffix(".pub").read_text().strip()

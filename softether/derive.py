@@ -1,0 +1,163 @@
+"""Topology + routing plan + secrets -> the spec of every SoftEther node. Nothing typed twice.
+
+The secrets a stack needs are named by `secret_names(topology)`; the Pulumi program generates
+one random value per name (and the lab its own), and `derive` places each where it belongs:
+the HYBRID user of a site is both a user on the server and the cascade's login on that site's
+bridge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from topology import CloudSite, RoutingPlan, Topology
+
+from .spec import (
+    BRIDGE_HUB,
+    BridgeSpec,
+    Cascade,
+    HostOsSpec,
+    Hub,
+    L3Interface,
+    L3Route,
+    L3Switch,
+    LocalBridge,
+    OsRoute,
+    ServerSpec,
+    TrafficCheck,
+    User,
+)
+
+TAP_DEVICE = "vpntap"  # BridgeCreate /DEVICE:vpntap /TAP:yes -> kernel device tap_vpntap
+
+
+def admin_secret(node: str) -> str:
+    return f"admin/{node}"
+
+
+def user_secret(hub: str, user: str) -> str:
+    return f"user/{hub}/{user}"
+
+
+def secret_names(net: Topology) -> tuple[str, ...]:
+    """Every secret `derive` needs: admin passwords per node, a password per SoftEther user."""
+    server = net.home.vpn_server
+    return (
+        admin_secret(net.home.name),
+        *(admin_secret(s.name) for s in net.sites),
+        *(user_secret(server.lan_hub, u) for u in server.lan_hub_users),
+        *(user_secret(net.transit.hub, s.cascade_user) for s in net.sites),
+    )
+
+
+@dataclass(frozen=True)
+class NodeSpecs:
+    server: ServerSpec
+    bridges: Mapping[str, BridgeSpec]  # by site name
+
+
+def derive(
+    net: Topology,
+    routes: RoutingPlan,
+    secrets: Mapping[str, str | SecretStr],
+    *,
+    server_address: str | None = None,
+    restart_command: str | None = None,
+) -> NodeSpecs:
+    """Specs for the home server and each cloud bridge.
+
+    `server_address` overrides what the bridges dial (default: the server's `public_host`;
+    the lab passes its namespace address); `restart_command` overrides how a bridge process
+    is restarted (default: the systemd unit of the VM).
+    """
+    missing = [n for n in secret_names(net) if n not in secrets]
+    if missing:
+        raise KeyError(f"secrets missing: {', '.join(missing)}")
+
+    def secret(name: str) -> SecretStr:
+        value = secrets[name]
+        return value if isinstance(value, SecretStr) else SecretStr(value)
+
+    server = net.home.vpn_server
+    transit = net.transit.hub
+    opts = net.softether
+    sw = routes.l3_switch
+    ext = {} if opts.udp_acceleration else {"DisableUdpAcceleration": 1}
+    server_spec = ServerSpec(
+        admin_password=secret(admin_secret(net.home.name)),
+        admin_port=server.port,
+        listeners=(server.port,),
+        hubs=(
+            Hub(
+                name=server.lan_hub,
+                users=tuple(
+                    User(name=u, password=secret(user_secret(server.lan_hub, u)))
+                    for u in server.lan_hub_users
+                ),
+            ),
+            Hub(
+                name=transit,
+                users=tuple(
+                    User(name=s.cascade_user, password=secret(user_secret(transit, s.cascade_user)))
+                    for s in net.sites
+                ),
+                ext_options=ext,
+            ),
+        ),
+        local_bridges=(LocalBridge(hub=server.lan_hub, device=server.bridge_device),),
+        l3_switches=(
+            L3Switch(
+                name=sw.name,
+                interfaces=tuple(L3Interface(hub=i.hub, address=i.address) for i in sw.interfaces),
+                routes=tuple(
+                    L3Route(network=r.destination, gateway=r.gateway, metric=r.metric)
+                    for r in sw.routes
+                ),
+            ),
+        ),
+    )
+    bridges = {
+        s.name: _bridge(net, routes, s, secret, server_address, restart_command) for s in net.sites
+    }
+    return NodeSpecs(server_spec, bridges)
+
+
+def _bridge(
+    net: Topology,
+    routes: RoutingPlan,
+    site: CloudSite,
+    secret: Callable[[str], SecretStr],
+    server_address: str | None,
+    restart_command: str | None,
+) -> BridgeSpec:
+    server = net.home.vpn_server
+    host = routes.bridge(site.name)
+    cascade = Cascade(
+        name=net.transit.hub,
+        server=server_address or server.public_host,
+        port=server.port,
+        remote_hub=net.transit.hub,
+        username=site.cascade_user,
+        password=secret(user_secret(net.transit.hub, site.cascade_user)),
+        max_tcp=net.softether.max_connections,
+    )
+    extra = {"restart_command": restart_command} if restart_command else {}
+    return BridgeSpec(
+        admin_password=secret(admin_secret(site.name)),
+        # One listener stays for local administration (vpncmd to localhost); the cloud
+        # firewall admits no SoftEther port to the bridges.
+        admin_port=5555,
+        listeners=(5555,),
+        hubs=(Hub(name=BRIDGE_HUB, cascades=(cascade,)),),
+        local_bridges=(LocalBridge(hub=BRIDGE_HUB, device=TAP_DEVICE, tap=True),),
+        host_os=HostOsSpec(
+            device=host.tap_device,
+            address=host.tap_address,
+            routes=tuple(OsRoute(network=r.destination, via=r.via) for r in host.routes),
+        ),
+        traffic_check=TrafficCheck(target=server.transit_address),
+        **extra,
+    )

@@ -1,0 +1,274 @@
+"""The node's operating-system side, the same way as the SoftEther side: facts, plan, shell.
+
+- A VPN Bridge host: the tap's address, the OS routes of the routing plan over it, IPv4
+  forwarding; persisted by a oneshot unit bound to the SoftEther service (the tap is
+  re-created whenever the bridge process restarts) and a sysctl.d drop-in; the SoftEther
+  service and the unit enabled (the symlinks `systemctl enable` would make, so this also
+  works where systemd is not running, e.g. the lab).
+- A VPN Server host: checksum/segmentation offloads off on locally bridged NICs.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from .spec import BridgeSpec, HostOsSpec, ServerSpec
+
+OFFLOADS = {
+    "rx-checksumming": "rx",
+    "tx-checksumming": "tx",
+    "tcp-segmentation-offload": "tso",
+    "generic-segmentation-offload": "gso",
+    "generic-receive-offload": "gro",
+}
+SYSCTL_FILE = "60-hybrid-ip-forward.conf"
+SERVICE_UNIT_SOURCE = "/lib/systemd/system"
+
+
+@dataclass(frozen=True)
+class HostChange:
+    summary: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    device_exists: bool = False
+    device_up: bool = False
+    addresses: tuple[IPv4Interface, ...] = ()
+    routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+    ip_forward: bool = False
+    files: dict[str, str] = field(default_factory=dict)  # path -> content ("" if absent)
+    links: dict[str, str] = field(default_factory=dict)  # symlink path -> target ("" if absent)
+    offloads: dict[str, dict[str, bool]] = field(default_factory=dict)  # dev -> short -> on
+
+
+def unit_text(h: HostOsSpec) -> str:
+    dev = h.device
+    wait = (
+        f"/bin/sh -c 'i=0; while [ ! -e /sys/class/net/{dev} ] && [ $i -lt 100 ]; "
+        "do sleep 0.1; i=$((i+1)); done; [ -e /sys/class/net/" + dev + " ]'"
+    )
+    lines = [
+        "# Written by hybrid-cloud (softether/hostos.py). SoftEther re-creates the tap whenever",
+        "# the bridge process restarts, so this unit is bound to the service and re-applies",
+        "# the tap's address and the routes of the routing plan each time.",
+        "[Unit]",
+        "Description=hybrid-cloud: address and routes of the SoftEther bridge tap",
+        f"After={h.service}",
+        f"BindsTo={h.service}",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        f"ExecStart={wait}",
+        f"ExecStart=/sbin/ip address replace {h.address} dev {dev}",
+        f"ExecStart=/sbin/ip link set {dev} up",
+        *(f"ExecStart=/sbin/ip route replace {r.network} via {r.via} dev {dev}" for r in h.routes),
+        "",
+        "[Install]",
+        f"WantedBy={h.service} multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def sysctl_text(h: HostOsSpec) -> str:
+    return f"net.ipv4.ip_forward = {1 if h.ip_forward else 0}\n"
+
+
+def _paths(h: HostOsSpec) -> tuple[str, str, dict[str, str]]:
+    unit = f"{h.unit_dir}/{h.unit_name}"
+    sysctl = f"{h.sysctl_dir}/{SYSCTL_FILE}"
+    links = {
+        f"{h.unit_dir}/multi-user.target.wants/{h.unit_name}": unit,
+        f"{h.unit_dir}/{h.service}.wants/{h.unit_name}": unit,
+        f"{h.unit_dir}/multi-user.target.wants/{h.service}": f"{SERVICE_UNIT_SOURCE}/{h.service}",
+    }
+    return unit, sysctl, links
+
+
+def _bridged_nics(spec: ServerSpec | BridgeSpec) -> list[str]:
+    return [b.device for b in spec.local_bridges if b.offloads_off and not b.tap]
+
+
+def facts_script(spec: ServerSpec | BridgeSpec) -> str:
+    """A read-only shell script; its output is parsed by `parse_facts`."""
+    q = shlex.quote
+    parts: list[str] = []
+    h = spec.host_os if isinstance(spec, BridgeSpec) else None
+    if h is not None:
+        dev = q(h.device)
+        unit, sysctl, links = _paths(h)
+        parts += [
+            f"echo @@dev; [ -e /sys/class/net/{dev} ] && ip -o link show dev {dev}",
+            f"echo @@addr; ip -o -4 addr show dev {dev} 2>/dev/null",
+            f"echo @@route; ip -o -4 route show dev {dev} 2>/dev/null",
+            "echo @@forward; cat /proc/sys/net/ipv4/ip_forward",
+        ]
+        for path in (unit, sysctl):
+            parts.append(f"echo @@file {q(path)}; cat {q(path)} 2>/dev/null")
+        for link in links:
+            parts.append(f"echo @@link {q(link)}; readlink {q(link)} 2>/dev/null")
+    for nic in _bridged_nics(spec):
+        parts.append(f"echo @@ethtool {q(nic)}; ethtool -k {q(nic)} 2>/dev/null")
+    parts.append("echo @@end")
+    return "\n".join(parts) + "\n"
+
+
+def parse_facts(text: str) -> HostFacts:
+    sections: list[tuple[str, list[str]]] = []
+    for line in text.split("\n"):
+        if line.startswith("@@"):
+            sections.append((line[2:], []))
+        elif sections:
+            sections[-1][1].append(line)
+    exists = up = fwd = False
+    addrs: list[IPv4Interface] = []
+    routes: list[tuple[IPv4Network, IPv4Address]] = []
+    files: dict[str, str] = {}
+    links: dict[str, str] = {}
+    offloads: dict[str, dict[str, bool]] = {}
+    for head, body in sections:
+        kind, _, arg = head.partition(" ")
+        match kind:
+            case "dev":
+                first = next((b for b in body if b.strip()), "")
+                exists = bool(first)
+                m = re.search(r"<([^>]*)>", first)
+                up = bool(m and "UP" in m.group(1).split(","))
+            case "addr":
+                for b in body:
+                    m = re.search(r"\binet (\S+)", b)
+                    if m:
+                        addrs.append(IPv4Interface(m.group(1)))
+            case "route":
+                for b in body:
+                    m = re.match(r"^(\S+) via (\S+)", b.strip())
+                    if m:
+                        routes.append((IPv4Network(m.group(1)), IPv4Address(m.group(2))))
+            case "forward":
+                fwd = "".join(body).strip() == "1"
+            case "file":
+                files[arg] = "\n".join(body)
+            case "link":
+                links[arg] = "".join(body).strip()
+            case "ethtool":
+                state: dict[str, bool] = {}
+                for b in body:
+                    name, _, val = b.strip().partition(":")
+                    # A "[fixed]" feature cannot be changed: do not plan for it.
+                    if name in OFFLOADS and "[fixed]" not in val:
+                        state[OFFLOADS[name]] = val.strip().startswith("on")
+                if state:
+                    offloads[arg] = state
+            case _:
+                pass
+    return HostFacts(exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads)
+
+
+def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, ...]:
+    """Shell changes for the OS side; empty when converged."""
+    q = shlex.quote
+    out: list[HostChange] = []
+    for nic in _bridged_nics(spec):
+        on = sorted(k for k, v in facts.offloads.get(nic, {}).items() if v)
+        if on:
+            out.append(
+                HostChange(
+                    f"~ nic {nic}: offloads {','.join(on)} off",
+                    f"ethtool -K {q(nic)} " + " ".join(f"{k} off" for k in on),
+                )
+            )
+    h = spec.host_os if isinstance(spec, BridgeSpec) else None
+    if h is None:
+        return tuple(out)
+    dev = q(h.device)
+    unit, sysctl, links = _paths(h)
+    files = {unit: unit_text(h), sysctl: sysctl_text(h)}
+    for path, text in files.items():
+        if facts.files.get(path, "") != text.rstrip("\n"):
+            d = q(path.rsplit("/", 1)[0])
+            out.append(
+                HostChange(
+                    f"~ file {path}",
+                    f"mkdir -p {d} && printf '%s' {q(text)} > {q(path)}.tmp && "
+                    f"mv {q(path)}.tmp {q(path)}",
+                )
+            )
+    for link, target in links.items():
+        if facts.links.get(link, "") != target:
+            out.append(
+                HostChange(
+                    f"~ enable {link.rsplit('/', 1)[1]} ({link.rsplit('/', 2)[1]})",
+                    f"mkdir -p {q(link.rsplit('/', 1)[0])} && ln -sfn {q(target)} {q(link)}",
+                )
+            )
+    if (h.ip_forward) != facts.ip_forward:
+        out.append(
+            HostChange(
+                f"~ net.ipv4.ip_forward = {int(h.ip_forward)}",
+                f"echo {int(h.ip_forward)} > /proc/sys/net/ipv4/ip_forward",
+            )
+        )
+    if h.address not in facts.addresses or not facts.device_exists:
+        out.append(
+            HostChange(
+                f"+ {h.device} address {h.address}", f"ip address replace {h.address} dev {dev}"
+            )
+        )
+    for extra in facts.addresses:
+        if extra != h.address:
+            out.append(
+                HostChange(f"- {h.device} address {extra}", f"ip address del {extra} dev {dev}")
+            )
+    if not facts.device_up:
+        out.append(HostChange(f"~ {h.device} up", f"ip link set {dev} up"))
+    want = {(r.network, r.via) for r in h.routes}
+    for r in h.routes:
+        if (r.network, r.via) not in facts.routes or not facts.device_exists:
+            out.append(
+                HostChange(
+                    f"+ route {r.network} via {r.via} dev {h.device}",
+                    f"ip route replace {r.network} via {r.via} dev {dev}",
+                )
+            )
+    for net, via in facts.routes:
+        if (net, via) not in want:
+            out.append(
+                HostChange(
+                    f"- route {net} via {via} dev {h.device}",
+                    f"ip route del {net} via {via} dev {dev}",
+                )
+            )
+    if any(c.summary.startswith("~ file") for c in out):
+        # Only where systemd runs (a VM); the lab has the files, not the manager.
+        out.append(
+            HostChange(
+                "~ systemd daemon-reload",
+                "if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi",
+            )
+        )
+    return tuple(out)
+
+
+def apply_script(spec: ServerSpec | BridgeSpec, changes: tuple[HostChange, ...]) -> str:
+    """One shell script for all changes; waits (bounded) for the tap to exist first."""
+    lines = ["set -e"]
+    if isinstance(spec, BridgeSpec) and spec.host_os is not None:
+        lines.append(wait_for_device(spec.host_os.device, 10.0))
+    lines += [c.shell for c in changes]
+    return "\n".join(lines) + "\n"
+
+
+def wait_for_device(device: str, seconds: float) -> str:
+    """Shell: wait until /sys/class/net/<device> exists (bounded), fail if it never does."""
+    n = max(1, int(seconds * 10))
+    dev = shlex.quote(device)
+    return (
+        f"i=0; while [ ! -e /sys/class/net/{dev} ] && [ $i -lt {n} ]; do sleep 0.1; i=$((i+1)); done; "
+        f"[ -e /sys/class/net/{dev} ] || {{ echo 'device {device} did not appear' >&2; exit 3; }}"
+    )
