@@ -1,15 +1,12 @@
-"""The Pulumi program: stack config -> topology -> routing plan (cloud resources: components/)."""
+"""The Pulumi program: stack config -> topology -> routing plan -> components -> exports.
+
+Everything is in `components.program.build` (also run in-process under mocks by the tests and
+`hybrid plan`); the PaaS and budget components are wired in its `build_paas`.
+"""
 
 import pulumi
 
-from topology import Stack, parse_stack, plan_routes
+from components.program import build, stack_from_config
 
-
-def _config() -> dict[str, object]:
-    cfg = pulumi.Config()
-    keys = (f.alias or name for name, f in Stack.model_fields.items())
-    return {k: v for k in keys if (v := cfg.get_object(k)) is not None}
-
-
-stack = parse_stack(_config(), f"stack {pulumi.get_stack()}")
-pulumi.export("routes", plan_routes(stack.network).to_json())
+for key, value in build(stack_from_config()).items():
+    pulumi.export(key, value)

@@ -1,0 +1,302 @@
+"""Run the Pulumi program in-process under Pulumi's mocks and record every resource.
+
+One harness for the component tests, the PaaS tests and `hybrid plan`: `run_program("dev")`
+builds the whole program for a stack file with no engine, no cloud and no credentials, and
+returns a `ProgramRun` holding each registered resource (type, name, parent, the inputs as the
+engine would see them) and the resolved stack exports.
+
+Inputs are kept in Pulumi's wire form: camelCase keys, ints as floats, secrets as
+`{SECRET_SIG_KEY: SECRET_SIG, "value": ...}` (so a test can tell a secret from a plain value);
+`plain()` unwraps them. Provider-computed outputs (ids, addresses, generated passwords and
+keys) come from `COMPUTED`, one function per resource type; add yours there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from topology import Stack, read_stack_file, stack_file
+from topology.load import PROJECT
+
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+Props = dict[str, Any]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def plain(value: Any) -> Any:
+    """`value` with every wire-form secret replaced by its content."""
+    if is_secret(value):
+        return plain(value["value"])
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Record:
+    """One resource as the engine saw it. `parent` is the parent's URN ("" for the stack)."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: Props
+    outputs: Props
+    id: str = ""
+
+    def input(self, key: str) -> Any:
+        """An input with secrets unwrapped (None when absent)."""
+        return plain(self.inputs.get(key))
+
+
+@dataclass(frozen=True)
+class Export:
+    value: Any
+    secret: bool
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    stack_name: str
+    stack: Stack
+    records: tuple[Record, ...]
+    exports: dict[str, Export] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Record]:
+        return [r for r in self.records if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Record:
+        found = [r for r in self.records if r.type == type_ and r.name == name]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} resources of type {type_} named {name}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Record:
+        return next(r for r in self.records if r.urn == urn)
+
+    def children(self, parent: Record) -> list[Record]:
+        return [r for r in self.records if r.parent == parent.urn]
+
+    def under(self, parent: Record) -> Iterator[Record]:
+        """Every descendant of `parent`, depth first."""
+        for child in self.children(parent):
+            yield child
+            yield from self.under(child)
+
+
+# --- provider-computed outputs -------------------------------------------------------------
+
+
+def _digest(*parts: str, size: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:size]
+
+
+def _ed25519(seed: str) -> Props:
+    """A real, deterministic ed25519 key pair in the attribute names pulumi-tls returns."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    pub = key.public_key()
+    openssh_pub = pub.public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH).decode()
+    return {
+        "privateKeyOpenssh": key.private_bytes(
+            ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption()
+        ).decode(),
+        "privateKeyPem": key.private_bytes(
+            ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()
+        ).decode(),
+        "publicKeyOpenssh": openssh_pub + "\n",
+        "publicKeyPem": pub.public_bytes(
+            ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo
+        ).decode(),
+        "publicKeyFingerprintSha256": "SHA256:" + _digest(openssh_pub, size=43),
+    }
+
+
+def _password(args: mocks.MockResourceArgs) -> Props:
+    length = int(args.inputs.get("length", 16))
+    return {"result": ("Pw" + _digest("password", args.name, size=64))[:length]}
+
+
+def _azure_id(args: mocks.MockResourceArgs) -> Props:
+    provider = args.typ.split(":")[1]
+    kind = args.typ.split(":")[2]
+    name = next(
+        (v for k, v in args.inputs.items() if k.endswith("Name") and k != "resourceGroupName" and isinstance(v, str)),
+        args.name,
+    )
+    rg = args.inputs.get("resourceGroupName", "rg")
+    return {
+        "name": name,
+        "id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{rg}"
+        f"/providers/Microsoft.{provider.capitalize()}/{kind}/{name}",
+    }
+
+
+def _eni(args: mocks.MockResourceArgs) -> Props:
+    ips = args.inputs.get("privateIps") or ["192.0.2.10"]
+    return {"privateIp": ips[0], "privateIps": ips}
+
+
+def _public_ip(args: mocks.MockResourceArgs) -> Props:
+    octet = int(_digest(args.name, size=2), 16) % 250 + 1
+    return {"publicIp": f"198.51.100.{octet}", "ipAddress": f"198.51.100.{octet}"}
+
+
+def _rds(args: mocks.MockResourceArgs) -> Props:
+    host = f"{args.name}.c{_digest(args.name, size=10)}.ap-northeast-1.rds.amazonaws.com"
+    return {"address": host, "endpoint": f"{host}:3306"}
+
+
+# Computed outputs by resource type, on top of the inputs echoed back and an id.
+COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
+    "random:index/randomPassword:RandomPassword": _password,
+    "tls:index/privateKey:PrivateKey": lambda a: _ed25519(a.name),
+    "aws:ec2/networkInterface:NetworkInterface": _eni,
+    "aws:ec2/eip:Eip": _public_ip,
+    "aws:ec2/instance:Instance": _public_ip,
+    "azure-native:network:PublicIPAddress": _public_ip,
+    "aws:rds/instance:Instance": _rds,
+}
+
+
+def _aws_id(args: mocks.MockResourceArgs) -> Props:
+    kind = args.typ.rsplit(":", 1)[-1].lower()
+    rid = f"{kind[:4]}-{_digest(args.typ, args.name)}"
+    return {"id": rid, "arn": f"arn:aws:{args.typ.split(':')[1].split('/')[0]}:::{rid}"}
+
+
+def _ami(args: mocks.MockCallArgs) -> Props:
+    names = [v for f in args.args.get("filters", []) for v in f.get("values", [])]
+    arch = "arm64" if any("arm64" in n for n in names) else "x86_64"
+    return {"id": f"ami-{_digest('ami', arch)}", "architecture": arch, "name": names[0] if names else ""}
+
+
+CALLS: dict[str, Callable[[mocks.MockCallArgs], Props]] = {
+    "aws:ec2/getAmi:getAmi": _ami,
+    "aws:index/getCallerIdentity:getCallerIdentity": lambda a: {
+        "accountId": "123456789012",
+        "arn": "arn:aws:iam::123456789012:user/test",
+        "userId": "AIDTEST",
+    },
+}
+
+
+class HybridMocks(pulumi.runtime.Mocks):
+    """Echo inputs, add an id and the provider-computed outputs of `COMPUTED`."""
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict]:
+        outputs: Props = dict(args.inputs)
+        if args.typ.startswith("azure-native:"):
+            outputs |= _azure_id(args)
+        elif args.typ.startswith("aws:"):
+            outputs |= _aws_id(args)
+        if args.typ in COMPUTED:
+            outputs |= COMPUTED[args.typ](args)
+        rid = outputs.pop("id", None) or f"{args.name}-id"
+        return rid, outputs
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        fn = CALLS.get(args.token)
+        return (fn(args) if fn else {}), None
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """The mock monitor, plus a record of each registration with its parent."""
+
+    def __init__(self, mocks_: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks_)
+        self.records: list[Record] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object)
+            state = self.resources[response.urn].state
+            self.records.append(
+                Record(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent="" if _is_stack(request.parent) else request.parent,
+                    custom=bool(request.custom),
+                    inputs=_wire(inputs),
+                    outputs=_wire(state),
+                    id=response.id,
+                )
+            )
+        return response
+
+
+def _is_stack(urn: str) -> bool:
+    return urn.split("::")[2:3] == ["pulumi:pulumi:Stack"]
+
+
+def _wire(props: Mapping[str, Any]) -> Props:
+    """Deserialized properties back in wire form: secrets marked, JSON-like values only."""
+    return json.loads(json.dumps(props, default=_marker))
+
+
+def _marker(value: Any) -> Any:
+    return {"__unserializable": type(value).__name__}
+
+
+def config_for_pulumi(config: Mapping[str, Any]) -> dict[str, str]:
+    """A stack file's `config:` as Pulumi hands it to a program: every value a string."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+def run_program(
+    stack_ref: str | Path,
+    build: Callable[[Stack], Mapping[str, Any]] | None = None,
+    *,
+    preview: bool = False,
+) -> ProgramRun:
+    """Run the program (default `components.program.build`) for a stack name or file.
+
+    A stack that fails validation raises `topology.TopologyError` before any resource is
+    registered, exactly as under `pulumi up`.
+    """
+    from . import program
+
+    path = stack_file(str(stack_ref))
+    name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+    monitor = RecordingMonitor(HybridMocks())
+    # A fresh root stack per run: the previous run's stack resource lives in a context var.
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=name, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(config_for_pulumi(read_stack_file(path)))
+    # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
+    settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
+    settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]
+    stack = program.stack_from_config(str(path))
+    exports: dict[str, Export] = {}
+
+    async def body() -> None:
+        outs = (build or program.build)(stack)
+        for key, value in outs.items():
+            out = pulumi.Output.from_input(value)
+            exports[key] = Export(await out.future(), await out.is_secret())
+
+    _sync_await(run_pulumi_func(body))
+    return ProgramRun(name, stack, tuple(monitor.records), exports)
+

@@ -1,0 +1,32 @@
+"""The whole program run once per stack file under Pulumi's mocks, shared by every test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.testing import ProgramRun, run_program
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / "stacks" / "Pulumi.dev.yaml"
+FOUR_SITE = ROOT / "tests" / "stacks" / "Pulumi.four-site.yaml"
+
+_runs: dict[Path, ProgramRun] = {}
+
+
+def program_run(path: Path) -> ProgramRun:
+    """The run of the program for `path`, computed once per test session."""
+    if path not in _runs:
+        _runs[path] = run_program(path)
+    return _runs[path]
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    return program_run(DEV)
+
+
+@pytest.fixture(scope="module")
+def four_site() -> ProgramRun:
+    return program_run(FOUR_SITE)

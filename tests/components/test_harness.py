@@ -1,0 +1,31 @@
+"""The mocks harness itself: records, parents, secrets, config errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.testing import ProgramRun, is_secret, plain, run_program
+from topology import TopologyError
+
+
+def test_harness_records_parent_of_each_child(dev: ProgramRun) -> None:
+    vpc = dev.one("hybrid:aws:HybridVpc", "Hybrid-VPC")
+    assert vpc.parent == ""
+    names = {r.name for r in dev.children(vpc)}
+    assert {"Hybrid-VPC-vpc", "Hybrid-VPC-igw", "Hybrid-VPC-rt"} <= names
+
+
+def test_harness_plain_unwraps_nested_secrets() -> None:
+    wire = {"a": [{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "s"}]}
+    assert is_secret(wire["a"][0])
+    assert plain(wire) == {"a": ["s"]}
+
+
+def test_harness_bad_config_fails_before_any_resource(tmp_path) -> None:
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(
+        "config:\n  hybrid-cloud:network:\n    operatorCidr: 0.0.0.0/0\n"
+    )
+    with pytest.raises(TopologyError) as e:
+        run_program(bad)
+    assert any(p.startswith("network.transit: missing") for p in e.value.problems)
