@@ -1,0 +1,329 @@
+"""`hybrid cost`: a stack's monthly bill, next to the managed VPN it replaces.
+
+Pure: `estimate(stack, config, prices)` turns a stack and the price table (`cli/prices.yaml`)
+into priced lines. Three groups: the SoftEther links (a bridge VM, its public IP and disk per
+cloud site), what costs the same either way (PaaS, data transfer), and the managed
+alternative for the same links (AWS Site-to-Site VPN on a virtual private gateway per AWS site,
+an Azure VPN Gateway with its public IP per Azure site).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from topology import (
+    CloudSite,
+    Stack,
+    TopologyError,
+    parse_stack,
+    project_config,
+    read_stack_file,
+    stack_file,
+)
+
+from .args import add_stack, stack_ref
+
+PRICES = Path(__file__).with_name("prices.yaml")
+
+# The bridge size the components use when a site's `bridge.size` is not set.
+DEFAULT_BRIDGE_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
+# The provider's own config key that sets a site's region when `region` is not set on the site.
+REGION_KEY = {"aws": "aws:region", "azure": "azure-native:location"}
+MANAGED_GATEWAY_SKU = "VpnGw1"
+
+
+@dataclass(frozen=True)
+class Line:
+    site: str
+    item: str
+    quantity: float
+    unit: str
+    unit_price: float
+    source: str
+
+    @property
+    def monthly(self) -> float:
+        return self.quantity * self.unit_price
+
+
+@dataclass(frozen=True)
+class Prices:
+    """The price table: `price(key, region, size)` or a one-line error naming the stack field."""
+
+    as_of: str
+    currency: str
+    hours_per_month: float
+    assumptions: Mapping[str, Any]
+    table: Mapping[str, Mapping[str, Any]]
+
+    def price(
+        self, key: str, region: tuple[str, str], size: tuple[str, str] | None = None
+    ) -> tuple[float, Mapping[str, Any]]:
+        """(unit price, the entry) of `key` in `region`; `region` and `size` are (field, value)."""
+        entry = self.table[key]
+        by_region = entry["regions"]
+        field, name = region
+        if name not in by_region:
+            raise PriceError(
+                f"{field}: {name!r} has no {key} price in {PRICES.name} (priced: {', '.join(sorted(by_region))})"
+            )
+        value = by_region[name]
+        if size is None:
+            return float(value), entry
+        field, name = size
+        if name not in value:
+            raise PriceError(
+                f"{field}: {name!r} has no {key} price in {region[1]} in {PRICES.name} (priced: {', '.join(sorted(value))})"
+            )
+        return float(value[name]), entry
+
+
+class PriceError(ValueError):
+    """A stack choice the price table cannot price: one line naming the field and value."""
+
+
+def load_prices(path: Path = PRICES) -> Prices:
+    doc = yaml.safe_load(path.read_text())
+    return Prices(
+        as_of=str(doc["as_of"]),
+        currency=doc["currency"],
+        hours_per_month=float(doc["hours_per_month"]),
+        assumptions=doc["assumptions"],
+        table=doc["prices"],
+    )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    links: tuple[Line, ...]
+    shared: tuple[Line, ...]
+    managed: tuple[Line, ...]
+    prices: Prices
+
+    @staticmethod
+    def total(lines: tuple[Line, ...]) -> float:
+        return sum(line.monthly for line in lines)
+
+    @property
+    def softether_total(self) -> float:
+        return self.total(self.links) + self.total(self.shared)
+
+    @property
+    def managed_total(self) -> float:
+        return self.total(self.managed) + self.total(self.shared)
+
+    @property
+    def saving(self) -> float:
+        """The share of the managed links' cost that SoftEther saves (0.9 = 90 % cheaper)."""
+        managed = self.total(self.managed)
+        return 1 - self.total(self.links) / managed if managed else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        def lines(group: tuple[Line, ...]) -> list[dict[str, Any]]:
+            return [asdict(line) | {"monthly": round(line.monthly, 4)} for line in group]
+
+        return {
+            "as_of": self.prices.as_of,
+            "currency": self.prices.currency,
+            "hours_per_month": self.prices.hours_per_month,
+            "assumptions": dict(self.prices.assumptions),
+            "softether_links": lines(self.links),
+            "shared": lines(self.shared),
+            "managed_links": lines(self.managed),
+            "softether_total": round(self.softether_total, 2),
+            "managed_total": round(self.managed_total, 2),
+            "saving": round(self.saving, 4),
+        }
+
+
+def _region(stack: Stack, config: Mapping[str, Any], site: CloudSite) -> tuple[str, str]:
+    """(the field that sets the site's region, the region)."""
+    if site.region:
+        index = stack.network.sites.index(site)
+        return f"network.sites[{index}].region", site.region
+    key = REGION_KEY[site.cloud]
+    if not config.get(key):
+        raise PriceError(f"{key}: missing (site {site.name} has no region of its own)")
+    return key, str(config[key])
+
+
+def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimate:
+    """Price `stack`; `config` is the stack file's whole `config:` map (for provider regions)."""
+    hours = prices.hours_per_month
+    a = prices.assumptions
+
+    def line(
+        site: str,
+        key: str,
+        label: str,
+        quantity: float,
+        region: tuple[str, str],
+        size: tuple[str, str] | None = None,
+    ) -> Line:
+        unit_price, entry = prices.price(key, region, size)
+        return Line(
+            site, f"{label} ({region[1]})", quantity, entry["unit"], unit_price, entry["source"]
+        )
+
+    links: list[Line] = []
+    shared: list[Line] = []
+    managed: list[Line] = []
+    for i, site in enumerate(stack.network.sites):
+        region = _region(stack, config, site)
+        size = site.bridge.size or DEFAULT_BRIDGE_SIZE[site.cloud]
+        size_field = (f"network.sites[{i}].bridge.size", size)
+        if site.cloud == "aws":
+            links += [
+                line(site.name, "aws_instance", f"bridge VM {size}", hours, region, size_field),
+                line(site.name, "aws_public_ipv4", "bridge public IPv4", hours, region),
+                line(
+                    site.name,
+                    "aws_ebs_gp3",
+                    f"bridge root volume {a['aws_bridge_volume_gb']} GiB gp3",
+                    a["aws_bridge_volume_gb"],
+                    region,
+                ),
+            ]
+            shared.append(
+                line(site.name, "aws_egress", "data transfer out", a["egress_gb_per_site"], region)
+            )
+            managed += [
+                line(site.name, "aws_vpn_connection", "Site-to-Site VPN connection", hours, region),
+                line(site.name, "aws_vgw", "virtual private gateway", hours, region),
+            ]
+        else:
+            tier = a["azure_bridge_disk_tier"]
+            links += [
+                line(site.name, "azure_vm", f"bridge VM {size}", hours, region, size_field),
+                line(site.name, "azure_public_ip", "bridge public IP", hours, region),
+                line(
+                    site.name,
+                    "azure_disk",
+                    f"bridge OS disk {tier}",
+                    1,
+                    region,
+                    ("assumptions.azure_bridge_disk_tier", tier),
+                ),
+            ]
+            shared.append(
+                line(
+                    site.name, "azure_egress", "data transfer out", a["egress_gb_per_site"], region
+                )
+            )
+            gateway = ("managed gateway SKU", MANAGED_GATEWAY_SKU)
+            managed += [
+                line(
+                    site.name,
+                    "azure_vpn_gateway",
+                    f"VPN Gateway {MANAGED_GATEWAY_SKU}",
+                    hours,
+                    region,
+                    gateway,
+                ),
+                line(site.name, "azure_public_ip", "VPN Gateway public IP", hours, region),
+            ]
+    if stack.database is not None:
+        db = stack.database
+        region = _region(stack, config, stack.network.site(db.site))
+        copies = 2 if db.multi_az else 1
+        az = "Multi-AZ" if db.multi_az else "Single-AZ"
+        shared += [
+            line(
+                db.site,
+                "aws_rds_mysql",
+                f"RDS MySQL {db.instance_class} {az}",
+                hours * copies,
+                region,
+                ("database.instanceClass", db.instance_class),
+            ),
+            line(
+                db.site,
+                "aws_rds_storage",
+                f"RDS storage {db.allocated_storage} GB",
+                db.allocated_storage * copies,
+                region,
+            ),
+        ]
+    if stack.app is not None:
+        region = _region(stack, config, stack.network.site(stack.app.site))
+        shared.append(
+            line(
+                stack.app.site,
+                "azure_app_service",
+                f"App Service plan {stack.app.sku}",
+                hours,
+                region,
+                ("app.sku", stack.app.sku),
+            )
+        )
+    return Estimate(tuple(links), tuple(shared), tuple(managed), prices)
+
+
+def render(est: Estimate, source: str, ttl_hours: float | None) -> list[str]:
+    p = est.prices
+    out = [
+        f"{source}: monthly estimate, {p.currency}, {p.hours_per_month:g} h/month, list prices as of {p.as_of}"
+    ]
+    rows = [
+        ("SoftEther links (this stack)", est.links),
+        ("The same either way (PaaS, data transfer)", est.shared),
+        ("Managed alternative for the same links", est.managed),
+    ]
+    every = [ln for _, group in rows for ln in group]
+    w_site = max(len(ln.site) for ln in every)
+    w_item = max(len(ln.item) for ln in every)
+    for title, group in rows:
+        out.append(title)
+        out += [
+            f"  {ln.site:<{w_site}}  {ln.item:<{w_item}}  {ln.quantity:>6g} {ln.unit:<8} x {ln.unit_price:.4f}  {ln.monthly:>8.2f}"
+            for ln in group
+        ]
+        out.append(f"  {'subtotal':<{w_site + w_item + 2}}  {'':>24}  {est.total(group):>8.2f}")
+    links, managed = est.total(est.links), est.total(est.managed)
+    out.append(
+        f"total: {est.softether_total:.2f} {p.currency}/month with SoftEther, {est.managed_total:.2f} with the managed VPN"
+    )
+    out.append(
+        f"links: SoftEther {links:.2f} vs managed {managed:.2f} {p.currency}/month: saves {managed - links:.2f} ({est.saving:.0%})"
+    )
+    if ttl_hours is not None:
+        session = est.softether_total / p.hours_per_month * ttl_hours
+        out.append(
+            f"one session of ttlHours={ttl_hours:g} h (then destroy): {session:.2f} {p.currency}"
+        )
+    a = p.assumptions
+    out.append(
+        f"assumed: {a['egress_gb_per_site']} GB/month out of each cloud site (no free tier), AWS bridge volume {a['aws_bridge_volume_gb']} GiB, Azure bridge disk {a['azure_bridge_disk_tier']}"
+    )
+    out.append("sources:")
+    out += [f"  {url}" for url in sorted({ln.source for ln in every})]
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cost", help="monthly cost estimate, next to the managed VPN alternative")
+    add_stack(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cost)
+
+
+def cost(args: argparse.Namespace) -> int:
+    path = stack_file(stack_ref(args))
+    config = read_stack_file(path)
+    stack = parse_stack(project_config(config), str(path))
+    try:
+        est = estimate(stack, config, load_prices())
+    except PriceError as e:
+        raise TopologyError(str(path), [str(e)]) from None
+    if args.json:
+        print(json.dumps(est.to_json(), indent=2))
+    else:
+        print("\n".join(render(est, str(path), stack.ttl_hours)))
+    return 0
