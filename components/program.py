@@ -6,11 +6,14 @@ from typing import Any
 
 import pulumi
 
-from topology import Stack, parse_stack, plan_routes
+from topology import Stack, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
 
+from .app import WordPressApp, WordPressAppArgs
 from .aws_network import HybridVpc, HybridVpcArgs
 from .azure_network import HybridVnet, HybridVnetArgs
+from .budgets import Budgets, BudgetsArgs
+from .database import PrivateMysql, PrivateMysqlArgs
 
 
 def stack_from_config(source: str | None = None) -> Stack:
@@ -55,4 +58,38 @@ def build_paas(stack: Stack, sites: dict[str, HybridVpc | HybridVnet]) -> dict[s
     to Microsoft.Web/serverFarms.
     """
     exports: dict[str, Any] = {}
+    db = None
+    if stack.database is not None:
+        vpc = sites[stack.database.site]
+        assert isinstance(vpc, HybridVpc)  # topology/validate.py: an AWS site
+        db = PrivateMysql(
+            "wordpress-db",
+            PrivateMysqlArgs(stack.database, stack.network, vpc.vpc.id, vpc.subnets),
+        )
+        exports["databaseHost"] = db.address
+    if stack.app is not None:
+        if db is None:
+            raise TopologyError(f"stack {pulumi.get_stack()}", ["app: WordPress needs hybrid-cloud:database, which is missing"])
+        vnet = sites[stack.app.site]
+        assert isinstance(vnet, HybridVnet)  # topology/validate.py: an Azure site
+        app = WordPressApp(
+            "wordpress",
+            WordPressAppArgs(
+                config=stack.app,
+                resource_group_name=vnet.resource_group.name,
+                location=vnet.resource_group.location,
+                subnet=vnet.subnets[stack.app.subnet],
+                # The RDS endpoint's private address, resolved here: App Service reaches it
+                # through the integration subnet's routes and the tunnels.
+                db_host=db.address,
+                db_port=db.port,
+                db_name=db.db_name,
+                db_user=db.username,
+                db_password=db.password,
+            ),
+        )
+        exports["siteUrl"] = app.url
+    if stack.budgets is not None:
+        groups = {n: s.resource_group.id for n, s in sites.items() if isinstance(s, HybridVnet)}
+        Budgets("budgets", BudgetsArgs(stack.budgets, groups))
     return exports
