@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
-from topology import Stack, TopologyError, parse_stack, plan_routes
+from topology import Stack, Topology, parse_stack, plan_routes
 from topology.load import PROJECT
 
-from .app import WordPressApp, WordPressAppArgs
 from .aws_network import HybridVpc, HybridVpcArgs
 from .azure_network import HybridVnet, HybridVnetArgs
-from .budgets import Budgets, BudgetsArgs
-from .database import PrivateMysql, PrivateMysqlArgs
+from .bridge import SSH_USER, AzureVmBridge, BridgeArgs, Ec2Bridge
+from .home import HomeLan, HomeLanArgs
+from .secrets import HybridSecrets
+
+KEY_FILE = "~/.ssh/hybrid-cloud"
 
 
 def stack_from_config(source: str | None = None) -> Stack:
@@ -25,71 +28,91 @@ def stack_from_config(source: str | None = None) -> Stack:
     return parse_stack(config, source or f"stack {pulumi.get_stack()}")
 
 
+@dataclass
+class Network:
+    """The part-1 network as built: what the PaaS components attach to."""
+
+    home: HomeLan
+    secrets: HybridSecrets
+    sites: dict[str, HybridVpc | HybridVnet] = field(default_factory=dict)
+    bridges: dict[str, Ec2Bridge | AzureVmBridge] = field(default_factory=dict)
+
+
 def build(stack: Stack) -> dict[str, Any]:
     """Create every resource of `stack`; return the stack exports."""
-    net = stack.network
-    plan = plan_routes(net)
-    app_subnet = stack.app.subnet if stack.app else None
-    sites: dict[str, HybridVpc | HybridVnet] = {}
-    for site in net.sites:
+    net = build_network(stack)
+    return network_exports(stack.network, net) | build_paas(stack, net)
+
+
+def build_network(stack: Stack) -> Network:
+    topo = stack.network
+    plan = plan_routes(topo)
+    secrets = HybridSecrets("secrets", topo)
+    out = Network(home=HomeLan(topo.home.name, HomeLanArgs(topo, plan)), secrets=secrets)
+    for site in topo.sites:
+        host_key = secrets.host_keys[site.name]
+        args = BridgeArgs(
+            network=topo,
+            site=site,
+            host_key_private=host_key.private_key_openssh,
+            host_key_public=host_key.public_key_openssh,
+            operator_public_key=secrets.operator_key.public_key_openssh,
+        )
+        table = plan.route_table(site.name)
         if site.cloud == "aws":
-            sites[site.name] = HybridVpc(site.name, HybridVpcArgs(site, plan.route_table(site.name)))
+            vpc = HybridVpc(site.name, HybridVpcArgs(site, table))
+            bridge = Ec2Bridge(f"{site.name}-bridge", args, vpc)
+            vpc.route_via(bridge.eni.id)
+            out.sites[site.name], out.bridges[site.name] = vpc, bridge
         else:
-            sites[site.name] = HybridVnet(
-                site.name,
-                HybridVnetArgs(
-                    net,
-                    site,
-                    plan.route_table(site.name),
-                    app_subnet if stack.app and stack.app.site == site.name else None,
+            app = stack.app
+            delegated = app.subnet if app is not None and app.site == site.name else None
+            vnet = HybridVnet(site.name, HybridVnetArgs(topo, site, table, delegated))
+            out.sites[site.name] = vnet
+            out.bridges[site.name] = AzureVmBridge(f"{site.name}-bridge", args, vnet)
+    return out
+
+
+def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
+    """Public facts only: addresses, commands, the manual steps; no secret."""
+    return {
+        "routes": plan_routes(topo).to_json(),
+        "home": net.home.steps.to_json(),
+        "operatorPublicKey": net.secrets.operator_key.public_key_openssh,
+        "bridges": {
+            s.name: {
+                "cloud": s.cloud,
+                "publicIp": net.bridges[s.name].public_ip,
+                "privateAddress": str(s.bridge.private_address),
+                "transitAddress": str(s.bridge.transit_address),
+                "ssh": net.bridges[s.name].public_ip.apply(
+                    lambda ip: f"ssh -i {KEY_FILE} {SSH_USER}@{ip}"
                 ),
-            )
-    exports: dict[str, Any] = {"routes": plan.to_json()}
-    exports |= build_paas(stack, sites)
-    return exports
+            }
+            for s in topo.sites
+        },
+        "checks": check_commands(topo),
+    }
 
 
-def build_paas(stack: Stack, sites: dict[str, HybridVpc | HybridVnet]) -> dict[str, Any]:
+def check_commands(topo: Topology) -> dict[str, list[str]]:
+    """From each site, a ping to every other site's VPN node (the lab's connectivity matrix)."""
+    server = topo.home.vpn_server
+    nodes = {topo.home.name: str(server.lan_address)}
+    nodes |= {s.name: str(s.bridge.private_address) for s in topo.sites}
+    return {
+        src: [f"ping -c 3 {addr}  # {dst}" for dst, addr in nodes.items() if dst != src]
+        for src in nodes
+    }
+
+
+def build_paas(stack: Stack, net: Network) -> dict[str, Any]:
     """The PaaS and budget components on top of the network; returns their exports.
 
     --- PaaS / budgets go here (components/database.py, app.py, budgets.py) --------------
-    `sites[name]` is the site's HybridVpc (`.vpc`, `.subnets`, `.route_table`) or HybridVnet
-    (`.resource_group`, `.vnet`, `.subnets`, `.route_table`); `stack.app.subnet` is delegated
-    to Microsoft.Web/serverFarms.
+    `net.sites[name]` is the site's HybridVpc (`.vpc`, `.subnets`, `.route_table`) or
+    HybridVnet (`.resource_group`, `.vnet`, `.subnets`, `.route_table`); `stack.app.subnet`
+    is delegated to Microsoft.Web/serverFarms.
     """
     exports: dict[str, Any] = {}
-    db = None
-    if stack.database is not None:
-        vpc = sites[stack.database.site]
-        assert isinstance(vpc, HybridVpc)  # topology/validate.py: an AWS site
-        db = PrivateMysql(
-            "wordpress-db",
-            PrivateMysqlArgs(stack.database, stack.network, vpc.vpc.id, vpc.subnets),
-        )
-        exports["databaseHost"] = db.address
-    if stack.app is not None:
-        if db is None:
-            raise TopologyError(f"stack {pulumi.get_stack()}", ["app: WordPress needs hybrid-cloud:database, which is missing"])
-        vnet = sites[stack.app.site]
-        assert isinstance(vnet, HybridVnet)  # topology/validate.py: an Azure site
-        app = WordPressApp(
-            "wordpress",
-            WordPressAppArgs(
-                config=stack.app,
-                resource_group_name=vnet.resource_group.name,
-                location=vnet.resource_group.location,
-                subnet=vnet.subnets[stack.app.subnet],
-                # The RDS endpoint's private address, resolved here: App Service reaches it
-                # through the integration subnet's routes and the tunnels.
-                db_host=db.address,
-                db_port=db.port,
-                db_name=db.db_name,
-                db_user=db.username,
-                db_password=db.password,
-            ),
-        )
-        exports["siteUrl"] = app.url
-    if stack.budgets is not None:
-        groups = {n: s.resource_group.id for n, s in sites.items() if isinstance(s, HybridVnet)}
-        Budgets("budgets", BudgetsArgs(stack.budgets, groups))
     return exports

@@ -179,9 +179,13 @@ COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
 }
 
 
+# AWS id prefixes, so a plan reads like the console (an ENI id starts with eni-).
+_AWS_PREFIX = {"NetworkInterface": "eni", "SecurityGroup": "sg", "RouteTable": "rtb", "InternetGateway": "igw"}
+
+
 def _aws_id(args: mocks.MockResourceArgs) -> Props:
-    kind = args.typ.rsplit(":", 1)[-1].lower()
-    rid = f"{kind[:4]}-{_digest(args.typ, args.name)}"
+    kind = args.typ.rsplit(":", 1)[-1]
+    rid = f"{_AWS_PREFIX.get(kind, kind[:4].lower())}-{_digest(args.typ, args.name)}"
     return {"id": rid, "arn": f"arn:aws:{args.typ.split(':')[1].split('/')[0]}:::{rid}"}
 
 
@@ -217,7 +221,7 @@ class HybridMocks(pulumi.runtime.Mocks):
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
         fn = CALLS.get(args.token)
-        return (fn(args) if fn else {}), None
+        return (fn(args) if fn else {}), []
 
 
 class RecordingMonitor(mocks.MockMonitor):
