@@ -46,6 +46,8 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Literal
 
+from softether.transport import SshTransport
+
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
 SSHD_RUN = "/run/sshd"
@@ -423,3 +425,92 @@ def generate_client_key(directory: Path) -> tuple[str, str]:
     if not path.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hc-lab-client", "-f", str(path))
     return path.read_text(), path.with_suffix(".pub").read_text().strip()
+
+
+@dataclass
+class Testbed:
+    """An internet namespace plus SoftEther nodes on it, for tests and benchmarks.
+
+    `add(...)` creates and starts a node; `transport(node)` gives an SshTransport that pins
+    the node's host key and connects through its namespace; `stop()` tears everything down
+    (idempotent, continues past failures; call it from a finalizer).
+    """
+
+    root: Path
+    run: str = field(default_factory=run_id)
+    preload: bool = True
+    nodes: dict[str, Node] = field(default_factory=dict)
+    internet: Internet | None = None
+    client_key: str = ""
+    client_pub: str = ""
+    compat: Path | None = None
+
+    def start(self) -> Testbed:
+        self.client_key, self.client_pub = generate_client_key(self.root / "client")
+        if self.preload:
+            self.compat = build_compat_library(self.root / "compat")
+        self.internet = Internet(f"hc-{self.run}-net").start()
+        return self
+
+    def add(
+        self,
+        name: str,
+        kind: Literal["server", "bridge"],
+        address: str,
+        lan_device: str | None = None,
+    ) -> Node:
+        """Start a node at `address` (e.g. 198.51.100.1/24). `lan_device`: a veth of that name
+        inside the node (its peer `lanpeer` too), for a server's local bridge."""
+        assert self.internet is not None, "start() first"
+        node = Node(
+            name,
+            kind,
+            f"hc-{self.run}-{name}",
+            self.root / name,
+            IPv4Interface(address),
+            compat_library=self.compat,
+        )
+        self.nodes[name] = node
+        node.create_netns()
+        self.internet.attach(node)
+        if lan_device:
+            sh(
+                "ip",
+                "-n",
+                node.netns,
+                "link",
+                "add",
+                lan_device,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "lanpeer",
+            )
+            for dev in (lan_device, "lanpeer"):
+                sh("ip", "-n", node.netns, "link", "set", dev, "up")
+        node.start(self.client_pub)
+        return node
+
+    def transport(
+        self, node: Node, *, host_key: str | None = None, deadline: float = 20.0
+    ) -> SshTransport:
+        return SshTransport(
+            host=node.host,
+            host_key=host_key or node.host_key,
+            private_key=self.client_key,
+            connect_deadline_s=deadline,
+            sock_factory=lambda h, p, t: netns_socket(node.netns, h, p, t),
+        )
+
+    def stop(self) -> None:
+        errors: list[str] = []
+        for node in self.nodes.values():
+            try:
+                node.stop()
+            except Exception as e:  # keep tearing down the others
+                errors.append(f"{node.name}: {e}")
+        if self.internet is not None:
+            self.internet.stop()
+        if errors:
+            raise LabError("teardown: " + "; ".join(errors))

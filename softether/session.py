@@ -155,9 +155,10 @@ class Session:
         return v.mask(text, self._secrets)
 
     # ---- vpncmd --------------------------------------------------------------------------
-    def _vpncmd(
+    def run_script(
         self, commands: Sequence[v.Command], timeout: float
-    ) -> list[tuple[v.Command, v.Reply]]:
+    ) -> tuple[list[str], RunResult]:
+        """Run one vpncmd admin session with `commands` as its /IN script; raw result."""
         lines = v.script(commands)
         body = ("\n".join(lines) + "\n").encode()
         password = (self.spec.admin_password.get_secret_value() + "\n").encode()
@@ -180,6 +181,12 @@ class Session:
             redacted_stdin=redacted,
             abort_on=(v.ACCESS_DENIED_TEXT,),
         )
+        return lines, res
+
+    def _vpncmd(
+        self, commands: Sequence[v.Command], timeout: float
+    ) -> list[tuple[v.Command, v.Reply]]:
+        lines, res = self.run_script(commands, timeout)
         if res.aborted:
             self._kill_remote(res)
             raise AccessDeniedError(

@@ -271,6 +271,7 @@ def _status(body: Sequence[str]) -> tuple[int, str]:
 HEADERS: Mapping[str, str] = {
     # HubList
     "Virtual Hub Name": "hub",
+    "Virtual Hub": "hub",  # CascadeList (always empty there)
     "Status": "status",
     "Type": "type",
     # UserList

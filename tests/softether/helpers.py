@@ -1,0 +1,60 @@
+"""Shared by the softether tests: fixtures on disk, the reference specs with fake secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from softether import vpncmd as v
+from softether.derive import NodeSpecs, derive, secret_names
+from softether.facts import NodeState, parse_state
+from topology import load_stack, plan_routes
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FAKE = "fixture-secret"  # the capture script's fake passwords: f"{FAKE}-{i}"
+
+
+def reference_specs(
+    server_address: str | None = None, restart_command: str | None = None, prefix: str = FAKE
+) -> NodeSpecs:
+    net = load_stack("dev").network
+    secrets = {n: f"{prefix}-{i}" for i, n in enumerate(secret_names(net))}
+    return derive(
+        net,
+        plan_routes(net),
+        secrets,
+        server_address=server_address,
+        restart_command=restart_command,
+    )
+
+
+def fixture(name: str) -> tuple[list[str], str]:
+    """(script lines as they were run, vpncmd stdout) of a captured fixture."""
+    lines = (FIXTURES / f"{name}.script").read_text().splitlines()
+    return lines, (FIXTURES / f"{name}.out").read_text()
+
+
+def fixture_state(name: str, commands: list[v.Command], *, server: bool) -> NodeState:
+    lines, out = fixture(name)
+    assert lines == v.script(commands, masked=True), "fixture was captured for another script"
+    parsed = v.split_output(out, v.script(commands))
+    return parse_state(
+        v.pair(commands, parsed.replies),
+        admin_password_set=parsed.password_prompted,
+        server=server,
+    )
+
+
+def error_script(specs: NodeSpecs) -> list[v.Command]:
+    """Commands that fail on a converged reference server, each in its own way."""
+    C = v.Command
+    hybrid_vpc = specs.server.hub("HYBRID").users[0].password
+    return [
+        C("HubCreate", ("HYBRID", v.SecretArg(specs.server.admin_password, "/PASSWORD"))),
+        C("ListenerDelete", ("443",)),
+        C("UserPasswordSet", ("hybrid-vpc", v.SecretArg(hybrid_vpc, "/PASSWORD")), hub="HYBRID"),
+        C("UserList", hub="NOPE"),
+        C("RouterIfAdd", ("L3SW", "/HUB:HYBRID", "/IP:192.168.10.1/255.255.255.0")),
+        C("VpnOverIcmpDnsSet", ("/ICMP:no", "/DNS:no")),
+        C("CascadeList"),
+        C("ServerInfoGet"),
+    ]

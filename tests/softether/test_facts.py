@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from softether.facts import read_commands
+
+from .helpers import fixture_state, reference_specs
+
+SPECS = reference_specs()
+
+
+def test_facts_fresh_server_reads_stock_state() -> None:
+    st = fixture_state("server_fresh_read", read_commands(SPECS.server), server=True)
+    assert st.admin_password_set is False  # vpncmd did not ask for a password
+    assert st.listeners == {443: True, 992: True, 1194: True, 5555: True}
+    assert list(st.hubs) == ["default"]
+    assert st.hub("DEFAULT") is not None and st.hub("DEFAULT").users == ()  # type: ignore[union-attr]
+    assert st.hub("HYBRID") is None  # "Hub HYBRID" failed: its replies are not DEFAULT's
+    assert st.bridges == () and st.l3_switches == {}
+    assert st.protocols is not None
+    assert st.protocols.openvpn and st.protocols.sstp
+    assert not (st.protocols.l2tp_ipsec or st.protocols.vpn_azure or st.protocols.vpn_over_dns)
+
+
+def test_facts_converged_server_reads_every_object() -> None:
+    st = fixture_state("server_converged_read", read_commands(SPECS.server), server=True)
+    assert st.admin_password_set is True
+    assert st.listeners == {5555: True}
+    hybrid = st.hub("HYBRID")
+    assert hybrid is not None
+    assert {u.name for u in hybrid.users} == {"hybrid-vpc", "hybrid-vnet"}
+    assert all(u.note.startswith("hc-pw:") for u in hybrid.users)
+    assert hybrid.ext_options["DisableUdpAcceleration"] == 1
+    assert hybrid.securenat is False
+    assert [(b.hub, b.device, b.status) for b in st.bridges] == [("DEFAULT", "eth1", "Operating")]
+    sw = st.l3_switches["l3sw"]
+    assert sw.running
+    assert set(sw.interfaces) == {
+        ("DEFAULT", IPv4Interface("192.168.1.249/24")),
+        ("HYBRID", IPv4Interface("192.168.10.1/24")),
+    }
+    assert (IPv4Network("192.168.21.0/24"), IPv4Address("192.168.10.2"), 1) in sw.routes
+    assert len(sw.routes) == 4
+
+
+def test_facts_bridge_reads_cascade_details_and_status() -> None:
+    bridge = SPECS.bridges["Hybrid-VPC"]
+    fresh = fixture_state("bridge_fresh_read", read_commands(bridge), server=False)
+    assert fresh.protocols is None
+    assert fresh.hub("BRIDGE") is not None and fresh.hub("BRIDGE").cascades == ()  # type: ignore[union-attr]
+    st = fixture_state("bridge_converged_read", read_commands(bridge), server=False)
+    hub = st.hub("BRIDGE")
+    assert hub is not None
+    c = hub.cascade("HYBRID")
+    assert c is not None
+    assert (c.server, c.port, c.remote_hub, c.username, c.max_tcp) == (
+        "198.51.100.1",
+        5555,
+        "HYBRID",
+        "hybrid-vpc",
+        1,
+    )
+    assert c.online
+    assert st.listeners == {5555: True}
+    assert [(b.hub, b.device) for b in st.bridges] == [("BRIDGE", "vpntap")]

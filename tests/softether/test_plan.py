@@ -1,0 +1,194 @@
+"""Table-driven plans: (spec, state) -> the diff lines, in order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Interface, IPv4Network
+
+import pytest
+from pydantic import SecretStr
+
+from softether.facts import (
+    HubState,
+    L3State,
+    NodeState,
+    Protocols,
+    UserState,
+    read_commands,
+)
+from softether.plan import commands, password_note, plan
+from softether.spec import Hub, ServerSpec, User
+
+from .helpers import fixture_state, reference_specs
+
+SPECS = reference_specs(server_address="198.51.100.1")
+SERVER = SPECS.server
+BRIDGE = SPECS.bridges["Hybrid-VPC"]
+
+
+def converged_server() -> NodeState:
+    return fixture_state("server_converged_read", read_commands(SERVER), server=True)
+
+
+def converged_bridge() -> NodeState:
+    return fixture_state("bridge_converged_read", read_commands(BRIDGE), server=False)
+
+
+def names(state: NodeState, spec: ServerSpec | object = SERVER) -> list[str]:
+    return [c.summary for c in plan(spec, state)]  # type: ignore[arg-type]
+
+
+def test_plan_converged_server_and_bridge_are_empty() -> None:
+    assert plan(SERVER, converged_server()) == ()
+    assert plan(BRIDGE, converged_bridge()) == ()
+
+
+def test_plan_fresh_server_builds_everything_in_dependency_order() -> None:
+    fresh = fixture_state("server_fresh_read", read_commands(SERVER), server=True)
+    lines = names(fresh)
+    assert lines[:3] == ["- listener TCP 443", "- listener TCP 992", "- listener TCP 1194"]
+    pos = {ln: i for i, ln in enumerate(lines)}
+    assert pos["+ hub HYBRID"] < pos["+ user HYBRID/hybrid-vpc"]
+    assert pos["+ hub HYBRID"] < pos["+ L3 L3SW interface 192.168.10.1/24 on HYBRID"]
+    assert pos["+ L3 switch L3SW"] < pos["+ L3 L3SW route 192.168.21.0/24 via 192.168.10.2"]
+    assert lines[-2:] == ["~ L3 switch L3SW: start", "~ admin password: set"]
+    assert "+ local bridge DEFAULT -> device eth1" in lines
+    assert "~ hub HYBRID: DisableUdpAcceleration -> 1" in lines
+    # The reference spec keeps hub DEFAULT, so nothing is deleted but listeners.
+    assert not [ln for ln in lines if ln.startswith("- ") and "listener" not in ln]
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"),
+    [
+        (
+            "user",
+            ["+ user DEFAULT/operator"],
+        ),
+        (
+            "route",
+            [
+                "~ L3 switch L3SW: stop for changes",
+                "+ L3 L3SW route 192.168.21.0/24 via 192.168.10.2",
+                "~ L3 switch L3SW: start",
+            ],
+        ),
+        ("extra_user", ["- user HYBRID/intruder"]),
+        ("extra_hub", ["- hub EXTRA"]),
+        ("listener", ["- listener TCP 443"]),
+        ("password_changed", ["~ user HYBRID/hybrid-vpc: password"]),
+        ("securenat", ["~ hub HYBRID: SecureNAT -> off"]),
+        ("switch_stopped", ["~ L3 switch L3SW: start"]),
+        ("openvpn", ["~ protocol OpenVPN: on -> off"]),
+    ],
+)
+def test_plan_drift_is_repaired_exactly(drift: str, expected: list[str]) -> None:
+    st = converged_server()
+    hybrid = st.hubs["hybrid"]
+    default = st.hubs["default"]
+    sw = st.l3_switches["l3sw"]
+    match drift:
+        case "user":
+            st = replace(st, hubs={**st.hubs, "default": replace(default, users=())})
+        case "route":
+            routes = tuple(r for r in sw.routes if r[0] != IPv4Network("192.168.21.0/24"))
+            st = replace(st, l3_switches={"l3sw": replace(sw, routes=routes)})
+        case "extra_user":
+            users = (*hybrid.users, UserState("intruder"))
+            st = replace(st, hubs={**st.hubs, "hybrid": replace(hybrid, users=users)})
+        case "extra_hub":
+            st = replace(st, hubs={**st.hubs, "extra": HubState("EXTRA")})
+        case "listener":
+            st = replace(st, listeners={**st.listeners, 443: True})
+        case "password_changed":
+            users = tuple(
+                replace(u, note="hc-pw:old") if u.name == "hybrid-vpc" else u for u in hybrid.users
+            )
+            st = replace(st, hubs={**st.hubs, "hybrid": replace(hybrid, users=users)})
+        case "securenat":
+            st = replace(st, hubs={**st.hubs, "hybrid": replace(hybrid, securenat=True)})
+        case "switch_stopped":
+            st = replace(st, l3_switches={"l3sw": replace(sw, running=False)})
+        case "openvpn":
+            assert st.protocols is not None
+            st = replace(st, protocols=replace(st.protocols, openvpn=True))
+    assert names(st) == expected
+
+
+def test_plan_switch_changes_are_bracketed_by_stop_and_start() -> None:
+    st = converged_server()
+    sw = st.l3_switches["l3sw"]
+    moved = ((sw.interfaces[0][0], IPv4Interface("192.168.1.248/24")), sw.interfaces[1])
+    st = replace(st, l3_switches={"l3sw": replace(sw, interfaces=moved)})
+    cmds = [c.name for c in commands(plan(SERVER, st))]
+    assert cmds == ["RouterStop", "RouterIfDel", "RouterIfAdd", "RouterStart"]
+
+
+def test_plan_removes_undesired_switch_before_undesired_hub() -> None:
+    spec = ServerSpec(admin_password=SecretStr("a"), hubs=(Hub(name="KEEP"),))
+    st = NodeState(
+        admin_password_set=True,
+        listeners={5555: True},
+        hubs={"keep": HubState("KEEP"), "old": HubState("OLD")},
+        l3_switches={"sw": L3State("SW", True, (("OLD", IPv4Interface("10.9.0.1/24")),))},
+        protocols=Protocols(),
+    )
+    assert names(st, spec) == ["- L3 switch SW", "- hub OLD"]
+
+
+def test_plan_password_note_depends_on_every_input() -> None:
+    a = SecretStr("admin")
+    base = password_note(a, "H", "u", SecretStr("p"))
+    assert base == password_note(a, "h", "U", SecretStr("p"))  # SoftEther names ignore case
+    assert base != password_note(a, "H", "u", SecretStr("q"))
+    assert base != password_note(SecretStr("other"), "H", "u", SecretStr("p"))
+
+
+def test_plan_bridge_fresh_creates_cascade_then_bridge_then_online() -> None:
+    st = fixture_state("bridge_fresh_read", read_commands(BRIDGE), server=False)
+    cmds = [c.name for c in commands(plan(BRIDGE, st))]
+    assert cmds == [
+        "ListenerDelete",
+        "ListenerDelete",
+        "ListenerDelete",
+        "CascadeCreate",
+        "CascadePasswordSet",
+        "CascadeDetailSet",
+        "BridgeCreate",
+        "CascadeOnline",
+        "ServerPasswordSet",
+    ]
+    assert all(c.touches_cascade for c in plan(BRIDGE, st) if "cascade" in c.summary)
+
+
+def test_plan_bridge_cascade_target_change_goes_offline_set_online() -> None:
+    st = converged_bridge()
+    hub = st.hubs["bridge"]
+    c = hub.cascades[0]
+    moved = replace(c, server="198.51.100.9")
+    st = replace(st, hubs={"bridge": replace(hub, cascades=(moved,))})
+    ch = plan(BRIDGE, st)
+    assert [c.name for c in commands(ch)] == ["CascadeOffline", "CascadeSet", "CascadeOnline"]
+    assert ch[0].summary.startswith("~ cascade BRIDGE/HYBRID: destination 198.51.100.9:5555")
+
+
+def test_plan_bridge_offline_cascade_is_brought_online_only() -> None:
+    st = converged_bridge()
+    hub = st.hubs["bridge"]
+    off = replace(hub.cascades[0], status="Offline")
+    st = replace(st, hubs={"bridge": replace(hub, cascades=(off,))})
+    assert [c.name for c in commands(plan(BRIDGE, st))] == ["CascadeOnline"]
+
+
+def test_plan_new_user_carries_its_password_note_and_masks_secret() -> None:
+    spec = ServerSpec(
+        admin_password=SecretStr("adm"),
+        hubs=(Hub(name="H", users=(User(name="u", password=SecretStr("pw-123")),)),),
+    )
+    st = NodeState(True, {5555: True}, {"h": HubState("H")}, protocols=Protocols())
+    (change,) = plan(spec, st)
+    create, setpw = change.commands
+    assert (
+        f"/NOTE:{password_note(spec.admin_password, 'H', 'u', SecretStr('pw-123'))}" in create.args
+    )
+    assert "pw-123" in setpw.render() and "pw-123" not in str(change) + str(setpw)
