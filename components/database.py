@@ -86,9 +86,7 @@ class PrivateMysql(pulumi.ComponentResource):
             suffix = random.RandomString(
                 f"{name}-snapshot-suffix", length=8, special=False, upper=False, opts=child
             )
-            final_snapshot = pulumi.Output.concat(
-                name, "-final-", suffix.result
-            )
+            final_snapshot = pulumi.Output.format("{0}-final-{1}", name, suffix.result)
         instance = rds.Instance(
             f"{name}-instance",
             engine="mysql",
@@ -102,7 +100,8 @@ class PrivateMysql(pulumi.ComponentResource):
             username=cfg.username,
             password=password.result,
             port=cfg.port,
-            db_subnet_group_name=subnet_group.name,
+            # A subnet group's id is its name (and known under mocks, where `name` is not).
+            db_subnet_group_name=subnet_group.id,
             vpc_security_group_ids=[security_group.id],
             publicly_accessible=False,
             multi_az=cfg.multi_az,
