@@ -1,0 +1,189 @@
+"""`hybrid lab test`: the blog's acceptance checks against a running lab, as PASS/FAIL lines.
+
+Part 1: every node matches the topology (a read-only converge plan is empty), each bridge's
+cascade is established, every site's hosts reach every other site's hosts, and the root
+namespace holds none of the lab's addresses. Part 2: WordPress answers through the tunnels;
+stop the database and the page shows WordPress's database-connection error; start it and the
+page works again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from softether.spec import BRIDGE_HUB
+
+from . import netns, paas
+from .status import matrix
+from .up import Lab, in_operator_ns, open_lab, session, specs
+
+PAGE_DEADLINE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'}  {self.name}" + (
+            f": {self.detail}" if self.detail else ""
+        )
+
+
+def _running(lab: Lab) -> Check:
+    missing = [n.name for n in lab.layout.namespaces if not netns.exists(n.name)]
+    dead = [k for k, pid in lab.state.pids.items() if not paas.alive(pid)]
+    ok = not missing and not dead and bool(lab.state.pids)
+    why = ", ".join(
+        [*(f"namespace {m} missing" for m in missing), *(f"{d} not running" for d in dead)]
+    )
+    n = len(lab.layout.namespaces)
+    return Check(
+        "namespaces and processes of the lab",
+        ok,
+        why or f"{n} namespaces, {len(lab.state.pids)} processes",
+    )
+
+
+def _root_untouched(lab: Lab) -> Check:
+    """None of the lab's addresses or ranges appears in the root namespace."""
+    addrs = netns.run(["ip", "-4", "-o", "addr", "show"])
+    routes = netns.run(["ip", "-4", "route", "show"])
+    net = lab.stack.network
+    ranges = [*net.home.cidrs, net.transit.cidr, *(c for s in net.sites for c in s.cidrs)]
+    words = set(addrs.split()) | set(routes.split())
+    found = [
+        w
+        for w in words
+        if any(
+            w.split("/")[0].startswith(str(r.network_address).rsplit(".", 1)[0] + ".")
+            for r in ranges
+        )
+    ]
+    return Check(
+        "root namespace holds no lab address or route", not found, ", ".join(sorted(found))
+    )
+
+
+def _nodes(lab: Lab) -> list[Check]:
+    nodes = specs(lab)
+    home = lab.stack.network.home.name
+    todo = [(home, nodes.server), *nodes.bridges.items()]
+
+    def one(item):
+        site, spec = item
+        s = session(lab, site, spec)
+        try:
+            state = in_operator_ns(lab, s.get_state)
+            lines = s.compare(state).lines()
+        finally:
+            s.transport.close()
+        hub = state[0].hub(BRIDGE_HUB) if site != home else None
+        return (
+            site,
+            lines,
+            [(c.name, c.status, c.established) for c in (hub.cascades if hub else ())],
+        )
+
+    out: list[Check] = []
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        for site, lines, cascades in pool.map(one, todo):
+            out.append(
+                Check(
+                    f"{site}: SoftEther configuration matches the topology",
+                    not lines,
+                    "; ".join(lines),
+                )
+            )
+            if site != home:
+                ok = bool(cascades) and all(e for _, _, e in cascades)
+                out.append(
+                    Check(
+                        f"{site}: cascade established",
+                        ok,
+                        ", ".join(f"{n} {s}" for n, s, _ in cascades),
+                    )
+                )
+    return out
+
+
+def _matrix(lab: Lab) -> list[Check]:
+    probes = matrix(lab.layout)
+    out = []
+    for a in lab.layout.sites:
+        for b in lab.layout.sites:
+            if a == b:
+                continue
+            ps = [p for p in probes if p.src.site == a and p.dst.site == b]
+            bad = [f"{p.src.address} -> {p.dst.address}" for p in ps if not p.ok]
+            out.append(
+                Check(
+                    f"ping {a} -> {b} ({len(ps)} host pairs)",
+                    not bad,
+                    "no answer: " + ", ".join(bad) if bad else "",
+                )
+            )
+    return out
+
+
+def _wait_page(app: paas.WordPress, want: Callable[[paas.Page], bool]) -> tuple[bool, str, float]:
+    t0 = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - t0 < PAGE_DEADLINE_S:
+        try:
+            page = app.front_page()
+            if want(page):
+                return True, f"HTTP {page.status}", time.monotonic() - t0
+            last = f"HTTP {page.status} {page.location}".strip()
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.5)
+    return False, last, time.monotonic() - t0
+
+
+def _paas(lab: Lab) -> list[Check]:
+    if lab.layout.db is None or lab.layout.app is None:
+        return [Check("PaaS over the tunnels", True, "the stack has no database/app: skipped")]
+    db = paas.Database(lab.stack, lab.layout, lab.state)
+    app = paas.WordPress(lab.stack, lab.layout, lab.state)
+    where = f"{app.url} (in {lab.layout.app.site}) -> DB {app.db_host} (in {lab.layout.db.site})"
+    ok, why, s = _wait_page(app, paas.page_ok)
+    out = [Check(f"WordPress answers over the tunnels: {where}", ok, f"{why}, {s:.1f} s")]
+    db.stop()
+    ok, why, s = _wait_page(app, paas.page_db_error)
+    out.append(
+        Check(
+            "database stopped -> WordPress shows 'Error establishing a database connection'",
+            ok,
+            f"{why}, {s:.1f} s",
+        )
+    )
+    db.start()
+    ok, why, s = _wait_page(app, paas.page_ok)
+    out.append(Check("database started -> WordPress works again", ok, f"{why}, {s:.1f} s"))
+    return out
+
+
+def checks(ref: str) -> list[Check]:
+    lab = open_lab(ref)
+    if not lab.state.path.exists():
+        return [Check("a lab is running", False, f"no lab for stack {ref}: run hybrid lab up")]
+    first = _running(lab)
+    if not first.ok:
+        return [first]
+    return [first, _root_untouched(lab), *_nodes(lab), *_matrix(lab), *_paas(lab)]
+
+
+def run_checks(ref: str, say: Callable[[str], None] = print) -> int:
+    t0 = time.monotonic()
+    results = checks(ref)
+    for c in results:
+        say(c.line())
+    failed = sum(not c.ok for c in results)
+    say(f"{len(results) - failed} passed, {failed} failed ({time.monotonic() - t0:.1f} s)")
+    return 1 if failed else 0

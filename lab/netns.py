@@ -1,0 +1,176 @@
+"""Building and deleting the lab's namespaces, links, addresses and routes (iproute2).
+
+Every step is idempotent (`ip ... replace`, links created only when missing), so `lab up`
+on a running lab repairs instead of failing. Veth pairs are created directly inside their two
+namespaces (`ip link add NAME netns A type veth peer name P netns B`): no interface, address
+or route of the lab ever exists in the root namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .layout import Layout, Link, Namespace
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+OFFLOADS = ("rx", "tx", "tso", "gso", "gro")
+
+
+class LabError(RuntimeError):
+    """A lab step failed; the message names the step and the command's last output."""
+
+
+def run(argv: Sequence[str], *, timeout: float = 20.0, stdin: str | None = None) -> str:
+    """Run a command with a hard timeout; raise LabError with its stderr on failure."""
+    try:
+        p = subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{' '.join(argv)}: no answer within {timeout:.0f} s") from None
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        raise LabError(f"{' '.join(argv)}: exit {p.returncode}: {' / '.join(tail)}")
+    return p.stdout
+
+
+def exists(ns: str) -> bool:
+    return (NETNS_DIR / ns).exists()
+
+
+def in_ns(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def _batch(ns: str, lines: list[str]) -> None:
+    if lines:
+        run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(lines) + "\n")
+
+
+def _links_of(ns: str) -> set[str]:
+    out = run(["ip", "-n", ns, "-o", "link", "show"])
+    # "3: eth0@if2: <...>" -> eth0
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+
+
+def build(layout: Layout) -> list[str]:
+    """Create what is missing; return the namespaces created by this call."""
+    created = []
+    for n in layout.namespaces:
+        if not exists(n.name):
+            run(["ip", "netns", "add", n.name])
+            created.append(n.name)
+    have = {n.name: _links_of(n.name) for n in layout.namespaces}
+    for n in layout.namespaces:
+        _batch(
+            n.name, [f"link add {sw} type bridge" for sw, _ in n.switches if sw not in have[n.name]]
+        )
+    for lk in layout.links:
+        if lk.a_if not in have[lk.a_ns]:
+            if lk.b_if in have[lk.b_ns]:  # half of a pair left by a crash
+                run(["ip", "-n", lk.b_ns, "link", "del", lk.b_if])
+            run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    lk.a_if,
+                    "netns",
+                    lk.a_ns,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    lk.b_if,
+                    "netns",
+                    lk.b_ns,
+                ]
+            )
+    for n in layout.namespaces:
+        _batch(n.name, _config(n, layout.links))
+        sysctls = ["net.ipv4.ip_forward=1"] if n.forwarding else []
+        sysctls += ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"]
+        run(in_ns(n.name, "sysctl", "-qw", *sysctls))
+    for lk in layout.links:
+        if lk.offloads_off:
+            for ns, ifname in ((lk.a_ns, lk.a_if), (lk.b_ns, lk.b_if)):
+                run(in_ns(ns, "ethtool", "-K", ifname, *[w for o in OFFLOADS for w in (o, "off")]))
+    for n in layout.namespaces:
+        _batch(n.name, _routes(n))
+    return created
+
+
+def _config(n: Namespace, links: tuple[Link, ...]) -> list[str]:
+    lines = ["link set lo up"]
+    for sw, addr in n.switches:
+        lines += [f"addr replace {addr} dev {sw}", f"link set {sw} up"]
+    for lk in links:
+        for ns, ifname, addr, switch in (
+            (lk.a_ns, lk.a_if, lk.a_addr, None),
+            (lk.b_ns, lk.b_if, lk.b_addr, lk.b_switch),
+        ):
+            if ns != n.name:
+                continue
+            if switch:
+                lines.append(f"link set {ifname} master {switch}")
+            if addr is not None:
+                lines.append(f"addr replace {addr} dev {ifname}")
+            lines.append(f"link set {ifname} up")
+    return lines
+
+
+def _routes(n: Namespace) -> list[str]:
+    return [f"route replace {r.destination or 'default'} via {r.via}" for r in n.routes]
+
+
+def delete(names: Sequence[str]) -> list[str]:
+    """Delete these namespaces (their veths go with them); return the ones that existed."""
+    gone = []
+    for ns in names:
+        if exists(ns):
+            run(["ip", "netns", "delete", ns])
+            gone.append(ns)
+    return gone
+
+
+def pids_in(ns: str) -> list[int]:
+    """Processes whose network namespace is `ns` (`ip netns pids`)."""
+    if not exists(ns):
+        return []
+    return [int(p) for p in run(["ip", "netns", "pids", ns]).split()]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the body with the calling *thread* in network namespace `ns`.
+
+    Sockets opened in the body stay in `ns` afterwards: this is how the orchestrator, in the
+    root namespace, opens SSH connections from the operator's place on the lab's internet
+    without any address or route in the root namespace. Network namespaces are per thread.
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(NETNS_DIR / ns, os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)

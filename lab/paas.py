@@ -1,0 +1,289 @@
+"""The PaaS stand-ins of part 2 of the blog, inside the lab.
+
+- RDS -> Debian's MariaDB in the `db` namespace, on the DB site's address (the blog's
+  192.168.20.225), its own datadir/socket under the lab directory, database and user from the
+  stack (`database.dbName`, `database.username`), password generated for the lab.
+- App Service -> Debian's WordPress served by PHP's built-in server in the `app` namespace
+  (the app's delegated subnet), configured with DB host = the DB's private address: the value
+  the cloud program passes to App Service. Debian's WordPress reads
+  /etc/wordpress/config-*.php; a private mount namespace bind-mounts the lab's own directory
+  there, so the real /etc is never written.
+
+Every page is fetched from inside the app namespace with a bounded HTTP client: WordPress
+renders its front page only if its queries cross the tunnels to the DB and back.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shlex
+import signal
+import subprocess
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from topology import Stack
+
+from .layout import Host, Layout
+from .netns import LabError, in_ns, inside, run
+from .state import LabState
+
+WORDPRESS_ROOT = "/usr/share/wordpress"
+DB_ERROR = "Error establishing a database connection"
+SITE_TITLE = "hybrid-cloud lab"
+DB_SECRET = "database/master"
+WP_SECRET = "wordpress/admin"
+SECRET_NAMES = (DB_SECRET, WP_SECRET)
+
+
+@dataclass(frozen=True)
+class Page:
+    status: int
+    location: str
+    body: str
+
+
+def fetch(ns: str, url: str, data: dict[str, str] | None = None, timeout: float = 20.0) -> Page:
+    """GET (or POST `data`) `url` from inside namespace `ns`; redirects are not followed."""
+    u = urllib.parse.urlsplit(url)
+    body = urllib.parse.urlencode(data) if data is not None else None
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    with inside(ns):
+        conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
+        try:
+            conn.request(
+                "POST" if body else "GET",
+                u.path + (f"?{u.query}" if u.query else ""),
+                body,
+                headers,
+            )
+            resp = conn.getresponse()
+            text = resp.read().decode(errors="replace")
+            return Page(resp.status, resp.getheader("Location") or "", text)
+        finally:
+            conn.close()
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    with log.open("ab") as out:
+        p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    return p.pid
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return not stat.read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def stop_pid(pid: int | None, seconds: float = 15.0) -> None:
+    """TERM, wait (bounded), then KILL."""
+    if not alive(pid):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+class Database:
+    """MariaDB standing in for RDS."""
+
+    def __init__(self, stack: Stack, layout: Layout, state: LabState) -> None:
+        assert stack.database is not None and layout.db is not None
+        self.cfg = stack.database
+        self.host: Host = layout.db
+        self.state = state
+        self.dir = state.directory / "db"
+        self.password = state.secrets(SECRET_NAMES)[DB_SECRET]
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "run" / "mysqld.sock"
+
+    def _init(self) -> None:
+        data = self.dir / "data"
+        if (data / "mysql").exists():
+            return
+        for d in (data, self.dir / "run"):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, *_mysql_ids())
+        run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={data}",
+                "--user=mysql",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        if alive(self.state.pids.get("db")):
+            return
+        self._init()
+        self.socket.unlink(missing_ok=True)
+        argv = in_ns(
+            self.host.ns,
+            "/usr/sbin/mariadbd",
+            "--no-defaults",
+            f"--datadir={self.dir / 'data'}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'run' / 'mysqld.pid'}",
+            f"--bind-address={self.host.address}",
+            f"--port={self.cfg.port}",
+            "--user=mysql",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+        )
+        self.state.pids["db"] = _spawn(argv, self.dir / "mariadbd.log")
+        self.state.save()
+        deadline = time.monotonic() + 60
+        while not self.socket.exists():
+            if time.monotonic() > deadline or not alive(self.state.pids["db"]):
+                raise LabError(f"database: mariadbd did not start; see {self.dir / 'mariadbd.log'}")
+            time.sleep(0.1)
+        user, name = self.cfg.username, self.cfg.db_name
+        sql = (
+            f"CREATE DATABASE IF NOT EXISTS `{name}`;"
+            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{self.password}';"
+            f"ALTER USER '{user}'@'%' IDENTIFIED BY '{self.password}';"
+            f"GRANT ALL ON `{name}`.* TO '{user}'@'%';"
+        )
+        # SQL on stdin: the password stays out of argv.
+        run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot"], stdin=sql)
+
+    def stop(self) -> None:
+        stop_pid(self.state.pids.get("db"), seconds=30)
+        self.state.pids.pop("db", None)
+        self.state.save()
+
+
+def _mysql_ids() -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam("mysql")
+    return pw.pw_uid, pw.pw_gid
+
+
+class WordPress:
+    """WordPress standing in for App Service; DB host = the DB's private address."""
+
+    def __init__(self, stack: Stack, layout: Layout, state: LabState) -> None:
+        assert stack.database is not None and layout.db is not None and layout.app is not None
+        self.db = stack.database
+        self.db_host = f"{layout.db.address}:{stack.database.port}"
+        self.host: Host = layout.app
+        self.state = state
+        self.dir = state.directory / "app"
+        pw = state.secrets(SECRET_NAMES)
+        self.db_password, self.admin_password = pw[DB_SECRET], pw[WP_SECRET]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host.address}/"
+
+    def _config(self) -> Path:
+        conf = self.dir / "etc-wordpress"
+        conf.mkdir(parents=True, exist_ok=True)
+        values = {
+            "DB_NAME": self.db.db_name,
+            "DB_USER": self.db.username,
+            "DB_PASSWORD": self.db_password,
+            "DB_HOST": self.db_host,
+        }
+        lines = ["<?php"] + [f"define('{k}', '{v}');" for k, v in values.items()]
+        # Nothing leaves the lab: no update checks, no cron requests.
+        lines += [
+            "define('WP_HTTP_BLOCK_EXTERNAL', true);",
+            "define('AUTOMATIC_UPDATER_DISABLED', true);",
+            "define('DISABLE_WP_CRON', true);",
+        ]
+        path = conf / "config-default.php"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return conf
+
+    def start(self) -> None:
+        if alive(self.state.pids.get("app")):
+            return
+        conf = self._config()
+        script = (
+            f"mount --bind {shlex.quote(str(conf))} /etc/wordpress && "
+            f"exec php -S {self.host.address}:80 -t {WORDPRESS_ROOT}"
+        )
+        argv = in_ns(self.host.ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+        # Several workers: WordPress's installer requests its own URL while it runs.
+        self.state.pids["app"] = _spawn(argv, self.dir / "php.log", {"PHP_CLI_SERVER_WORKERS": "4"})
+        self.state.save()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                fetch(self.host.ns, self.url + "wp-includes/version.php", timeout=2)
+                return
+            except OSError:
+                if time.monotonic() > deadline or not alive(self.state.pids["app"]):
+                    raise LabError(
+                        f"app: the web server did not start; see {self.dir / 'php.log'}"
+                    ) from None
+                time.sleep(0.1)
+
+    def install(self) -> None:
+        """Run WordPress's installer once (through the tunnel to the DB)."""
+        page = fetch(self.host.ns, self.url)
+        if page.status == 302 and "install.php" in page.location:
+            fetch(
+                self.host.ns,
+                self.url + "wp-admin/install.php?step=2",
+                {
+                    "weblog_title": SITE_TITLE,
+                    "user_name": "admin",
+                    "admin_password": self.admin_password,
+                    "admin_password2": self.admin_password,
+                    "pw_weak": "1",
+                    "admin_email": "admin@example.com",
+                    "blog_public": "0",
+                },
+                timeout=60,
+            )
+
+    def front_page(self) -> Page:
+        return fetch(self.host.ns, self.url)
+
+    def stop(self) -> None:
+        stop_pid(self.state.pids.get("app"))
+        self.state.pids.pop("app", None)
+        self.state.save()
+
+
+def page_ok(page: Page) -> bool:
+    return page.status == 200 and f"<title>{SITE_TITLE}" in page.body
+
+
+def page_db_error(page: Page) -> bool:
+    return DB_ERROR in page.body

@@ -1,0 +1,126 @@
+"""`hybrid lab status`: what runs, the cascades' states, and the connectivity matrix.
+
+The matrix pings from every site's hosts to every other site's hosts, all in parallel, each
+ping bounded (one reply wanted, a few seconds at most).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from softether.spec import BRIDGE_HUB
+
+from . import netns, paas
+from .layout import Host, Layout
+
+PING_DEADLINE_S = 4
+
+
+@dataclass(frozen=True)
+class Probe:
+    src: Host
+    dst: Host
+    ok: bool
+    seconds: float
+
+
+def ping(ns: str, address: str, deadline_s: int = PING_DEADLINE_S) -> bool:
+    """True if `address` answers one ping from namespace `ns` within `deadline_s`."""
+    argv = netns.in_ns(
+        ns, "ping", "-n", "-q", "-c", "1", "-i", "0.5", "-W", "1", "-w", str(deadline_s), address
+    )
+    try:
+        p = subprocess.run(
+            argv, capture_output=True, text=True, timeout=deadline_s + 5, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    m = re.search(r"(\d+) (?:packets )?received", p.stdout)
+    return bool(m and int(m.group(1)) > 0)
+
+
+def pairs(layout: Layout) -> list[tuple[Host, Host]]:
+    return [(a, b) for a in layout.hosts for b in layout.hosts if a.site != b.site]
+
+
+def matrix(layout: Layout, deadline_s: int = PING_DEADLINE_S) -> list[Probe]:
+    def probe(pair: tuple[Host, Host]) -> Probe:
+        t = time.monotonic()
+        ok = ping(pair[0].ns, str(pair[1].address), deadline_s)
+        return Probe(pair[0], pair[1], ok, time.monotonic() - t)
+
+    todo = pairs(layout)
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(todo)))) as pool:
+        return list(pool.map(probe, todo))
+
+
+def wait_for_matrix(layout: Layout, seconds: float) -> tuple[bool, float]:
+    """Repeat the matrix until all green or `seconds` pass; (green, seconds taken)."""
+    t0 = time.monotonic()
+    while True:
+        if all(p.ok for p in matrix(layout, deadline_s=2)):
+            return True, time.monotonic() - t0
+        if time.monotonic() - t0 > seconds:
+            return False, time.monotonic() - t0
+        time.sleep(0.2)
+
+
+def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
+    """Rows: from; columns: to. `ok`, `--` (no answer), `.` (same site, not probed)."""
+    res = {(p.src.ns, p.dst.ns): p.ok for p in probes}
+    labels = [f"{h.site}/{h.subnet} {h.address}" for h in layout.hosts]
+    w = max(len(x) for x in labels)
+    head = " " * (w + 2) + " ".join(f"{h.address!s:>15}" for h in layout.hosts)
+    rows = [head]
+    for label, a in zip(labels, layout.hosts, strict=True):
+        cells = []
+        for b in layout.hosts:
+            got = res.get((a.ns, b.ns))
+            cells.append(f"{'.' if got is None else ('ok' if got else '--'):>15}")
+        rows.append(f"{label:<{w}}  " + " ".join(cells))
+    return rows
+
+
+def status(ref: str, say: Callable[[str], None] = print) -> int:
+    """Print what runs, the cascades, and the matrix; 0 if all is up and green."""
+    from .up import in_operator_ns, open_lab, session, specs
+
+    lab = open_lab(ref)
+    layout, st = lab.layout, lab.state
+    if not st.path.exists():
+        say(f"no lab for stack {ref} (nothing recorded in {st.directory})")
+        return 1
+    say(f"lab {layout.lab_id} of stack {ref}, state in {st.directory}")
+    missing = [n.name for n in layout.namespaces if not netns.exists(n.name)]
+    say(
+        f"namespaces: {len(layout.namespaces) - len(missing)}/{len(layout.namespaces)}"
+        + (f" (missing: {', '.join(missing)})" if missing else "")
+    )
+    healthy = not missing
+    for name, pid in sorted(st.pids.items()):
+        up = paas.alive(pid)
+        healthy &= up
+        say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING'}")
+    if healthy:
+        nodes = specs(lab)
+        for site, spec in nodes.bridges.items():
+            s = session(lab, site, spec)
+            try:
+                state = in_operator_ns(lab, s.read_node)
+            finally:
+                s.transport.close()
+            hub = state.hub(BRIDGE_HUB)
+            for c in hub.cascades if hub else ():
+                healthy &= c.established
+                say(f"  cascade {site}/{c.name}: {c.status}")
+    probes = matrix(layout)
+    for line in format_matrix(layout, probes):
+        say("  " + line)
+    green = all(p.ok for p in probes)
+    say(f"matrix: {sum(p.ok for p in probes)}/{len(probes)} reachable")
+    return 0 if healthy and green else 1

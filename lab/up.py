@@ -1,0 +1,294 @@
+"""`hybrid lab up`: the stack's whole network on this machine, configured like the cloud.
+
+Steps: namespaces/links/routes (lab.netns) -> one SoftEther node + sshd per VPN node
+(lab.node, with the OpenSSL-3 compatibility library preloaded) -> specs from the topology
+(softether.derive, the same function the cloud program uses) -> converge every node over SSH
+with pinned host keys (softether.session) -> PaaS stand-ins -> connectivity matrix.
+
+The home server is converged first (every bridge dials it; a cascade that fails its first
+login waits SoftEther's fixed 10 s before retrying), then all bridges in parallel. Re-running
+on a running lab reuses the running nodes and sends no mutating SoftEther command.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from softether import vpncmd
+from softether.derive import NodeSpecs, derive, secret_names
+from softether.session import Result, Session
+from softether.spec import BridgeSpec, ServerSpec
+from softether.transport import RunRecord, SshTransport
+from topology import Stack, load_stack, plan_routes
+
+from . import netns, paas
+from .layout import SERVER_PUBLIC, Layout, VpnNode, build_layout
+from .node import Node, build_compat_library, generate_client_key
+from .state import LabState, lab_dir
+
+SSH_DEADLINE_S = 30.0
+T = TypeVar("T")
+
+
+@dataclass
+class Lab:
+    """A stack's lab: its layout, its record and its nodes (by site name)."""
+
+    ref: str
+    stack: Stack
+    layout: Layout
+    state: LabState
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def client_key(self) -> tuple[str, str]:
+        return generate_client_key(self.state.directory / "client")
+
+    def node_of(self, v: VpnNode) -> Node:
+        return self.nodes[v.site]
+
+
+def open_lab(ref: str, root: Path | None = None) -> Lab:
+    """The lab of stack `ref` (running or not); nothing is started."""
+    stack = load_stack(ref)
+    layout = build_layout(stack, ref)
+    directory = lab_dir(ref, root)
+    state = LabState.load(directory) or LabState(directory, ref, layout.lab_id)
+    lab = Lab(ref, stack, layout, state)
+    compat = directory / "compat" / "softether_compat.so"
+    for v in layout.nodes:
+        key = v.ns.rsplit("-", 1)[1]
+        node = Node(
+            name=key,
+            kind="server" if v.kind == "server" else "bridge",
+            netns=v.ns,
+            state_dir=directory / "nodes" / key,
+            address=v.public,
+            compat_library=compat,
+        )
+        node.pids = {
+            k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
+        }
+        pub = node.state_dir / "ssh" / "ssh_host_ed25519_key.pub"
+        if pub.exists():
+            node.host_key = " ".join(pub.read_text().split()[:2])
+        lab.nodes[v.site] = node
+    return lab
+
+
+def running(node: Node) -> bool:
+    return paas.alive(node.pids.get("holder"))
+
+
+def specs(lab: Lab) -> NodeSpecs:
+    net = lab.stack.network
+    any_node = next(iter(lab.nodes.values()))
+    return derive(
+        net,
+        plan_routes(net),
+        lab.state.secrets(secret_names(net)),
+        server_address=str(SERVER_PUBLIC.ip),
+        restart_command=any_node.restart_command,
+    )
+
+
+def transport(lab: Lab, node: Node) -> SshTransport:
+    return SshTransport(
+        host=node.host,
+        host_key=node.host_key,
+        private_key=lab.client_key[0],
+        connect_deadline_s=SSH_DEADLINE_S,
+    )
+
+
+def session(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> Session:
+    return Session(transport(lab, lab.nodes[site]), spec)
+
+
+def in_operator_ns(lab: Lab, fn: Callable[[], T]) -> T:
+    """Run `fn` with this thread in the operator's namespace (SSH sockets open there)."""
+    with netns.inside(lab.layout.operator_ns):
+        return fn()
+
+
+def converge_site(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> tuple[Result, int]:
+    """Converge one node over SSH; (result, mutating vpncmd commands sent)."""
+    s = session(lab, site, spec)
+    try:
+        result = in_operator_ns(lab, s.converge)
+    finally:
+        s.transport.close()
+    return result, mutating_commands(s.transport.records)
+
+
+def mutating_commands(records: Sequence[RunRecord]) -> int:
+    """Mutating vpncmd commands among the scripts a transport sent (by their redacted text)."""
+    n = 0
+    for r in records:
+        if "vpncmd" not in r.command:
+            continue
+        for line in r.stdin.splitlines():
+            name = line.split(" ", 1)[0]
+            n += bool(name) and name not in vpncmd.READ_ONLY
+    return n
+
+
+def converge_all(lab: Lab, nodes: NodeSpecs) -> dict[str, tuple[Result, int]]:
+    """The home server first, then every bridge in parallel."""
+    home = lab.stack.network.home.name
+    out = {home: converge_site(lab, home, nodes.server)}
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes.bridges))) as pool:
+        futures = {s: pool.submit(converge_site, lab, s, b) for s, b in nodes.bridges.items()}
+        out.update({s: f.result() for s, f in futures.items()})
+    return out
+
+
+def node_admin_port(lab: Lab, site: str) -> int:
+    server = lab.stack.network.home
+    return server.vpn_server.port if site == server.name else 5555
+
+
+def start_nodes(lab: Lab) -> list[str]:
+    """Start every node that is not running (in parallel); return the sites started."""
+    authorized = lab.client_key[1] + "\n"
+    todo = [s for s, n in lab.nodes.items() if not running(n)]
+    lock = threading.Lock()
+
+    def start(site: str) -> None:
+        node = lab.nodes[site]
+        node.start(authorized)
+        node.wait_listening(node_admin_port(lab, site))
+        with lock:
+            for k, pid in node.pids.items():
+                lab.state.pids[f"{node.name}/{k}"] = pid
+            lab.state.save()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+        for f in [pool.submit(start, s) for s in todo]:
+            f.result()
+    return todo
+
+
+class Progress:
+    """Step lines with the time since start and each step's duration."""
+
+    def __init__(self, say: Callable[[str], None] = print) -> None:
+        self.t0 = time.monotonic()
+        self.say = say
+
+    def step(self, name: str, fn: Callable[[], str | None]) -> None:
+        t = time.monotonic()
+        detail = fn()
+        now = time.monotonic()
+        extra = f": {detail}" if detail else ""
+        self.say(f"[{now - self.t0:6.2f} s] {name}{extra} ({now - t:.2f} s)")
+
+    @property
+    def total(self) -> float:
+        return time.monotonic() - self.t0
+
+
+@dataclass
+class UpReport:
+    seconds: float
+    results: dict[str, tuple[Result, int]]
+    matrix_ok: bool
+
+    @property
+    def mutating(self) -> int:
+        return sum(m for _, m in self.results.values())
+
+
+def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> UpReport:
+    """Bring the lab of `ref` up (or converge a running one); raises on a failed step."""
+    from .status import format_matrix, matrix
+
+    lab = open_lab(ref, root)
+    p = Progress(say)
+    st = lab.state
+    st.stack, st.lab_id = ref, lab.layout.lab_id
+    # Recorded before anything exists, so `down` after a crash finds it all.
+    st.namespaces = list(dict.fromkeys([*st.namespaces, *(n.name for n in lab.layout.namespaces)]))
+    st.save()
+    has_paas = lab.layout.db is not None and lab.layout.app is not None
+    db = paas.Database(lab.stack, lab.layout, st) if has_paas else None
+    db_ready: list[BaseException | None] = []
+
+    def network() -> str:
+        made = netns.build(lab.layout)
+        return f"{len(lab.layout.namespaces)} namespaces ({len(made)} new), {len(lab.layout.links)} links"
+
+    p.step("network namespaces", network)
+    db_thread = None
+    if db is not None:
+        # The DB's first start (datadir init) takes seconds: overlap it with the nodes.
+        def start_db() -> None:
+            try:
+                db.start()
+                db_ready.append(None)
+            except BaseException as e:
+                db_ready.append(e)
+
+        db_thread = threading.Thread(target=start_db, daemon=True)
+        db_thread.start()
+
+    def compat() -> str:
+        lib = build_compat_library(st.directory / "compat")
+        return f"OpenSSL-3 compatibility library {lib.name}"
+
+    p.step("compile", compat)
+
+    def nodes() -> str:
+        started = start_nodes(lab)
+        return f"{len(started)} started, {len(lab.nodes) - len(started)} already running"
+
+    p.step("softether + sshd nodes", nodes)
+    results: dict[str, tuple[Result, int]] = {}
+
+    def converge() -> str:
+        results.update(converge_all(lab, specs(lab)))
+        changed = sum(1 for r, _ in results.values() if r.changed)
+        mut = sum(m for _, m in results.values())
+        return f"{len(results)} nodes over SSH, {changed} changed, {mut} mutating commands"
+
+    p.step("converge", converge)
+    for site, (r, m) in results.items():
+        lines = r.diff.splitlines()
+        say(
+            f"           {site}: {len(lines)} change(s), {m} mutating, {r.seconds:.2f} s"
+            + (", bridge restarted" if r.restarted else "")
+        )
+    if db is not None and db_thread is not None:
+        app = paas.WordPress(lab.stack, lab.layout, st)
+
+        def wordpress() -> str:
+            db_thread.join(120)
+            if not db_ready:
+                raise netns.LabError("database: no answer within 120 s")
+            if db_ready[0] is not None:
+                raise db_ready[0]
+            app.start()
+            app.install()
+            return f"MariaDB {db.host.address}:{db.cfg.port}, WordPress {app.url}"
+
+        p.step("paas stand-ins", wordpress)
+    probes: list = []
+
+    def check() -> str:
+        probes.extend(matrix(lab.layout))
+        return f"{sum(pr.ok for pr in probes)}/{len(probes)} reachable"
+
+    p.step("connectivity matrix", check)
+    for line in format_matrix(lab.layout, probes):
+        say("  " + line)
+    ok = all(pr.ok for pr in probes)
+    say(
+        f"lab {'up' if ok else 'UP WITH FAILURES'} in {p.total:.2f} s (stack {ref}, lab id {lab.layout.lab_id})"
+    )
+    return UpReport(p.total, results, ok)
