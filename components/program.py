@@ -7,12 +7,15 @@ from typing import Any
 
 import pulumi
 
-from topology import Stack, Topology, parse_stack, plan_routes
+from topology import Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
 
+from .app import WordPressApp, WordPressAppArgs
 from .aws_network import HybridVpc, HybridVpcArgs
 from .azure_network import HybridVnet, HybridVnetArgs
 from .bridge import SSH_USER, AzureVmBridge, BridgeArgs, Ec2Bridge
+from .budgets import Budgets, BudgetsArgs
+from .database import PrivateMysql, PrivateMysqlArgs
 from .home import HomeLan, HomeLanArgs
 from .secrets import HybridSecrets
 
@@ -115,4 +118,38 @@ def build_paas(stack: Stack, net: Network) -> dict[str, Any]:
     is delegated to Microsoft.Web/serverFarms.
     """
     exports: dict[str, Any] = {}
+    db = None
+    if stack.database is not None:
+        vpc = net.sites[stack.database.site]
+        assert isinstance(vpc, HybridVpc)  # topology/validate.py: an AWS site
+        db = PrivateMysql(
+            "wordpress-db",
+            PrivateMysqlArgs(stack.database, stack.network, vpc.vpc.id, vpc.subnets),
+        )
+        exports["databaseHost"] = db.address
+    if stack.app is not None:
+        if db is None:
+            raise TopologyError(f"stack {pulumi.get_stack()}", ["app: WordPress needs hybrid-cloud:database, which is missing"])
+        vnet = net.sites[stack.app.site]
+        assert isinstance(vnet, HybridVnet)  # topology/validate.py: an Azure site
+        app = WordPressApp(
+            "wordpress",
+            WordPressAppArgs(
+                config=stack.app,
+                resource_group_name=vnet.resource_group.name,
+                location=vnet.resource_group.location,
+                subnet=vnet.subnets[stack.app.subnet],
+                # The RDS endpoint's private address, resolved here: App Service reaches it
+                # through the integration subnet's routes and the tunnels.
+                db_host=db.address,
+                db_port=db.port,
+                db_name=db.db_name,
+                db_user=db.username,
+                db_password=db.password,
+            ),
+        )
+        exports["siteUrl"] = app.url
+    if stack.budgets is not None:
+        groups = {n: s.resource_group.id for n, s in net.sites.items() if isinstance(s, HybridVnet)}
+        Budgets("budgets", BudgetsArgs(stack.budgets, groups))
     return exports
