@@ -61,6 +61,7 @@ class Record:
     inputs: Props
     outputs: Props
     id: str = ""
+    dependencies: tuple[str, ...] = ()  # URNs of explicit and input dependencies
 
     def input(self, key: str) -> Any:
         """An input with secrets unwrapped (None when absent)."""
@@ -246,6 +247,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     inputs=_wire(inputs),
                     outputs=_wire(state),
                     id=response.id,
+                    dependencies=tuple(request.dependencies),
                 )
             )
         return response
