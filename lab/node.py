@@ -436,6 +436,8 @@ class Testbed:
     (idempotent, continues past failures; call it from a finalizer).
     """
 
+    __test__ = False  # not a pytest class, despite the name
+
     root: Path
     run: str = field(default_factory=run_id)
     preload: bool = True

@@ -208,13 +208,14 @@ class SshTransport:
             except (OSError, paramiko.SSHException, EOFError) as e:
                 client.close()
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            if time.monotonic() + delay >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise HostUnreachable(
                     self._label,
                     f"no SSH connection after {attempts} attempts in "
                     f"{self.connect_deadline_s:.0f} s (last error: {last})",
                 )
-            time.sleep(delay)
+            time.sleep(min(delay, left))
             delay = min(delay * 2, 5.0)
 
     def run(

@@ -1,0 +1,42 @@
+"""Live fixtures: real SoftEther nodes in network namespaces, reached over real SSH.
+
+Every namespace is created by the fixture and deleted by its finalizer, also on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.node import Node, Testbed
+from softether.derive import NodeSpecs
+
+from .helpers import reference_specs
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    bed = Testbed(Path(tmp_path_factory.mktemp("softether-live")))
+    try:
+        bed.start()
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture(scope="module")
+def home(testbed: Testbed) -> Node:
+    return testbed.add("home", "server", "198.51.100.1/24", lan_device="eth1")
+
+
+@pytest.fixture(scope="module")
+def aws(testbed: Testbed) -> Node:
+    return testbed.add("aws", "bridge", "198.51.100.2/24")
+
+
+@pytest.fixture(scope="module")
+def live_specs(testbed: Testbed, home: Node, aws: Node) -> NodeSpecs:
+    # Secrets unique to this run: a leak check must not match a fixture's fake password.
+    return reference_specs(home.host, aws.restart_command, prefix=f"live-{testbed.run}-pw")
