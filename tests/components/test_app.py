@@ -1,0 +1,134 @@
+"""WordPressApp under mocks: plan, container, Regional VNet Integration, settings, teardown order."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import program
+from components.testing import ProgramRun, Record, is_secret, plain, run_program
+from topology import Stack
+
+PLAN = "azure-native:web:AppServicePlan"
+SITE = "azure-native:web:WebApp"
+SUBNET = "azure-native:network:Subnet"
+
+
+def _site(run: ProgramRun) -> Record:
+    return run.one(SITE, "wordpress-site")
+
+
+def _settings(run: ProgramRun) -> dict[str, object]:
+    return {s["name"]: s["value"] for s in _site(run).input("siteConfig")["appSettings"]}
+
+
+@pytest.fixture(scope="module")
+def options() -> ProgramRun:
+    """The reference stack with the app's options away from their defaults."""
+
+    def build(stack: Stack) -> dict:
+        assert stack.app is not None and stack.database is not None
+        app = stack.app.model_copy(update={"sku": "P0v3", "image": "wordpress:6.8.3-php8.4-apache"})
+        db = stack.database.model_copy(update={"port": 3307})
+        return program.build(stack.model_copy(update={"app": app, "database": db}))
+
+    return run_program("dev", build=build)
+
+
+def test_wordpress_app_is_one_component_owning_plan_and_site(dev: ProgramRun) -> None:
+    component = dev.one("hybrid:azure:WordPressApp", "wordpress")
+    assert {(r.type, r.name) for r in dev.children(component)} == {
+        (PLAN, "wordpress-plan"),
+        (SITE, "wordpress-site"),
+    }
+
+
+def test_wordpress_app_plan_is_linux_on_the_cheapest_tier_with_vnet_integration(dev: ProgramRun) -> None:
+    plan = dev.one(PLAN, "wordpress-plan")
+    assert plan.input("kind") == "linux"
+    assert plan.input("reserved") is True
+    assert plan.input("sku") == {"name": "B1"}
+    rg = dev.one("azure-native:resources:ResourceGroup", "Hybrid-VNet-rg")
+    assert plan.input("resourceGroupName") == rg.outputs["name"]
+    assert _site(dev).input("serverFarmId") == plan.id
+
+
+def test_wordpress_app_runs_the_pinned_wordpress_image_over_https(dev: ProgramRun) -> None:
+    site = _site(dev)
+    config = site.input("siteConfig")
+    assert config["linuxFxVersion"] == "DOCKER|wordpress:6.8.3-php8.3-apache"
+    assert site.input("httpsOnly") is True
+    assert config["ftpsState"] == "Disabled"
+
+
+def test_wordpress_app_integrates_into_the_delegated_subnet(dev: ProgramRun) -> None:
+    subnet = dev.one(SUBNET, "Hybrid-VNet-Hybrid_Subnet_Dammy")
+    [delegation] = subnet.input("delegations")
+    assert delegation["serviceName"] == "Microsoft.Web/serverFarms"
+    assert _site(dev).input("virtualNetworkSubnetId") == subnet.id
+
+
+def test_wordpress_app_routes_all_application_traffic_into_the_vnet(dev: ProgramRun) -> None:
+    # WEBSITE_VNET_ROUTE_ALL=1 of the blog, in today's property.
+    assert _site(dev).input("outboundVnetRouting") == {"applicationTraffic": True}
+
+
+def test_wordpress_app_database_settings_come_from_the_rds_component(dev: ProgramRun) -> None:
+    rds = dev.one("aws:rds/instance:Instance", "wordpress-db-instance")
+    password = dev.one("random:index/randomPassword:RandomPassword", "wordpress-db-password")
+    assert _settings(dev) == {
+        "WORDPRESS_DB_HOST": f"{rds.outputs['address']}:3306",
+        "WORDPRESS_DB_NAME": "wordpress",
+        "WORDPRESS_DB_USER": "wpadmin",
+        "WORDPRESS_DB_PASSWORD": password.outputs["result"],
+    }
+
+
+def test_wordpress_app_password_setting_is_secret(dev: ProgramRun) -> None:
+    # The SDK marks the whole siteConfig secret when a value inside it is.
+    site = _site(dev)
+    assert is_secret(site.inputs["siteConfig"])
+    password = dev.one("random:index/randomPassword:RandomPassword", "wordpress-db-password")
+    rest = {k: v for k, v in site.inputs.items() if k != "siteConfig"}
+    assert password.outputs["result"] not in str(rest)
+
+
+def test_wordpress_app_exports_the_site_url(dev: ProgramRun) -> None:
+    url = dev.exports["siteUrl"]
+    assert not url.secret
+    assert url.value == f"https://{_site(dev).outputs.get('defaultHostName')}"
+
+
+def test_wordpress_app_options_override_sku_image_and_db_port(options: ProgramRun) -> None:
+    assert options.one(PLAN, "wordpress-plan").input("sku") == {"name": "P0v3"}
+    config = plain(_site(options).inputs["siteConfig"])
+    assert config["linuxFxVersion"] == "DOCKER|wordpress:6.8.3-php8.4-apache"
+    host = _settings(options)["WORDPRESS_DB_HOST"]
+    assert isinstance(host, str) and host.endswith(":3307")
+    assert options.one("aws:rds/instance:Instance", "wordpress-db-instance").input("port") == 3307
+
+
+def _delete_order(run: ProgramRun) -> list[str]:
+    """URNs in the order `pulumi destroy` deletes them: dependents before dependencies."""
+    deps = {r.urn: {*r.dependencies, *([r.parent] if r.parent else [])} for r in run.records}
+    order: list[str] = []
+
+    def visit(urn: str) -> None:
+        if urn in order:
+            return
+        for dependent in (u for u, d in deps.items() if urn in d):
+            visit(dependent)
+        order.append(urn)
+
+    for urn in deps:
+        visit(urn)
+    return order
+
+
+def test_wordpress_app_teardown_removes_the_integration_before_the_subnet(dev: ProgramRun) -> None:
+    subnet = dev.one(SUBNET, "Hybrid-VNet-Hybrid_Subnet_Dammy")
+    site, plan = _site(dev), dev.one(PLAN, "wordpress-plan")
+    # The service association link belongs to the plan and is made by the site's integration.
+    assert subnet.urn in site.dependencies
+    assert subnet.urn in plan.dependencies
+    order = _delete_order(dev)
+    assert order.index(site.urn) < order.index(plan.urn) < order.index(subnet.urn)

@@ -1,0 +1,112 @@
+"""Budgets under mocks: the blog's part-3 alerts in AWS and Azure, scopes, switched off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components import program
+from components.testing import ProgramRun, run_program
+from topology import Stack
+
+AWS = "aws:budgets/budget:Budget"
+AZURE = "azure-native:consumption:Budget"
+EMAILS = ["billing-alerts@example.com"]
+FOUR_SITE = Path(__file__).parents[1] / "stacks" / "Pulumi.four-site.yaml"
+
+
+def _with_budgets(scope: str = "subscription", enabled: bool = True):
+    def build(stack: Stack) -> dict:
+        assert stack.budgets is not None and stack.budgets.azure is not None
+        azure = stack.budgets.azure.model_copy(update={"scope": scope})
+        budgets = stack.budgets.model_copy(update={"azure": azure, "enabled": enabled})
+        return program.build(stack.model_copy(update={"budgets": budgets}))
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def per_group() -> ProgramRun:
+    """The four-site stack (two Azure sites) with Azure budgets per resource group."""
+    return run_program(FOUR_SITE, build=_with_budgets(scope="resourceGroup"))
+
+
+@pytest.fixture(scope="module")
+def switched_off() -> ProgramRun:
+    return run_program("dev", build=_with_budgets(enabled=False))
+
+
+def test_budgets_reference_has_the_blogs_two_budgets_in_each_cloud(dev: ProgramRun) -> None:
+    component = dev.one("hybrid:billing:Budgets", "budgets")
+    assert {(r.type, r.name) for r in dev.children(component)} == {
+        (AWS, "budgets-aws-used-nothing"),
+        (AWS, "budgets-aws-self-restraint"),
+        (AZURE, "budgets-azure-used-nothing"),
+        (AZURE, "budgets-azure-self-restraint"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "amount", "thresholds"), [("used-nothing", "7", (50, 100)), ("self-restraint", "27", (80, 100))]
+)
+def test_budgets_aws_alerts_on_actual_and_forecasted_spend_in_usd(
+    dev: ProgramRun, name: str, amount: str, thresholds: tuple[int, ...]
+) -> None:
+    budget = dev.one(AWS, f"budgets-aws-{name}")
+    assert (budget.input("limitAmount"), budget.input("limitUnit")) == (amount, "USD")
+    assert (budget.input("budgetType"), budget.input("timeUnit")) == ("COST", "MONTHLY")
+    notifications = budget.input("notifications")
+    assert {(n["notificationType"], n["threshold"]) for n in notifications} == {
+        (kind, t) for t in thresholds for kind in ("ACTUAL", "FORECASTED")
+    }
+    assert len(notifications) == 2 * len(thresholds)
+    for n in notifications:
+        assert (n["comparisonOperator"], n["thresholdType"]) == ("GREATER_THAN", "PERCENTAGE")
+        assert n["subscriberEmailAddresses"] == EMAILS
+
+
+@pytest.mark.parametrize(
+    ("name", "amount", "thresholds"), [("used-nothing", 1000, (50, 100)), ("self-restraint", 4000, (80, 100))]
+)
+def test_budgets_azure_alerts_per_threshold_from_the_configured_month(
+    dev: ProgramRun, name: str, amount: int, thresholds: tuple[int, ...]
+) -> None:
+    budget = dev.one(AZURE, f"budgets-azure-{name}")
+    assert budget.input("amount") == amount
+    assert (budget.input("category"), budget.input("timeGrain")) == ("Cost", "Monthly")
+    assert budget.input("timePeriod") == {"startDate": "2026-12-01T00:00:00Z"}
+    notifications = budget.input("notifications").values()
+    assert {(n["thresholdType"], n["threshold"]) for n in notifications} == {
+        (kind, t) for t in thresholds for kind in ("Actual", "Forecasted")
+    }
+    assert len(notifications) == 2 * len(thresholds)
+    for n in notifications:
+        assert (n["enabled"], n["operator"], n["contactEmails"]) == (True, "GreaterThan", EMAILS)
+
+
+def test_budgets_azure_subscription_scope_is_the_subscription_of_the_resources(dev: ProgramRun) -> None:
+    rg = dev.one("azure-native:resources:ResourceGroup", "Hybrid-VNet-rg")
+    subscription = "/".join(rg.id.split("/")[:3])
+    assert subscription.startswith("/subscriptions/") and subscription.count("/") == 2
+    assert {b.input("scope") for b in dev.of_type(AZURE)} == {subscription}
+
+
+def test_budgets_azure_resource_group_scope_budgets_each_azure_site(per_group: ProgramRun) -> None:
+    groups = {
+        site: per_group.one("azure-native:resources:ResourceGroup", f"{site}-rg").id
+        for site in ("Hybrid-VNet", "Hybrid-VNet2")
+    }
+    assert {(b.name, b.input("scope")) for b in per_group.of_type(AZURE)} == {
+        (f"budgets-azure-{site}-{name}", rg)
+        for site, rg in groups.items()
+        for name in ("used-nothing", "self-restraint")
+    }
+    assert len(per_group.of_type(AWS)) == 2
+
+
+def test_budgets_switched_off_creates_no_budget(switched_off: ProgramRun) -> None:
+    assert switched_off.of_type(AWS) == []
+    assert switched_off.of_type(AZURE) == []
+    # The rest of the stack is unchanged.
+    assert switched_off.of_type("aws:rds/instance:Instance")
