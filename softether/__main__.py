@@ -1,0 +1,80 @@
+"""`python -m softether plan|apply --spec spec.json (--host H --host-key KEY --identity F | --local)`
+
+Runs the reconciler by hand against one node. `plan` reads and prints the changes (exit 2 if
+there are any, 0 if converged); `apply` converges and prints the diff it applied.
+The spec file is a ServerSpec/BridgeSpec written with `to_json(reveal=True)`; keep it 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .session import Session, SoftEtherError
+from .spec import spec_from_json
+from .transport import LocalTransport, SshTransport, Transport, TransportError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m softether", description=__doc__.splitlines()[0])
+    p.add_argument("action", choices=("plan", "apply"))
+    p.add_argument("--spec", required=True, type=Path, help="node spec JSON (secrets revealed)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", help="SSH host of the node")
+    where.add_argument("--local", action="store_true", help="run on this machine")
+    p.add_argument("--port", type=int, default=22)
+    p.add_argument("--user", default="root")
+    p.add_argument("--host-key", help="pinned host key: 'ssh-ed25519 AAAA...'")
+    p.add_argument("--host-key-file", type=Path, help="file holding the pinned host key line")
+    p.add_argument("--identity", type=Path, help="private key file for SSH")
+    p.add_argument("--connect-deadline", type=float, default=120.0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _transport(a: argparse.Namespace) -> Transport:
+    if a.local:
+        return LocalTransport()
+    key = a.host_key or (a.host_key_file.read_text().strip() if a.host_key_file else None)
+    if not key or not a.identity:
+        raise SystemExit("--host needs --host-key (or --host-key-file) and --identity")
+    return SshTransport(
+        host=a.host,
+        port=a.port,
+        user=a.user,
+        host_key=key,
+        private_key=a.identity.read_text(),
+        connect_deadline_s=a.connect_deadline,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s")
+    spec = spec_from_json(a.spec.read_text())
+    transport = _transport(a)
+    session = Session(transport, spec)
+    try:
+        if a.action == "plan":
+            lines = [session.mask(ln) for ln in session.compare().lines()]
+            print("\n".join(lines) if lines else "converged: no changes")
+            return 2 if lines else 0
+        result = session.converge()
+        print(result.diff if result.changed else "converged: no changes")
+        print(
+            f"{result.host}: {result.seconds:.1f} s, {result.vpncmd_sessions} vpncmd session(s)"
+            + (", bridge restarted" if result.restarted else ""),
+            file=sys.stderr,
+        )
+        return 0
+    except (SoftEtherError, TransportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        transport.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
