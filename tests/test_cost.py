@@ -1,0 +1,187 @@
+"""`hybrid cost`: the price table, the estimate's arithmetic, regions, the managed comparison."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cli.cost import Estimate, PriceError, Prices, estimate, load_prices
+from cli.main import main
+from topology import parse_stack, project_config, read_stack_file, stack_file
+
+FOUR_SITE = Path(__file__).parent / "stacks" / "Pulumi.four-site.yaml"
+
+
+def priced(path: Path, **overrides: Any) -> Estimate:
+    """The estimate of a stack file, with `overrides` applied to its whole `config:` map."""
+    config = read_stack_file(path) | overrides
+    return estimate(parse_stack(project_config(config)), config, load_prices())
+
+
+def dev(**overrides: Any) -> Estimate:
+    return priced(stack_file("dev"), **overrides)
+
+
+def test_cost_price_table_is_dated_and_every_price_has_a_public_source():
+    prices = load_prices()
+    assert dt.date.fromisoformat(prices.as_of)
+    for key, entry in prices.table.items():
+        assert entry["source"].startswith("https://"), key
+        cloud_regions = {"aws": {"us-east-1", "ap-northeast-1"}, "azure": {"eastus", "japaneast"}}
+        assert cloud_regions[key.split("_")[0]] <= set(entry["regions"]), key
+
+
+def test_cost_totals_add_up():
+    est = dev()
+    every = [*est.links, *est.shared]
+    assert est.softether_total == pytest.approx(
+        sum(line.quantity * line.unit_price for line in every)
+    )
+    assert est.managed_total == pytest.approx(sum(ln.monthly for ln in [*est.managed, *est.shared]))
+    assert est.saving == pytest.approx(1 - Estimate.total(est.links) / Estimate.total(est.managed))
+
+
+def test_cost_dev_prices_each_billable_resource_once():
+    est = dev()
+    items = [f"{ln.site}: {ln.item}" for ln in est.links + est.shared]
+    assert items == [
+        "Hybrid-VPC: bridge VM t4g.nano (ap-northeast-1)",
+        "Hybrid-VPC: bridge public IPv4 (ap-northeast-1)",
+        "Hybrid-VPC: bridge root volume 8 GiB gp3 (ap-northeast-1)",
+        "Hybrid-VNet: bridge VM Standard_B1ls (japaneast)",
+        "Hybrid-VNet: bridge public IP (japaneast)",
+        "Hybrid-VNet: bridge OS disk E4 (japaneast)",
+        "Hybrid-VPC: data transfer out (ap-northeast-1)",
+        "Hybrid-VNet: data transfer out (japaneast)",
+        "Hybrid-VPC: RDS MySQL db.t4g.micro Single-AZ (ap-northeast-1)",
+        "Hybrid-VPC: RDS storage 20 GB (ap-northeast-1)",
+        "Hybrid-VNet: App Service plan B1 (japaneast)",
+    ]
+    vm = est.links[0]
+    assert (vm.quantity, vm.unit, vm.unit_price) == (
+        730,
+        "h",
+        load_prices().table["aws_instance"]["regions"]["ap-northeast-1"]["t4g.nano"],
+    )
+
+
+def test_cost_managed_alternative_prices_the_same_links():
+    est = dev()
+    assert [f"{ln.site}: {ln.item}" for ln in est.managed] == [
+        "Hybrid-VPC: Site-to-Site VPN connection (ap-northeast-1)",
+        "Hybrid-VPC: virtual private gateway (ap-northeast-1)",
+        "Hybrid-VNet: VPN Gateway VpnGw1 (japaneast)",
+        "Hybrid-VNet: VPN Gateway public IP (japaneast)",
+    ]
+    assert Estimate.total(est.managed) > Estimate.total(est.links)
+    assert 0 < est.saving < 1
+
+
+def test_cost_region_changes_the_price():
+    tokyo, virginia = dev(), dev(**{"aws:region": "us-east-1", "azure-native:location": "eastus"})
+    assert virginia.softether_total < tokyo.softether_total
+    assert (
+        virginia.links[0].unit_price
+        == load_prices().table["aws_instance"]["regions"]["us-east-1"]["t4g.nano"]
+    )
+    # Only the AWS lines move when only the AWS region does.
+    mixed = dev(**{"aws:region": "us-east-1"})
+    assert [ln.unit_price for ln in mixed.links if ln.site == "Hybrid-VNet"] == [
+        ln.unit_price for ln in tokyo.links if ln.site == "Hybrid-VNet"
+    ]
+    assert [ln.unit_price for ln in mixed.links if ln.site == "Hybrid-VPC"] == [
+        ln.unit_price for ln in virginia.links if ln.site == "Hybrid-VPC"
+    ]
+
+
+def test_cost_four_site_stack_costs_more_than_dev():
+    four, two = priced(FOUR_SITE), dev()
+    assert four.softether_total > two.softether_total
+    assert Estimate.total(four.managed) > Estimate.total(two.managed)
+    # The fourth site has no bridge size: the default size is priced.
+    assert "Hybrid-VNet2: bridge VM Standard_B1ls (japaneast)" in [
+        f"{ln.site}: {ln.item}" for ln in four.links
+    ]
+
+
+def test_cost_multi_az_database_bills_two_instances():
+    config = read_stack_file(stack_file("dev"))
+    cfg = project_config(config)
+    single = estimate(parse_stack(cfg), config, load_prices())
+    multi = estimate(
+        parse_stack(cfg | {"database": cfg["database"] | {"multiAz": True}}), config, load_prices()
+    )
+    rds = [
+        (a.monthly, b.monthly)
+        for a, b in zip(single.shared, multi.shared, strict=True)
+        if "RDS" in a.item
+    ]
+    assert len(rds) == 2
+    assert all(math.isclose(m, 2 * s) for s, m in rds)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"aws:region": "mars-1"},
+            "aws:region: 'mars-1' has no aws_instance price in prices.yaml (priced: ap-northeast-1, us-east-1)",
+        ),
+        (
+            {"azure-native:location": "moon"},
+            "azure-native:location: 'moon' has no azure_vm price in prices.yaml (priced: eastus, japaneast)",
+        ),
+        ({"aws:region": None}, "aws:region: missing (site Hybrid-VPC has no region of its own)"),
+    ],
+)
+def test_cost_unpriced_region_names_the_field(overrides: dict[str, Any], message: str):
+    with pytest.raises(PriceError) as e:
+        dev(**overrides)
+    assert str(e.value) == message
+
+
+def test_cost_cli_unpriced_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    doc = yaml.safe_load(stack_file("dev").read_text())
+    doc["config"]["hybrid-cloud:network"]["sites"][0]["bridge"]["size"] = "x9.huge"
+    path = tmp_path / "Pulumi.big.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["cost", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(
+        f"{path}: network.sites[0].bridge.size: 'x9.huge' has no aws_instance price in ap-northeast-1"
+    )
+
+
+def test_cost_cli_prints_total_and_managed_comparison(capsys: pytest.CaptureFixture[str]):
+    assert main(["cost", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    est = dev()
+    assert (
+        f"total: {est.softether_total:.2f} USD/month with SoftEther, {est.managed_total:.2f} with the managed VPN"
+        in out
+    )
+    assert f"({est.saving:.0%})" in out
+    assert "Managed alternative for the same links" in out
+    assert f"list prices as of {load_prices().as_of}" in out
+
+
+def test_cost_cli_json_matches_the_estimate(capsys: pytest.CaptureFixture[str]):
+    assert main(["cost", "--stack", "dev", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["softether_total"] == round(dev().softether_total, 2)
+    assert {ln["site"] for ln in doc["managed_links"]} == {"Hybrid-VPC", "Hybrid-VNet"}
+
+
+def test_cost_prices_reject_an_unknown_size_in_a_known_region():
+    prices: Prices = load_prices()
+    with pytest.raises(
+        PriceError, match=r"^app.sku: 'P9' has no azure_app_service price in eastus"
+    ):
+        prices.price("azure_app_service", ("azure-native:location", "eastus"), ("app.sku", "P9"))
