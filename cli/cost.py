@@ -41,6 +41,9 @@ MANAGED_GATEWAY_SKU = "VpnGw1"
 
 @dataclass(frozen=True)
 class Line:
+    """One priced resource; `key` is its entry in the price table."""
+
+    key: str
     site: str
     item: str
     quantity: float
@@ -169,7 +172,13 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
     ) -> Line:
         unit_price, entry = prices.price(key, region, size)
         return Line(
-            site, f"{label} ({region[1]})", quantity, entry["unit"], unit_price, entry["source"]
+            key,
+            site,
+            f"{label} ({region[1]})",
+            quantity,
+            entry["unit"],
+            unit_price,
+            entry["source"],
         )
 
     links: list[Line] = []
@@ -185,8 +194,8 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                 line(site.name, "aws_public_ipv4", "bridge public IPv4", hours, region),
                 line(
                     site.name,
-                    "aws_ebs_gp3",
-                    f"bridge root volume {a['aws_bridge_volume_gb']} GiB gp3",
+                    "aws_ebs",
+                    f"bridge root volume {a['aws_bridge_volume_gb']} GiB",
                     a["aws_bridge_volume_gb"],
                     region,
                 ),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from cli.cost import Estimate, PriceError, Prices, estimate, load_prices
+from cli.cost import DEFAULT_BRIDGE_SIZE, Estimate, PriceError, Prices, estimate, load_prices
 from cli.main import main
 from topology import parse_stack, project_config, read_stack_file, stack_file
 
@@ -53,10 +54,10 @@ def test_cost_dev_prices_each_billable_resource_once():
     assert items == [
         "Hybrid-VPC: bridge VM t4g.nano (ap-northeast-1)",
         "Hybrid-VPC: bridge public IPv4 (ap-northeast-1)",
-        "Hybrid-VPC: bridge root volume 8 GiB gp3 (ap-northeast-1)",
+        "Hybrid-VPC: bridge root volume 8 GiB (ap-northeast-1)",
         "Hybrid-VNet: bridge VM Standard_B1ls (japaneast)",
         "Hybrid-VNet: bridge public IP (japaneast)",
-        "Hybrid-VNet: bridge OS disk E4 (japaneast)",
+        "Hybrid-VNet: bridge OS disk S4 (japaneast)",
         "Hybrid-VPC: data transfer out (ap-northeast-1)",
         "Hybrid-VNet: data transfer out (japaneast)",
         "Hybrid-VPC: RDS MySQL db.t4g.micro Single-AZ (ap-northeast-1)",
@@ -185,3 +186,62 @@ def test_cost_prices_reject_an_unknown_size_in_a_known_region():
         PriceError, match=r"^app.sku: 'P9' has no azure_app_service price in eastus"
     ):
         prices.price("azure_app_service", ("azure-native:location", "eastus"), ("app.sku", "P9"))
+
+
+# What `hybrid cost` prices for each billable resource type the program creates.
+BILLABLE = {
+    "aws:ec2/instance:Instance": "aws_instance",
+    "aws:ec2/eip:Eip": "aws_public_ipv4",
+    "aws:rds/instance:Instance": "aws_rds_mysql",
+    "azure-native:compute:VirtualMachine": "azure_vm",
+    "azure-native:network:PublicIPAddress": "azure_public_ip",
+    "azure-native:web:AppServicePlan": "azure_app_service",
+}
+# Resource types with no charge of their own: the network plumbing, budgets, the web app (billed
+# through its plan), NICs (the EC2 root volume and the Azure OS disk come with the VM and are
+# priced from the price table's assumptions), and what never leaves Pulumi's state
+# (generated passwords and keys, the SoftEther configuration applied over SSH).
+FREE = {
+    "aws:budgets/budget:Budget",
+    "aws:ec2/internetGateway:InternetGateway",
+    "aws:ec2/networkInterface:NetworkInterface",
+    "aws:ec2/route:Route",
+    "aws:ec2/routeTable:RouteTable",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation",
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:ec2/subnet:Subnet",
+    "aws:ec2/vpc:Vpc",
+    "aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation",
+    "aws:rds/subnetGroup:SubnetGroup",
+    "azure-native:consumption:Budget",
+    "azure-native:network:NetworkInterface",
+    "azure-native:network:NetworkSecurityGroup",
+    "azure-native:network:RouteTable",
+    "azure-native:network:Subnet",
+    "azure-native:network:VirtualNetwork",
+    "azure-native:resources:ResourceGroup",
+    "azure-native:web:WebApp",
+    "random:index/randomPassword:RandomPassword",
+    "tls:index/privateKey:PrivateKey",
+    "pulumi-python:dynamic/softether:SoftEtherNode",
+}
+
+
+@pytest.mark.parametrize("path", [stack_file("dev"), FOUR_SITE], ids=["dev", "four-site"])
+def test_cost_prices_every_billable_resource_the_program_records(path: Path):
+    from components.testing import run_program
+
+    recorded = Counter(r.type for r in run_program(path).records if r.custom)
+    unclassified = set(recorded) - set(BILLABLE) - FREE
+    assert not unclassified, "a new resource type: price it in cli/cost.py, or list it in FREE"
+    est = priced(path)
+    priced_keys = Counter(line.key for line in (*est.links, *est.shared))
+    assert {t: priced_keys[key] for t, key in BILLABLE.items()} == {
+        t: recorded[t] for t in BILLABLE
+    }
+
+
+def test_cost_default_bridge_size_is_the_components_default():
+    from components.bridge import DEFAULT_SIZE
+
+    assert DEFAULT_SIZE == DEFAULT_BRIDGE_SIZE
