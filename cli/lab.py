@@ -31,7 +31,7 @@ def _root() -> bool:
 
 
 def up(args: argparse.Namespace) -> int:
-    from lab.netns import LabError
+    from lab.node import LabError
     from lab.up import up as lab_up
     from softether.session import SoftEtherError
     from softether.transport import TransportError

@@ -16,14 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .layout import Layout, Link, Namespace
+from .node import LabError
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro")
-
-
-class LabError(RuntimeError):
-    """A lab step failed; the message names the step and the command's last output."""
 
 
 def run(argv: Sequence[str], *, timeout: float = 20.0, stdin: str | None = None) -> str:

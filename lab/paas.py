@@ -28,7 +28,8 @@ from pathlib import Path
 from topology import Stack
 
 from .layout import Host, Layout
-from .netns import LabError, in_ns, inside, run
+from .netns import in_ns, inside, run
+from .node import LabError
 from .state import LabState
 
 WORDPRESS_ROOT = "/usr/share/wordpress"

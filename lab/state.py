@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from topology import stack_file
 
+ALPHABET = string.ascii_letters + string.digits
 ROOT = Path(os.environ.get("HYBRID_LAB_DIR", "/run/hybrid-lab"))
 
 
@@ -30,6 +32,12 @@ def stack_name(stack_ref: str) -> str:
 
 def lab_dir(stack_ref: str, root: Path | None = None) -> Path:
     return (root or ROOT) / stack_name(stack_ref)
+
+
+def password(length: int = 24) -> str:
+    """Letters and digits only: vpncmd reads an argument starting with '-' or '/' as a switch
+    (`ServerPasswordSet -x...` fails while its exit status says 0)."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 @dataclass
@@ -82,7 +90,7 @@ class LabState:
         have: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         missing = [n for n in names if n not in have]
         if missing:
-            have.update({n: secrets.token_urlsafe(18) for n in missing})
+            have.update({n: password() for n in missing})
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -29,7 +29,7 @@ from topology import Stack, load_stack, plan_routes
 
 from . import netns, paas
 from .layout import SERVER_PUBLIC, Layout, VpnNode, build_layout
-from .node import Node, build_compat_library, generate_client_key
+from .node import LabError, Node, build_compat_library, generate_client_key
 from .state import LabState, lab_dir
 
 SSH_DEADLINE_S = 30.0
@@ -139,40 +139,53 @@ def mutating_commands(records: Sequence[RunRecord]) -> int:
     return n
 
 
-def converge_all(lab: Lab, nodes: NodeSpecs) -> dict[str, tuple[Result, int]]:
-    """The home server first, then every bridge in parallel."""
-    home = lab.stack.network.home.name
-    out = {home: converge_site(lab, home, nodes.server)}
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes.bridges))) as pool:
-        futures = {s: pool.submit(converge_site, lab, s, b) for s, b in nodes.bridges.items()}
-        out.update({s: f.result() for s, f in futures.items()})
-    return out
-
-
 def node_admin_port(lab: Lab, site: str) -> int:
-    server = lab.stack.network.home
-    return server.vpn_server.port if site == server.name else 5555
+    home = lab.stack.network.home
+    return home.vpn_server.port if site == home.name else 5555
 
 
-def start_nodes(lab: Lab) -> list[str]:
-    """Start every node that is not running (in parallel); return the sites started."""
-    authorized = lab.client_key[1] + "\n"
+def start_node(lab: Lab, site: str, authorized: str, lock: threading.Lock) -> None:
+    """Start one node (SoftEther + sshd) and record its PIDs as soon as they exist."""
+    node = lab.nodes[site]
+    node.start(authorized)
+    with lock:
+        for k, pid in node.pids.items():
+            lab.state.pids[f"{node.name}/{k}"] = pid
+        lab.state.save()
+    node.wait_listening(node_admin_port(lab, site))
+
+
+def start_and_converge(
+    lab: Lab, nodes: NodeSpecs
+) -> tuple[list[str], dict[str, tuple[Result, int]]]:
+    """Start the nodes that are not running and converge every node, as early as each can.
+
+    A bridge converges after its own start and, when any node was just started, after the
+    home server's converge (it dials the server); a running lab converges all at once.
+    Returns (sites started, site -> (result, mutating commands)).
+    """
+    home = lab.stack.network.home.name
     todo = [s for s, n in lab.nodes.items() if not running(n)]
     lock = threading.Lock()
+    by_site: dict[str, ServerSpec | BridgeSpec] = {home: nodes.server, **nodes.bridges}
+    with ThreadPoolExecutor(max_workers=2 * len(by_site)) as pool:
+        authorized = lab.client_key[1] + "\n"
+        started = {s: pool.submit(start_node, lab, s, authorized, lock) for s in todo}
 
-    def start(site: str) -> None:
-        node = lab.nodes[site]
-        node.start(authorized)
-        node.wait_listening(node_admin_port(lab, site))
-        with lock:
-            for k, pid in node.pids.items():
-                lab.state.pids[f"{node.name}/{k}"] = pid
-            lab.state.save()
+        def after(site: str, deps: list[Future]) -> tuple[Result, int]:
+            for d in deps:
+                d.result()
+            return converge_site(lab, site, by_site[site])
 
-    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-        for f in [pool.submit(start, s) for s in todo]:
-            f.result()
-    return todo
+        first = pool.submit(after, home, [f for s, f in started.items() if s == home])
+        rest = {
+            s: pool.submit(
+                after, s, [*(f for t, f in started.items() if t == s), *([first] if todo else [])]
+            )
+            for s in nodes.bridges
+        }
+        results = {home: first.result(), **{s: f.result() for s, f in rest.items()}}
+    return todo, results
 
 
 class Progress:
@@ -197,6 +210,7 @@ class Progress:
 @dataclass
 class UpReport:
     seconds: float
+    network_seconds: float  # nothing (or a running lab) -> full matrix
     results: dict[str, tuple[Result, int]]
     matrix_ok: bool
 
@@ -207,7 +221,7 @@ class UpReport:
 
 def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> UpReport:
     """Bring the lab of `ref` up (or converge a running one); raises on a failed step."""
-    from .status import format_matrix, matrix
+    from .status import Probe, format_matrix, matrix
 
     lab = open_lab(ref, root)
     p = Progress(say)
@@ -218,77 +232,80 @@ def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -
     st.save()
     has_paas = lab.layout.db is not None and lab.layout.app is not None
     db = paas.Database(lab.stack, lab.layout, st) if has_paas else None
-    db_ready: list[BaseException | None] = []
+    app = paas.WordPress(lab.stack, lab.layout, st) if has_paas else None
+    paas_ready: list[BaseException | None] = []
 
     def network() -> str:
         made = netns.build(lab.layout)
         return f"{len(lab.layout.namespaces)} namespaces ({len(made)} new), {len(lab.layout.links)} links"
 
     p.step("network namespaces", network)
-    db_thread = None
-    if db is not None:
-        # The DB's first start (datadir init) takes seconds: overlap it with the nodes.
-        def start_db() -> None:
-            try:
-                db.start()
-                db_ready.append(None)
-            except BaseException as e:
-                db_ready.append(e)
 
-        db_thread = threading.Thread(target=start_db, daemon=True)
-        db_thread.start()
+    def start_paas() -> None:
+        # The DB's first start (datadir init) takes seconds: overlap it with the nodes.
+        try:
+            if db is not None and app is not None:
+                db.start()
+                app.start()
+            paas_ready.append(None)
+        except BaseException as e:
+            paas_ready.append(e)
+
+    paas_thread = threading.Thread(target=start_paas, daemon=True)
+    paas_thread.start()
 
     def compat() -> str:
         lib = build_compat_library(st.directory / "compat")
         return f"OpenSSL-3 compatibility library {lib.name}"
 
     p.step("compile", compat)
-
-    def nodes() -> str:
-        started = start_nodes(lab)
-        return f"{len(started)} started, {len(lab.nodes) - len(started)} already running"
-
-    p.step("softether + sshd nodes", nodes)
     results: dict[str, tuple[Result, int]] = {}
 
-    def converge() -> str:
-        results.update(converge_all(lab, specs(lab)))
+    def nodes() -> str:
+        started, res = start_and_converge(lab, specs(lab))
+        results.update(res)
         changed = sum(1 for r, _ in results.values() if r.changed)
         mut = sum(m for _, m in results.values())
-        return f"{len(results)} nodes over SSH, {changed} changed, {mut} mutating commands"
+        return (
+            f"{len(started)} started, {len(lab.nodes) - len(started)} running; converged over SSH: "
+            f"{changed} changed, {mut} mutating commands"
+        )
 
-    p.step("converge", converge)
+    p.step("softether + sshd nodes", nodes)
     for site, (r, m) in results.items():
         lines = r.diff.splitlines()
         say(
             f"           {site}: {len(lines)} change(s), {m} mutating, {r.seconds:.2f} s"
             + (", bridge restarted" if r.restarted else "")
         )
-    if db is not None and db_thread is not None:
-        app = paas.WordPress(lab.stack, lab.layout, st)
-
-        def wordpress() -> str:
-            db_thread.join(120)
-            if not db_ready:
-                raise netns.LabError("database: no answer within 120 s")
-            if db_ready[0] is not None:
-                raise db_ready[0]
-            app.start()
-            app.install()
-            return f"MariaDB {db.host.address}:{db.cfg.port}, WordPress {app.url}"
-
-        p.step("paas stand-ins", wordpress)
-    probes: list = []
+    probes: list[Probe] = []
 
     def check() -> str:
         probes.extend(matrix(lab.layout))
         return f"{sum(pr.ok for pr in probes)}/{len(probes)} reachable"
 
     p.step("connectivity matrix", check)
+    network_s = p.total
     for line in format_matrix(lab.layout, probes):
         say("  " + line)
+
+    def wordpress() -> str:
+        paas_thread.join(120)
+        if not paas_ready:
+            raise LabError("paas: the database or web server did not start within 120 s")
+        if paas_ready[0] is not None:
+            raise paas_ready[0]
+        assert db is not None and app is not None
+        app.install()
+        return (
+            f"MariaDB {db.host.address}:{db.cfg.port}, WordPress {app.url} (DB host {app.db_host})"
+        )
+
+    if has_paas:
+        p.step("paas stand-ins", wordpress)
     ok = all(pr.ok for pr in probes)
     say(
-        f"lab {'up' if ok else 'UP WITH FAILURES'} in {p.total:.2f} s (stack {ref}, lab id {lab.layout.lab_id})"
+        f"lab {'up' if ok else 'UP WITH FAILURES'} in {p.total:.2f} s, network green after "
+        f"{network_s:.2f} s (stack {ref}, lab id {lab.layout.lab_id})"
     )
-    return UpReport(p.total, results, ok)
+    return UpReport(p.total, network_s, results, ok)
