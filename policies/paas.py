@@ -1,0 +1,160 @@
+"""Security invariants of the PaaS layer (issue 4), as pulumi-policy resource policies.
+
+Property names are the engine's (camelCase). The pure checks (`mysql_rules_open_to_internet`,
+`plain_secret_settings`) take properties in Pulumi's wire form, so the tests run them on what
+the mocks recorded and the policies on what the engine sends.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceRemediation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Secret,
+)
+from pulumi_policy.deserialize import serialize_properties
+
+MYSQL_PORT = 3306
+INTERNET = ("0.0.0.0/0", "::/0")
+# Wire form of a secret: {SECRET_SIG_KEY: SECRET_SIG, "value": ...} (pulumi's rpc encoding).
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+# App setting names that hold credentials (WORDPRESS_DB_PASSWORD, *_SECRET, *_TOKEN, *_KEY).
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
+
+Path = tuple[str | int, ...]
+
+
+def _rds_not_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.props.get("publiclyAccessible"):
+        report("publiclyAccessible is true: the database must be reachable only over the hybrid network", None)
+
+
+rds_not_public = ResourceValidationPolicy(
+    name="rds-not-public",
+    description="An RDS instance has no public endpoint.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_rds_not_public,
+)
+
+
+def _covers(protocol: Any, from_port: Any, to_port: Any, port: int) -> bool:
+    if str(protocol).lower() in ("-1", "all"):
+        return True
+    if str(protocol).lower() not in ("tcp", "6"):
+        return False
+    return float(from_port or 0) <= port <= float(to_port or 0)
+
+
+def mysql_rules_open_to_internet(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Descriptions of the rules in `props` that let the whole internet reach TCP 3306."""
+
+    def check(protocol: Any, lo: Any, hi: Any, cidrs: Sequence[str], where: str) -> Iterator[str]:
+        if _covers(protocol, lo, hi, MYSQL_PORT):
+            yield from (f"{where} allows {c} to port {MYSQL_PORT}" for c in cidrs if c in INTERNET)
+
+    found: list[str] = []
+    if resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        for i, r in enumerate(props.get("ingress") or []):
+            cidrs = [*(r.get("cidrBlocks") or []), *(r.get("ipv6CidrBlocks") or [])]
+            found += check(r.get("protocol"), r.get("fromPort"), r.get("toPort"), cidrs, f"ingress[{i}]")
+    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+        if props.get("type") == "ingress":
+            cidrs = [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])]
+            found += check(props.get("protocol"), props.get("fromPort"), props.get("toPort"), cidrs, "rule")
+    elif resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        cidrs = [c for c in (props.get("cidrIpv4"), props.get("cidrIpv6")) if c]
+        found += check(props.get("ipProtocol"), props.get("fromPort"), props.get("toPort"), cidrs, "rule")
+    return found
+
+
+def _mysql_not_open(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for problem in mysql_rules_open_to_internet(args.resource_type, args.props):
+        report(problem, None)
+
+
+mysql_not_open_to_internet = ResourceValidationPolicy(
+    name="mysql-not-open-to-internet",
+    description="No security group rule opens TCP 3306 to 0.0.0.0/0 or ::/0.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_mysql_not_open,
+)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    return (value["value"], True) if is_secret(value) else (value, False)
+
+
+def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[Path]:
+    """Paths of app setting values named like credentials that are not secrets.
+
+    A value counts as secret when it or any property around it is one (the SDK marks the
+    whole `siteConfig` secret when one setting inside it is).
+    """
+    if resource_type == "azure-native:web:WebApp":
+        site_config, secret = _unwrap(props.get("siteConfig") or {})
+        settings, list_secret = _unwrap(site_config.get("appSettings") or [])
+        found: list[Path] = []
+        for i, item in enumerate(settings):
+            pair, pair_secret = _unwrap(item)
+            covered = secret or list_secret or pair_secret or is_secret(pair.get("value"))
+            if SECRET_NAME.search(str(pair.get("name", ""))) and not covered:
+                found.append(("siteConfig", "appSettings", i, "value"))
+        return found
+    if resource_type == "azure-native:web:WebAppApplicationSettings":
+        values, secret = _unwrap(props.get("properties") or {})
+        return [
+            ("properties", k)
+            for k, v in values.items()
+            if SECRET_NAME.search(k) and not (secret or is_secret(v))
+        ]
+    return []
+
+
+def _from_wire(value: Any) -> Any:
+    """Wire-form properties as pulumi-policy's remediation expects them back (`Secret` marks)."""
+    if is_secret(value):
+        return Secret(_from_wire(value["value"]))
+    if isinstance(value, Mapping):
+        return {k: _from_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_wire(v) for v in value]
+    return value
+
+
+def _remediate_secret_settings(args: ResourceValidationArgs) -> Mapping[str, Any] | None:
+    # pulumi-policy strips secrecy from the props a `validate` sees; only a remediation gets
+    # them with their Secret marks, and serialize_properties turns those back into wire form.
+    wire = serialize_properties(args.props)
+    paths = plain_secret_settings(args.resource_type, wire)
+    if not paths:
+        return None
+    fixed = _from_wire(wire)
+    for path in paths:
+        holder = fixed
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = Secret(holder[path[-1]])
+    return fixed
+
+
+app_secret_settings_are_secret = ResourceValidationPolicy(
+    name="app-secret-settings-are-secret",
+    description="App Service settings that hold credentials are Pulumi secrets (encrypted in the state).",
+    enforcement_level=EnforcementLevel.REMEDIATE,
+    # pulumi-policy takes a plain (non-awaitable) result too; its type hint lists only awaitables.
+    remediate=cast(ResourceRemediation, _remediate_secret_settings),
+)
+
+POLICIES = [rds_not_public, mysql_not_open_to_internet, app_secret_settings_are_secret]

@@ -1,0 +1,136 @@
+"""The PaaS policies, run offline on what the mocks recorded (the args built as the analyzer does)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pytest
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Secret,
+)
+from pulumi_policy.deserialize import deserialize_properties, serialize_properties
+from pulumi_policy.proxy import unknown_checking_proxy
+
+from components.testing import ProgramRun, Record, is_secret, plain
+from policies.paas import (
+    app_secret_settings_are_secret,
+    mysql_not_open_to_internet,
+    mysql_rules_open_to_internet,
+    plain_secret_settings,
+    rds_not_public,
+)
+
+SG = "aws:ec2/securityGroup:SecurityGroup"
+
+
+def _args(type_: str, wire: dict[str, Any], *, remediation: bool = False) -> ResourceValidationArgs:
+    """Args as pulumi-policy's analyzer builds them: secrets unwrapped for `validate`, marked
+    (`Secret`) for `remediate`."""
+    props = unknown_checking_proxy(deserialize_properties(wire, remediation))
+    opts = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    return ResourceValidationArgs(type_, props, f"urn:test::{type_}", "test", opts, None)
+
+
+def _violations(policy: ResourceValidationPolicy, type_: str, wire: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    policy.validate(_args(type_, wire), lambda message, urn: found.append(message))
+    return found
+
+
+def _remediate(type_: str, wire: dict[str, Any]) -> Mapping[str, Any] | None:
+    """The secret-settings remediation (synchronous; pulumi-policy's hint says awaitable)."""
+    return cast(Any, app_secret_settings_are_secret.remediate(_args(type_, wire, remediation=True)))
+
+
+def _edited(record: Record, **props: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(record.inputs), **props}
+
+
+def test_policies_paas_pass_on_everything_the_reference_stack_records(dev: ProgramRun) -> None:
+    for r in dev.records:
+        assert _violations(rds_not_public, r.type, r.inputs) == [], r.name
+        assert _violations(mysql_not_open_to_internet, r.type, r.inputs) == [], r.name
+        assert _remediate(r.type, r.inputs) is None, r.name
+
+
+def test_policies_paas_rds_not_public_catches_a_public_instance(dev: ProgramRun) -> None:
+    rds = dev.one("aws:rds/instance:Instance", "wordpress-db-instance")
+    wire = _edited(rds, publiclyAccessible=True)
+    assert len(_violations(rds_not_public, rds.type, wire)) == 1
+
+
+def test_policies_paas_mysql_catches_the_internet_in_the_database_security_group(dev: ProgramRun) -> None:
+    sg = dev.one(SG, "wordpress-db-sg")
+    wire = copy.deepcopy(sg.inputs)
+    wire["ingress"][0]["cidrBlocks"].append("0.0.0.0/0")
+    assert _violations(mysql_not_open_to_internet, SG, wire) == ["ingress[0] allows 0.0.0.0/0 to port 3306"]
+
+
+@pytest.mark.parametrize(
+    ("type_", "props", "open_"),
+    [
+        (SG, {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]}]}, True),
+        (SG, {"ingress": [{"protocol": "tcp", "fromPort": 3300, "toPort": 3310, "cidrBlocks": ["0.0.0.0/0"]}]}, True),
+        (SG, {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]}, False),
+        (SG, {"ingress": [{"protocol": "udp", "fromPort": 3306, "toPort": 3306, "cidrBlocks": ["0.0.0.0/0"]}]}, False),
+        (SG, {"ingress": [{"protocol": "tcp", "fromPort": 3306, "toPort": 3306, "cidrBlocks": ["192.168.30.0/24"]}]}, False),
+        (
+            "aws:ec2/securityGroupRule:SecurityGroupRule",
+            {"type": "ingress", "protocol": "tcp", "fromPort": 3306, "toPort": 3306, "cidrBlocks": ["0.0.0.0/0"]},
+            True,
+        ),
+        (
+            "aws:ec2/securityGroupRule:SecurityGroupRule",
+            {"type": "egress", "protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]},
+            False,
+        ),
+        (
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            {"ipProtocol": "tcp", "fromPort": 3306, "toPort": 3306, "cidrIpv4": "0.0.0.0/0"},
+            True,
+        ),
+    ],
+)
+def test_policies_paas_mysql_rule_shapes(type_: str, props: dict[str, Any], open_: bool) -> None:
+    assert bool(mysql_rules_open_to_internet(type_, props)) is open_
+    assert bool(_violations(mysql_not_open_to_internet, type_, props)) is open_
+
+
+def test_policies_paas_validate_cannot_see_secrecy_so_the_secret_rule_remediates(dev: ProgramRun) -> None:
+    site = dev.one("azure-native:web:WebApp", "wordpress-site")
+    # What a `validate` gets: no Secret mark left anywhere, the reason this rule is a remediation.
+    seen = serialize_properties(_args(site.type, site.inputs).props)
+    assert not is_secret(seen["siteConfig"])
+    assert plain_secret_settings(site.type, site.inputs) == []
+
+
+def test_policies_paas_secret_settings_remediation_encrypts_a_plain_password(dev: ProgramRun) -> None:
+    site = dev.one("azure-native:web:WebApp", "wordpress-site")
+    wire = _edited(site, siteConfig=plain(site.inputs["siteConfig"]))
+    settings = wire["siteConfig"]["appSettings"]
+    index = next(i for i, s in enumerate(settings) if s["name"] == "WORDPRESS_DB_PASSWORD")
+    assert plain_secret_settings(site.type, wire) == [("siteConfig", "appSettings", index, "value")]
+
+    fixed = _remediate(site.type, wire)
+    assert fixed is not None
+    fixed_settings = fixed["siteConfig"]["appSettings"]
+    assert isinstance(fixed_settings[index]["value"], Secret)
+    assert [s["value"] for i, s in enumerate(fixed_settings) if i != index] == [
+        s["value"] for i, s in enumerate(settings) if i != index
+    ]
+    assert plain_secret_settings(site.type, dict(serialize_properties(fixed))) == []
+
+
+def test_policies_paas_secret_settings_remediation_covers_application_settings_resources() -> None:
+    type_ = "azure-native:web:WebAppApplicationSettings"
+    wire = {"name": "app", "properties": {"API_TOKEN": "t0k3n", "WORDPRESS_DB_NAME": "wordpress"}}
+    fixed = _remediate(type_, wire)
+    assert fixed is not None
+    assert isinstance(fixed["properties"]["API_TOKEN"], Secret)
+    assert fixed["properties"]["WORDPRESS_DB_NAME"] == "wordpress"
