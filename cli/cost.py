@@ -122,6 +122,14 @@ class Estimate:
     def managed_total(self) -> float:
         return self.total(self.managed) + self.total(self.shared)
 
+    def by_cloud(self) -> dict[str, float]:
+        """The SoftEther total per cloud ("aws", "azure"): what each cloud's budgets see."""
+        out: dict[str, float] = {}
+        for line in (*self.links, *self.shared):
+            cloud = line.key.split("_")[0]
+            out[cloud] = out.get(cloud, 0.0) + line.monthly
+        return out
+
     @property
     def saving(self) -> float:
         """The share of the managed links' cost that SoftEther saves (0.9 = 90 % cheaper)."""
@@ -142,6 +150,7 @@ class Estimate:
             "managed_links": lines(self.managed),
             "softether_total": round(self.softether_total, 2),
             "managed_total": round(self.managed_total, 2),
+            "by_cloud": {cloud: round(total, 2) for cloud, total in self.by_cloud().items()},
             "saving": round(self.saving, 4),
         }
 
@@ -275,7 +284,7 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
     return Estimate(tuple(links), tuple(shared), tuple(managed), prices)
 
 
-def render(est: Estimate, source: str, ttl_hours: float | None) -> list[str]:
+def render(est: Estimate, source: str, stack: Stack) -> list[str]:
     p = est.prices
     out = [
         f"{source}: monthly estimate, {p.currency}, {p.hours_per_month:g} h/month, list prices as of {p.as_of}"
@@ -302,10 +311,20 @@ def render(est: Estimate, source: str, ttl_hours: float | None) -> list[str]:
     out.append(
         f"links: SoftEther {links:.2f} vs managed {managed:.2f} {p.currency}/month: saves {managed - links:.2f} ({est.saving:.0%})"
     )
-    if ttl_hours is not None:
-        session = est.softether_total / p.hours_per_month * ttl_hours
+    clouds = est.by_cloud()
+    per_cloud = ", ".join(f"{c} {t:.2f}" for c, t in clouds.items())
+    out.append(f"per cloud with SoftEther ({p.currency}/month): {per_cloud}")
+    if stack.budgets is not None and stack.budgets.aws and p.currency == "USD":
+        aws = clouds.get("aws", 0.0)
+        crossed = [b.name for b in stack.budgets.aws if aws > b.amount_usd]
+        listed = ", ".join(f"{b.name} {b.amount_usd:g}" for b in stack.budgets.aws)
         out.append(
-            f"one session of ttlHours={ttl_hours:g} h (then destroy): {session:.2f} {p.currency}"
+            f"AWS budgets (USD/month): {listed}; a full month up crosses {len(crossed)} of {len(stack.budgets.aws)}"
+        )
+    if stack.ttl_hours is not None:
+        session = est.softether_total / p.hours_per_month * stack.ttl_hours
+        out.append(
+            f"one session of ttlHours={stack.ttl_hours:g} h (then destroy): {session:.2f} {p.currency}"
         )
     a = p.assumptions
     out.append(
@@ -334,5 +353,5 @@ def cost(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(est.to_json(), indent=2))
     else:
-        print("\n".join(render(est, str(path), stack.ttl_hours)))
+        print("\n".join(render(est, stack_ref(args), stack)))
     return 0

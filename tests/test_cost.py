@@ -84,6 +84,23 @@ def test_cost_managed_alternative_prices_the_same_links():
     assert 0 < est.saving < 1
 
 
+def test_cost_per_cloud_totals_split_the_softether_total():
+    est = dev()
+    clouds = est.by_cloud()
+    assert set(clouds) == {"aws", "azure"}
+    assert sum(clouds.values()) == pytest.approx(est.softether_total)
+    rds = next(ln for ln in est.shared if ln.key == "aws_rds_mysql")
+    assert clouds["aws"] > rds.monthly
+
+
+def test_cost_cli_compares_the_aws_part_with_the_aws_budgets(capsys: pytest.CaptureFixture[str]):
+    assert main(["cost", "--stack", "dev"]) == 0
+    aws = dev().by_cloud()["aws"]
+    crossed = sum(aws > amount for amount in (7, 27))
+    line = "AWS budgets (USD/month): used-nothing 7, self-restraint 27; a full month up crosses"
+    assert f"{line} {crossed} of 2" in capsys.readouterr().out
+
+
 def test_cost_region_changes_the_price():
     tokyo, virginia = dev(), dev(**{"aws:region": "us-east-1", "azure-native:location": "eastus"})
     assert virginia.softether_total < tokyo.softether_total
