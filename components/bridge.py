@@ -4,7 +4,8 @@ Each is a Debian 12 VM with one network interface at the site's fixed bridge add
 public address (for its outbound cascade and the operator's SSH), forwarding enabled
 (src/dst check off / IP forwarding on), SSH only from the operator's range, and cloud-init
 that pins the program's host key and installs SoftEther. The SoftEther configuration is
-converged afterwards by the node's `softether` dynamic resource (`components.softether_node`).
+converged afterwards by the bridge's `softether.dynamic.SoftEtherNode`, once sshd opens
+(cloud-init opens it only after SoftEther is installed).
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws.ec2 as ec2
 import pulumi_azure_native.compute as compute
 import pulumi_azure_native.network as network
 
+from softether.dynamic import SoftEtherNode
 from topology import CloudSite, Topology
 
 from .aws_network import INTERNET, HybridVpc
 from .azure_network import HybridVnet
 from .cloudinit import HostKey, bridge_cloud_config
 from .firewall import bridge_ingress
+from .node import BRIDGE_CONNECT_DEADLINE_S, ssh_target
 
 DEBIAN_AMI_OWNER = "136693071363"  # the Debian cloud team's AWS account
 DEFAULT_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
@@ -46,13 +50,31 @@ def azure_image_sku(vm_size: str) -> str:
 
 @dataclass(frozen=True)
 class BridgeArgs:
-    """What both bridges need. `host_key` and `operator_public_key` are pulumi-tls outputs."""
+    """What both bridges need. Keys are pulumi-tls outputs; `spec` is the node's SoftEther
+    spec from `softether.derive` (secret); `after`: what the converge waits for (the home
+    server, which the cascade dials)."""
 
     network: Topology
     site: CloudSite
     host_key_private: pulumi.Input[str]
     host_key_public: pulumi.Input[str]
     operator_public_key: pulumi.Input[str]
+    operator_private_key: pulumi.Input[str]
+    spec: pulumi.Input[dict[str, Any]]
+    after: tuple[pulumi.Resource, ...] = ()
+
+
+def converge(name: str, args: BridgeArgs, parent: pulumi.Resource, public_ip: pulumi.Output[str], vm: pulumi.Resource) -> SoftEtherNode:
+    """The bridge's SoftEther node, over SSH to its public address with the pinned host key."""
+    target = ssh_target(
+        public_ip, args.host_key_public, args.operator_private_key, user=SSH_USER, deadline_s=BRIDGE_CONNECT_DEADLINE_S
+    )
+    return SoftEtherNode(
+        f"{name}-softether",
+        args.spec,
+        target,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[vm, *args.after]),
+    )
 
 
 def user_data(args: BridgeArgs) -> pulumi.Output[str]:
@@ -73,6 +95,7 @@ class Ec2Bridge(pulumi.ComponentResource):
     eni: ec2.NetworkInterface
     public_ip: pulumi.Output[str]
     instance: ec2.Instance
+    softether: SoftEtherNode
 
     def __init__(
         self, name: str, args: BridgeArgs, vpc: HybridVpc, opts: pulumi.ResourceOptions | None = None
@@ -145,6 +168,7 @@ class Ec2Bridge(pulumi.ComponentResource):
             tags={"Name": f"{site.name}-bridge"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[eip]),
         )
+        self.softether = converge(name, args, self, self.public_ip, self.instance)
         self.register_outputs({"publicIp": self.public_ip, "eniId": self.eni.id})
 
 
@@ -155,6 +179,7 @@ class AzureVmBridge(pulumi.ComponentResource):
     nic: network.NetworkInterface
     public_ip: pulumi.Output[str]
     vm: compute.VirtualMachine
+    softether: SoftEtherNode
 
     def __init__(
         self, name: str, args: BridgeArgs, vnet: HybridVnet, opts: pulumi.ResourceOptions | None = None
@@ -232,4 +257,5 @@ class AzureVmBridge(pulumi.ComponentResource):
             },
             opts=child,
         )
+        self.softether = converge(name, args, self, self.public_ip, self.vm)
         self.register_outputs({"publicIp": self.public_ip})

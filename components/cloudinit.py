@@ -16,6 +16,7 @@ from topology import SoftEtherOptions
 UPSTREAM_REPO = "https://github.com/SoftEtherVPN/SoftEtherVPN.git"
 SRC_DIR = "/usr/local/src/SoftEtherVPN"
 INSTALL_SCRIPT = "/usr/local/sbin/hybrid-install-softether"
+SSHD = "ssh.service"
 UNIT = "softether-vpnbridge.service"  # the name softether.spec.BridgeSpec restarts
 # Where each source puts the bridge binary: upstream's CMake installs a wrapper script in
 # the bin directory; Debian's package keeps the binary under libexec.
@@ -130,11 +131,18 @@ def bridge_cloud_config(options: SoftEtherOptions, host_key: HostKey, authorized
             {"path": INSTALL_SCRIPT, "permissions": "0755", "content": install_script(options)},
             {"path": f"/etc/systemd/system/{UNIT}", "permissions": "0644", "content": systemd_unit(options)},
         ],
+        # sshd stays closed until SoftEther is installed and running, so the converge's SSH
+        # retries cover the install; it opens even if the install failed, for debugging.
+        # (first boot only: a runtime mask is gone after a reboot, and runcmd runs once).
+        "bootcmd": [["cloud-init-per", "once", "hybrid-ssh-closed", "systemctl", "mask", "--runtime", SSHD]],
         "runcmd": [
-            [INSTALL_SCRIPT],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", UNIT],
-            ["systemctl", "restart", UNIT],
+            [
+                "sh",
+                "-c",
+                f"{INSTALL_SCRIPT} && systemctl daemon-reload && systemctl enable {UNIT}"
+                f" && systemctl restart {UNIT}; systemctl unmask --runtime {SSHD};"
+                f" systemctl start {SSHD}",
+            ]
         ],
     }
     return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)

@@ -9,7 +9,13 @@ from typing import Any
 
 import pulumi
 
+from softether.dynamic import SoftEtherNode
 from topology import RoutingPlan, Topology
+from topology.load import PROJECT
+
+from .node import HOME_CONNECT_DEADLINE_S, ssh_target
+
+HOST_KEY_CONFIG = "homeHostKey"
 
 
 @dataclass(frozen=True)
@@ -18,14 +24,32 @@ class ManualSteps:
 
     port_forward: str
     routes: tuple[str, ...]
+    server_access: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"routerPortForward": self.port_forward, "homeRoutes": list(self.routes)}
+        return {
+            "routerPortForward": self.port_forward,
+            "homeRoutes": list(self.routes),
+            "vpnServerAccess": list(self.server_access),
+        }
 
 
-def manual_steps(net: Topology, plan: RoutingPlan) -> ManualSteps:
+def manual_steps(net: Topology, plan: RoutingPlan, host_key_known: bool) -> ManualSteps:
     server = net.home.vpn_server
-    target = server.host_address or server.ssh.host
+    ssh = server.ssh
+    target = server.host_address or ssh.host
+    access = [
+        f"authorize the operator key (stack output operatorPublicKey) for {ssh.user} on"
+        f" {ssh.host}: append it to ~{ssh.user}/.ssh/authorized_keys",
+    ]
+    if not host_key_known:
+        # The program never accepts an unknown host key: the user pins it once.
+        access.append(
+            f"pin the server's host key: pulumi config set {PROJECT}:{HOST_KEY_CONFIG}"
+            f' "$(ssh-keyscan -p {ssh.port} -t ed25519 {ssh.host} | cut -d\' \' -f2-)"'
+            " (check it against the server's own /etc/ssh/ssh_host_ed25519_key.pub), then"
+            " pulumi up again: SoftEther on the home server is configured once it is set"
+        )
     return ManualSteps(
         port_forward=(
             f"home router: forward TCP {server.port} from the internet ({server.public_host})"
@@ -35,21 +59,45 @@ def manual_steps(net: Topology, plan: RoutingPlan) -> ManualSteps:
             f"{r.destination} via {r.via}  (home router, or every home host but the VPN server)"
             for r in plan.home_routes
         ),
+        server_access=tuple(access),
     )
 
 
 @dataclass(frozen=True)
 class HomeLanArgs:
+    """`spec`: the server's SoftEther spec from `softether.derive` (secret); `host_key`: the
+    server's pinned SSH host key (`ssh-ed25519 AAAA...`, config `homeHostKey`), None if
+    not pinned yet."""
+
     network: Topology
     routes: RoutingPlan
+    spec: pulumi.Input[dict[str, Any]]
+    operator_private_key: pulumi.Input[str]
+    host_key: str | None
 
 
 class HomeLan(pulumi.ComponentResource):
-    """The home site: the manual steps, and (`node`) the VPN server's SoftEther configuration."""
+    """The home site: the manual steps, and `softether`, the VPN server's SoftEther
+    configuration over SSH (None until the server's host key is pinned)."""
 
     steps: ManualSteps
+    softether: SoftEtherNode | None
 
     def __init__(self, name: str, args: HomeLanArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid:home:HomeLan", name, None, opts)
-        self.steps = manual_steps(args.network, args.routes)
+        ssh = args.network.home.vpn_server.ssh
+        self.steps = manual_steps(args.network, args.routes, args.host_key is not None)
+        self.softether = None
+        if args.host_key is not None:
+            target = ssh_target(
+                ssh.host,
+                args.host_key,
+                args.operator_private_key,
+                port=ssh.port,
+                user=ssh.user,
+                deadline_s=HOME_CONNECT_DEADLINE_S,
+            )
+            self.softether = SoftEtherNode(
+                f"{name}-softether", args.spec, target, opts=pulumi.ResourceOptions(parent=self)
+            )
         self.register_outputs(self.steps.to_json())

@@ -16,7 +16,8 @@ from .azure_network import HybridVnet, HybridVnetArgs
 from .bridge import SSH_USER, AzureVmBridge, BridgeArgs, Ec2Bridge
 from .budgets import Budgets, BudgetsArgs
 from .database import PrivateMysql, PrivateMysqlArgs
-from .home import HomeLan, HomeLanArgs
+from .home import HOST_KEY_CONFIG, HomeLan, HomeLanArgs
+from .node import node_specs, spec_of
 from .secrets import HybridSecrets
 
 KEY_FILE = "~/.ssh/hybrid-cloud"
@@ -29,6 +30,11 @@ def stack_from_config(source: str | None = None) -> Stack:
     keys = (f.alias or name for name, f in Stack.model_fields.items())
     config = {k: v for k in keys if (v := cfg.get_object(k)) is not None}
     return parse_stack(config, source or f"stack {pulumi.get_stack()}")
+
+
+def home_host_key() -> str | None:
+    """The home VPN server's pinned SSH host key (config `homeHostKey`), if set."""
+    return pulumi.Config(PROJECT).get(HOST_KEY_CONFIG)
 
 
 @dataclass
@@ -51,7 +57,13 @@ def build_network(stack: Stack) -> Network:
     topo = stack.network
     plan = plan_routes(topo)
     secrets = HybridSecrets("secrets", topo)
-    out = Network(home=HomeLan(topo.home.name, HomeLanArgs(topo, plan)), secrets=secrets)
+    specs = node_specs(topo, plan, secrets)
+    operator_key = secrets.operator_key.private_key_openssh
+    home = HomeLan(
+        topo.home.name,
+        HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, home_host_key()),
+    )
+    out = Network(home=home, secrets=secrets)
     for site in topo.sites:
         host_key = secrets.host_keys[site.name]
         args = BridgeArgs(
@@ -60,6 +72,9 @@ def build_network(stack: Stack) -> Network:
             host_key_private=host_key.private_key_openssh,
             host_key_public=host_key.public_key_openssh,
             operator_public_key=secrets.operator_key.public_key_openssh,
+            operator_private_key=operator_key,
+            spec=spec_of(specs, site.name),
+            after=(home.softether,) if home.softether else (),
         )
         table = plan.route_table(site.name)
         if site.cloud == "aws":

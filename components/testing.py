@@ -275,9 +275,11 @@ def run_program(
     stack_ref: str | Path,
     build: Callable[[Stack], Mapping[str, Any]] | None = None,
     *,
+    config: Mapping[str, str] | None = None,
     preview: bool = False,
 ) -> ProgramRun:
-    """Run the program (default `components.program.build`) for a stack name or file.
+    """Run the program (default `components.program.build`) for a stack name or file;
+    `config` adds or overrides keys of the stack file (`"hybrid-cloud:homeHostKey": ...`).
 
     A stack that fails validation raises `topology.TopologyError` before any resource is
     registered, exactly as under `pulumi up`.
@@ -290,7 +292,7 @@ def run_program(
     # A fresh root stack per run: the previous run's stack resource lives in a context var.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=name, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config_for_pulumi(read_stack_file(path)))
+    pulumi.runtime.set_all_config(config_for_pulumi({**read_stack_file(path), **(config or {})}))
     # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
     settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
     settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]

@@ -1,0 +1,59 @@
+"""The SoftEther configuration of each node, handed to `softether.dynamic.SoftEtherNode`.
+
+The specs come from `softether.derive` (topology + routing plan + the generated passwords),
+computed once per program; each node gets its own spec and an SSH target with a pinned host
+key. Both travel as Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from softether.derive import NodeSpecs, derive
+from softether.spec import spec_to_dict
+from topology import RoutingPlan, Topology
+
+from .secrets import HybridSecrets
+
+# A new bridge VM builds SoftEther from source before sshd opens (cloud-init): allow for it.
+BRIDGE_CONNECT_DEADLINE_S = 1800.0
+HOME_CONNECT_DEADLINE_S = 120.0
+
+
+def node_specs(net: Topology, plan: RoutingPlan, secrets: HybridSecrets) -> pulumi.Output[NodeSpecs]:
+    return secrets.values().apply(lambda values: derive(net, plan, values))
+
+
+def spec_of(specs: pulumi.Output[NodeSpecs], site: str | None) -> pulumi.Output[dict[str, Any]]:
+    """The revealed spec dict of the home server (`site` None) or of a site's bridge."""
+    return pulumi.Output.secret(
+        specs.apply(
+            lambda s: spec_to_dict(s.server if site is None else s.bridges[site], reveal=True)
+        )
+    )
+
+
+def ssh_target(
+    host: pulumi.Input[str],
+    host_key: pulumi.Input[str],
+    private_key: pulumi.Input[str],
+    *,
+    port: int = 22,
+    user: str = "root",
+    deadline_s: float,
+) -> pulumi.Output[dict[str, Any]]:
+    """An `softether.spec.SshTarget` dict: key auth, the host key pinned."""
+    return pulumi.Output.secret(
+        pulumi.Output.all(host, host_key, private_key).apply(
+            lambda v: {
+                "host": v[0],
+                "port": port,
+                "user": user,
+                "host_key": v[1].strip(),
+                "private_key": v[2],
+                "connect_deadline_s": deadline_s,
+            }
+        )
+    )
