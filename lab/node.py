@@ -333,6 +333,7 @@ class Node:
             raise LabError(f"node {self.name}: start failed: {err.strip()}")
         self.pids["sshd"] = _read_pid(self.name, lambda: [ssh / "sshd.pid"])
         self.pids["softether"] = self.softether_pid()
+        self.wait_listening(5555)
         return self
 
     def softether_pid(self) -> int:

@@ -139,6 +139,7 @@ class Session:
     read_timeout_s: float = 15.0
     apply_timeout_s: float = 60.0
     verify_traffic: str = "changed"  # "changed" | "always" | "never"
+    service_wait_s: float = 30.0  # how long SoftEther may take to listen after boot
     vpncmd_sessions: int = 0
     vpncmd_commands: int = 0
     _secrets: tuple[str, ...] = field(default=(), init=False)
@@ -186,6 +187,23 @@ class Session:
     def _vpncmd(
         self, commands: Sequence[v.Command], timeout: float
     ) -> list[tuple[v.Command, v.Reply]]:
+        # A node that just booted may run sshd before SoftEther listens: retry, bounded.
+        deadline = time.monotonic() + self.service_wait_s
+        while True:
+            try:
+                return self._vpncmd_once(commands, timeout)
+            except v.ConnectFailed as e:
+                if time.monotonic() >= deadline:
+                    raise SoftEtherError(
+                        self.host,
+                        f"vpncmd cannot reach SoftEther at localhost:{self.spec.admin_port} "
+                        f"after {self.service_wait_s:.0f} s: {e}",
+                    ) from None
+                time.sleep(0.5)
+
+    def _vpncmd_once(
+        self, commands: Sequence[v.Command], timeout: float
+    ) -> list[tuple[v.Command, v.Reply]]:
         lines, res = self.run_script(commands, timeout)
         if res.aborted:
             self._kill_remote(res)
@@ -220,7 +238,8 @@ class Session:
             self.transport.run(f"kill -TERM {m.group(1)} 2>/dev/null || true", timeout=10)
 
     def _last(self, text: str) -> str:
-        lines = [ln for ln in text.splitlines() if ln.strip()][-LAST_LINES:]
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("@@pid")]
+        lines = lines[-LAST_LINES:]
         return "\n".join(f"    {self.mask(ln)}" for ln in lines)
 
     # ---- read ----------------------------------------------------------------------------

@@ -237,6 +237,10 @@ def split_output(text: str, lines: Sequence[str]) -> ScriptOutput:
     prompted = any(p.startswith("Password:") for p in preamble)
     if any(ACCESS_DENIED_TEXT in p for p in preamble):
         raise AccessDenied()
+    if not chunks:
+        code, message = _status(preamble)
+        if code:
+            raise ConnectFailed(code, message)
     if len(chunks) != len(lines):
         raise OutputError(f"vpncmd ran {len(chunks)} of {len(lines)} script lines")
     replies = []
@@ -246,6 +250,14 @@ def split_output(text: str, lines: Sequence[str]) -> ScriptOutput:
         code, message = _status(body)
         replies.append(Reply(line=line, output=tuple(body), code=code, message=message))
     return ScriptOutput(prompted, tuple(replies), tuple(preamble))
+
+
+class ConnectFailed(Exception):
+    """vpncmd could not talk to the server at all (e.g. error 1: not listening yet)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code, self.message = code, message
+        super().__init__(f"error {code} ({error_name(code)}): {message}")
 
 
 class AccessDenied(Exception):

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from softether import hostos
+from softether.spec import BridgeSpec
+
+from .helpers import reference_specs
+
+BRIDGE: BridgeSpec = reference_specs().bridges["Hybrid-VPC"]
+H = BRIDGE.host_os
+assert H is not None
+
+CONVERGED = f"""@@dev
+3: tap_vpntap: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UNKNOWN
+@@addr
+3: tap_vpntap    inet 192.168.10.2/24 scope global tap_vpntap\\       valid_lft forever
+@@route
+192.168.1.0/24 via 192.168.10.1
+192.168.10.0/24 proto kernel scope link src 192.168.10.2
+192.168.30.0/24 via 192.168.10.1
+192.168.31.0/24 via 192.168.10.1
+@@forward
+1
+@@file /etc/systemd/system/hybrid-bridge-net.service
+{hostos.unit_text(H)}@@file /etc/sysctl.d/60-hybrid-ip-forward.conf
+{hostos.sysctl_text(H)}@@link /etc/systemd/system/multi-user.target.wants/hybrid-bridge-net.service
+/etc/systemd/system/hybrid-bridge-net.service
+@@link /etc/systemd/system/softether-vpnbridge.service.wants/hybrid-bridge-net.service
+/etc/systemd/system/hybrid-bridge-net.service
+@@link /etc/systemd/system/multi-user.target.wants/softether-vpnbridge.service
+/lib/systemd/system/softether-vpnbridge.service
+@@end
+"""
+
+
+def test_hostos_facts_parse_ip_output() -> None:
+    f = hostos.parse_facts(CONVERGED)
+    assert f.device_exists and f.device_up and f.ip_forward
+    assert f.addresses == (IPv4Interface("192.168.10.2/24"),)
+    assert (IPv4Network("192.168.1.0/24"), IPv4Address("192.168.10.1")) in f.routes
+    assert len(f.routes) == 3  # the connected route has no "via"
+
+
+def test_hostos_converged_plan_is_empty() -> None:
+    assert hostos.plan(BRIDGE, hostos.parse_facts(CONVERGED)) == ()
+
+
+def test_hostos_missing_tap_plans_address_routes_and_persistence() -> None:
+    f = hostos.parse_facts("@@dev\n@@addr\n@@route\n@@forward\n0\n@@end\n")
+    lines = [c.summary for c in hostos.plan(BRIDGE, f)]
+    assert "+ tap_vpntap address 192.168.10.2/24" in lines
+    assert "+ route 192.168.21.0/24 via 192.168.10.1 dev tap_vpntap" not in lines  # own range
+    assert "+ route 192.168.30.0/24 via 192.168.10.1 dev tap_vpntap" in lines
+    assert "~ net.ipv4.ip_forward = 1" in lines
+    assert "~ file /etc/systemd/system/hybrid-bridge-net.service" in lines
+    assert lines[-1] == "~ systemd daemon-reload"
+    script = hostos.apply_script(BRIDGE, hostos.plan(BRIDGE, f))
+    assert script.startswith("set -e\n") and "/sys/class/net/tap_vpntap" in script.splitlines()[1]
+
+
+def test_hostos_extra_route_and_address_are_removed() -> None:
+    text = CONVERGED.replace(
+        "192.168.31.0/24 via 192.168.10.1\n",
+        "192.168.31.0/24 via 192.168.10.1\n10.9.0.0/16 via 192.168.10.9\n",
+    ).replace("@@route", "    inet 192.168.10.77/24 scope global secondary\n@@route")
+    lines = [c.summary for c in hostos.plan(BRIDGE, hostos.parse_facts(text))]
+    assert lines == [
+        "- tap_vpntap address 192.168.10.77/24",
+        "- route 10.9.0.0/16 via 192.168.10.9 dev tap_vpntap",
+    ]
+
+
+def test_hostos_unit_reapplies_everything_after_the_service() -> None:
+    text = hostos.unit_text(H)
+    assert "BindsTo=softether-vpnbridge.service" in text
+    assert "WantedBy=softether-vpnbridge.service multi-user.target" in text
+    for r in H.routes:
+        assert f"ip route replace {r.network} via {r.via} dev tap_vpntap" in text
+
+
+def test_hostos_server_turns_offloads_off_except_fixed_ones() -> None:
+    server = reference_specs().server
+    f = hostos.parse_facts(
+        "@@ethtool eth1\nFeatures for eth1:\nrx-checksumming: on\ntx-checksumming: off\n"
+        "tcp-segmentation-offload: on\ngeneric-segmentation-offload: off\n"
+        "generic-receive-offload: on [fixed]\n@@end\n"
+    )
+    (change,) = hostos.plan(server, f)
+    assert change.shell == "ethtool -K eth1 rx off tso off"
