@@ -6,7 +6,7 @@ import pytest
 
 from components import program
 from components.testing import ProgramRun, Record, is_secret, plain, run_program
-from topology import Stack
+from topology import Stack, TopologyError
 
 PLAN = "azure-native:web:AppServicePlan"
 SITE = "azure-native:web:WebApp"
@@ -132,3 +132,11 @@ def test_wordpress_app_teardown_removes_the_integration_before_the_subnet(dev: P
     assert subnet.urn in plan.dependencies
     order = _delete_order(dev)
     assert order.index(site.urn) < order.index(plan.urn) < order.index(subnet.urn)
+
+
+def test_wordpress_app_without_a_database_is_refused() -> None:
+    def build(stack: Stack) -> dict:
+        return program.build(stack.model_copy(update={"database": None}))
+
+    with pytest.raises(TopologyError, match="app: WordPress needs hybrid-cloud:database"):
+        run_program("dev", build=build)
