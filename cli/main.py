@@ -13,7 +13,7 @@ import sys
 from topology import TopologyError
 
 # Each module has `register(subparsers)`; its commands set `func(args) -> int`.
-MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab")
+MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab", "cli.plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,91 @@
+"""`hybrid plan`: the whole program run offline under Pulumi's mocks, and the security policies.
+
+No cloud credentials and no Pulumi CLI: CI runs it on every pull request, forks included.
+Prints the resource tree (type, name, key inputs; secrets masked) and the policy results;
+exits 1 on a policy violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from typing import Any
+
+from .args import add_stack, stack_ref
+
+# Inputs that say nothing about the design (placement and bookkeeping).
+NOISE = {"tags", "region", "location", "resourceGroupName", "__provider"}
+WIDTH = 110
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="run the program under Pulumi's mocks; print resources and policy results")
+    add_stack(p)
+    p.add_argument("--quiet", action="store_true", help="only the policy results and the summary")
+    p.set_defaults(func=plan)
+
+
+def plan(args: argparse.Namespace) -> int:
+    # The SDKs warn about deprecated resources they define, not about ours.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from components.testing import ProgramRun, run_program
+    from policies import POLICIES, Resource, evaluate
+    from policies.security import policy_config
+
+    ref = stack_ref(args)
+    run: ProgramRun = run_program(ref)
+    if not args.quiet:
+        for line in tree_lines(run):
+            print(line)
+        print()
+    resources = [Resource(r.type, r.name, r.urn, r.inputs, r.parent) for r in run.records]
+    violations = evaluate(resources, policy_config(run.stack.network), POLICIES)
+    for p in POLICIES:
+        found = [v for v in violations if v.policy == p.name]
+        print(f"policy {p.name}: {'FAIL' if found else 'ok'}")
+        for v in found:
+            print(f"  {v.message}  ({v.urn})")
+    custom = sum(r.custom for r in run.records)
+    print(
+        f"plan {run.stack_name}: {len(run.records)} resources ({custom} custom,"
+        f" {len(run.records) - custom} components), {len(POLICIES)} policies,"
+        f" {len(violations)} violations"
+    )
+    return 1 if violations else 0
+
+
+def tree_lines(run: Any) -> list[str]:
+    """Each resource under its parent: `type name  key=value ...` with secrets masked."""
+    out: list[str] = []
+
+    def walk(parent: str, depth: int) -> None:
+        for r in run.records:
+            if r.parent != parent:
+                continue
+            out.append(f"{'  ' * depth}{r.type} {r.name}")
+            pad = "  " * (depth + 2)
+            out.extend(f"{pad}{k}={render(v)}" for k, v in sorted(r.inputs.items()) if k not in NOISE)
+            walk(r.urn, depth + 1)
+
+    walk("", 0)
+    return out
+
+
+def render(value: Any) -> str:
+    """A one-line rendering of a wire-form input, secrets masked, cut at WIDTH characters."""
+    text = json.dumps(_masked(value), separators=(",", ":"), sort_keys=True)
+    return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
+
+
+def _masked(value: Any) -> Any:
+    from components.testing import is_secret
+
+    if is_secret(value):
+        return "[secret]"
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    # The wire carries every number as a float.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
