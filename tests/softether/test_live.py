@@ -299,3 +299,47 @@ def test_live_changed_host_key_is_refused_naming_both_fingerprints(
         if kind == "ed25519":
             assert fingerprint(parse_public_key(home.host_key)) in msg
         assert transport.records == []  # nothing ran
+
+
+def test_live_cli_plan_and_apply(
+    testbed: Testbed, home: Node, aws: Node, live_specs: NodeSpecs, tmp_path: Path
+) -> None:
+    """`python -m softether` by hand, run from the bridge's namespace against the server."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(live_specs.server.to_json(reveal=True))
+    spec.chmod(0o600)
+    ident = tmp_path / "id"
+    ident.write_text(testbed.client_key)
+    ident.chmod(0o600)
+    repo = Path(__file__).resolve().parents[2]
+
+    def cli(action: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "softether", action, "--spec", str(spec)]
+        argv += ["--host", home.host, "--host-key", home.host_key, "--identity", str(ident)]
+        return subprocess.run(
+            ["ip", "netns", "exec", aws.netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=repo,
+            check=False,
+        )
+
+    converged = cli("plan")
+    assert (converged.returncode, converged.stdout.strip()) == (0, "converged: no changes")
+    by_hand(
+        home,
+        live_specs.server.admin_password.get_secret_value(),
+        "Hub DEFAULT\nUserDelete operator\n",
+    )
+    drift = cli("plan")
+    assert (drift.returncode, drift.stdout.strip()) == (2, "+ user DEFAULT/operator")
+    applied = cli("apply")
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.strip() == "+ user DEFAULT/operator"
+    assert "vpncmd session(s)" in applied.stderr
+    out = converged.stdout + drift.stdout + drift.stderr + applied.stdout + applied.stderr
+    assert [s for s in live_specs.server.secrets() if s in out] == []
