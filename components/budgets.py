@@ -46,7 +46,8 @@ class Budgets(pulumi.ComponentResource):
                     f"{name}-aws-{b.name}",
                     budget_type="COST",
                     time_unit="MONTHLY",
-                    limit_amount=f"{b.amount_usd:g}",
+                    # The API's own spelling ("7.0"), so a refresh shows no difference.
+                    limit_amount=str(b.amount_usd),
                     limit_unit="USD",
                     notifications=[
                         aws_budgets.BudgetNotificationArgs(
@@ -84,7 +85,7 @@ class Budgets(pulumi.ComponentResource):
                         consumption.Budget(
                             f"{name}-azure{suffix}-{b.name}",
                             scope=scope,
-                            amount=b.amount,
+                            amount=b.amount,  # in the billing account's currency
                             category="Cost",
                             time_grain="Monthly",
                             time_period=consumption.BudgetTimePeriodArgs(start_date=start),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
+
 import pytest
 
 from components import program
@@ -70,6 +72,20 @@ def test_wordpress_app_integrates_into_the_delegated_subnet(dev: ProgramRun) -> 
 def test_wordpress_app_routes_all_application_traffic_into_the_vnet(dev: ProgramRun) -> None:
     # WEBSITE_VNET_ROUTE_ALL=1 of the blog, in today's property.
     assert _site(dev).input("outboundVnetRouting") == {"applicationTraffic": True}
+
+
+def test_wordpress_app_reaches_the_database_only_over_the_private_path(dev: ProgramRun) -> None:
+    """The app's outbound range is routed to the bridge and allowed by the database's SG."""
+    subnet = dev.one(SUBNET, "Hybrid-VNet-Hybrid_Subnet_Dammy")
+    source = IPv4Network(subnet.input("addressPrefix"))
+    table = dev.one("azure-native:network:RouteTable", "Hybrid-VNet-rt")
+    assert subnet.input("routeTable") == {"id": table.id}
+    bridge = str(dev.stack.network.site("Hybrid-VNet").bridge.private_address)
+    routed = {r["addressPrefix"] for r in table.input("routes") if r["nextHopIpAddress"] == bridge}
+    rds_subnets = {str(s.cidr) for s in dev.stack.network.site("Hybrid-VPC").subnets}
+    assert rds_subnets <= routed  # both: a Multi-AZ failover lands in the other subnet
+    [rule] = dev.one("aws:ec2/securityGroup:SecurityGroup", "wordpress-db-sg").input("ingress")
+    assert any(source.subnet_of(IPv4Network(c)) for c in rule["cidrBlocks"])
 
 
 def test_wordpress_app_database_settings_come_from_the_rds_component(dev: ProgramRun) -> None:

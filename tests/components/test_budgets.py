@@ -48,7 +48,7 @@ def test_budgets_reference_has_the_blogs_two_budgets_in_each_cloud(dev: ProgramR
 
 
 @pytest.mark.parametrize(
-    ("name", "amount", "thresholds"), [("used-nothing", "7", (50, 100)), ("self-restraint", "27", (80, 100))]
+    ("name", "amount", "thresholds"), [("used-nothing", "7.0", (50, 100)), ("self-restraint", "27.0", (80, 100))]
 )
 def test_budgets_aws_alerts_on_actual_and_forecasted_spend_in_usd(
     dev: ProgramRun, name: str, amount: str, thresholds: tuple[int, ...]
