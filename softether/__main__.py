@@ -18,7 +18,9 @@ from .transport import LocalTransport, SshTransport, Transport, TransportError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m softether", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m softether", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("action", choices=("plan", "apply"))
     p.add_argument("--spec", required=True, type=Path, help="node spec JSON (secrets revealed)")
     where = p.add_mutually_exclusive_group(required=True)

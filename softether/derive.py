@@ -17,6 +17,7 @@ from topology import CloudSite, RoutingPlan, Topology
 
 from .spec import (
     BRIDGE_HUB,
+    DEFAULT_RESTART,
     BridgeSpec,
     Cascade,
     HostOsSpec,
@@ -144,7 +145,6 @@ def _bridge(
         password=secret(user_secret(net.transit.hub, site.cascade_user)),
         max_tcp=net.softether.max_connections,
     )
-    extra = {"restart_command": restart_command} if restart_command else {}
     return BridgeSpec(
         admin_password=secret(admin_secret(site.name)),
         # One listener stays for local administration (vpncmd to localhost); the cloud
@@ -159,5 +159,5 @@ def _bridge(
             routes=tuple(OsRoute(network=r.destination, via=r.via) for r in host.routes),
         ),
         traffic_check=TrafficCheck(target=server.transit_address),
-        **extra,
+        restart_command=restart_command or DEFAULT_RESTART,
     )

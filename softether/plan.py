@@ -263,8 +263,7 @@ def _cascades_online(hub: Hub, cur: HubState | None) -> Iterator[Change]:
     """CascadeOnline last: after the local bridge exists (and anything it needs changed)."""
     for c in hub.cascades:
         have = cur.cascade(c.name) if cur else None
-        changed = have is None or _cascade_differs(c, have)
-        if changed or not have.online:
+        if have is None or _cascade_differs(c, have) or not have.online:
             yield Change(
                 f"~ cascade {hub.name}/{c.name}: online",
                 (Command("CascadeOnline", (c.name,), hub=hub.name),),

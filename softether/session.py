@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from . import hostos
 from . import vpncmd as v
-from .facts import NodeState, parse_state, read_commands
+from .facts import BridgeState, NodeState, parse_state, read_commands
 from .plan import Change, plan
 from .spec import BridgeSpec, ServerSpec
 from .transport import RunResult, Transport
@@ -301,6 +301,7 @@ class Session:
     # ---- verify --------------------------------------------------------------------------
     def _check_bridges(self, node: NodeState) -> NodeState:
         """Local bridges must operate (BridgeCreate returns 0 even for a missing device)."""
+        bad: list[BridgeState] = []
         for _ in range(5):
             bad = [
                 b

@@ -214,6 +214,7 @@ class ServerSpec(_Node):
 
 
 BRIDGE_HUB = "BRIDGE"
+DEFAULT_RESTART = "systemctl restart softether-vpnbridge"
 
 
 class BridgeSpec(_Node):
@@ -225,7 +226,7 @@ class BridgeSpec(_Node):
 
     kind: Literal["bridge"] = "bridge"
     host_os: HostOsSpec | None = None
-    restart_command: str = "systemctl restart softether-vpnbridge"
+    restart_command: str = DEFAULT_RESTART
     traffic_check: TrafficCheck | None = None
 
     @model_validator(mode="after")

@@ -3,13 +3,19 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from softether import hostos
-from softether.spec import BridgeSpec
+from softether.spec import BridgeSpec, HostOsSpec
 
 from .helpers import reference_specs
 
 BRIDGE: BridgeSpec = reference_specs().bridges["Hybrid-VPC"]
-H = BRIDGE.host_os
-assert H is not None
+
+
+def host_os() -> HostOsSpec:
+    assert BRIDGE.host_os is not None
+    return BRIDGE.host_os
+
+
+H = host_os()
 
 CONVERGED = f"""@@dev
 3: tap_vpntap: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UNKNOWN
