@@ -80,6 +80,7 @@ class ProgramRun:
     stack: Stack
     records: tuple[Record, ...]
     exports: dict[str, Export] = field(default_factory=dict)
+    calls: tuple[Call, ...] = ()
 
     def of_type(self, type_: str) -> list[Record]:
         return [r for r in self.records if r.type == type_]
@@ -139,13 +140,11 @@ def _password(args: mocks.MockResourceArgs) -> Props:
 
 
 def _azure_id(args: mocks.MockResourceArgs) -> Props:
-    provider = args.typ.split(":")[1]
-    kind = args.typ.split(":")[2]
-    name = next(
-        (v for k, v in args.inputs.items() if k.endswith("Name") and k != "resourceGroupName" and isinstance(v, str)),
-        args.name,
-    )
-    rg = args.inputs.get("resourceGroupName", "rg")
+    """Azure's `name` (the `<type>Name` input, else the logical name) and resource id."""
+    _, provider, kind = args.typ.split(":")
+    key = next((k for k in args.inputs if k.lower() == f"{kind.lower()}name"), None)
+    name = args.inputs[key] if key else args.name
+    rg = name if kind == "ResourceGroup" else args.inputs.get("resourceGroupName", "rg")
     return {
         "name": name,
         "id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{rg}"
@@ -206,8 +205,20 @@ CALLS: dict[str, Callable[[mocks.MockCallArgs], Props]] = {
 }
 
 
+@dataclass(frozen=True)
+class Call:
+    """One provider function call (an invoke such as `aws.ec2.get_ami`) and its arguments."""
+
+    token: str
+    args: Props
+
+
 class HybridMocks(pulumi.runtime.Mocks):
-    """Echo inputs, add an id and the provider-computed outputs of `COMPUTED`."""
+    """Echo inputs, add an id and the provider-computed outputs of `COMPUTED`; answer
+    invokes from `CALLS` and record them."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs: Props = dict(args.inputs)
@@ -221,6 +232,7 @@ class HybridMocks(pulumi.runtime.Mocks):
         return rid, outputs
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        self.calls.append(Call(args.token, _wire(args.args)))
         fn = CALLS.get(args.token)
         return (fn(args) if fn else {}), []
 
@@ -288,10 +300,11 @@ def run_program(
 
     path = stack_file(str(stack_ref))
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
-    monitor = RecordingMonitor(HybridMocks())
+    mocks_ = HybridMocks()
+    monitor = RecordingMonitor(mocks_)
     # A fresh root stack per run: the previous run's stack resource lives in a context var.
     settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=name, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks_, project=PROJECT, stack=name, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_for_pulumi({**read_stack_file(path), **(config or {})}))
     # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
     settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
@@ -306,5 +319,5 @@ def run_program(
             exports[key] = Export(await out.future(), await out.is_secret())
 
     _sync_await(run_pulumi_func(body))
-    return ProgramRun(name, stack, tuple(monitor.records), exports)
+    return ProgramRun(name, stack, tuple(monitor.records), exports, tuple(mocks_.calls))
 

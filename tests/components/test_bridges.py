@@ -1,0 +1,198 @@
+"""Ec2Bridge and AzureVmBridge under mocks: addresses, forwarding, firewall, image, cloud-init."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from components.bridge import aws_architecture, azure_image_sku
+from components.cloudinit import HostKey, bridge_cloud_config, install_script, systemd_unit
+from components.firewall import hybrid_ranges
+from components.testing import ProgramRun, Record, is_secret, plain
+from topology import SoftEtherOptions
+
+ENI = "aws:ec2/networkInterface:NetworkInterface"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+INSTANCE = "aws:ec2/instance:Instance"
+NIC = "azure-native:network:NetworkInterface"
+VM = "azure-native:compute:VirtualMachine"
+NSG = "azure-native:network:NetworkSecurityGroup"
+KEY = "tls:index/privateKey:PrivateKey"
+COMMIT = "10d6efcc5e3329e5a959a99c6e939648f41121bf"
+
+
+def _cloud_config(run: ProgramRun, site: str) -> dict:
+    if run.stack.network.site(site).cloud == "aws":
+        text = plain(run.one(INSTANCE, f"{site}-bridge-vm").inputs["userData"])
+    else:
+        text = base64.b64decode(plain(run.one(VM, f"{site}-bridge-vm").inputs["osProfile"])["customData"]).decode()
+    assert text.startswith("#cloud-config\n")
+    return yaml.safe_load(text)
+
+
+def test_ec2_bridge_eni_has_the_fixed_address_and_no_src_dst_check(dev: ProgramRun) -> None:
+    eni = dev.one(ENI, "Hybrid-VPC-bridge-eni")
+    subnet = dev.one("aws:ec2/subnet:Subnet", "Hybrid-VPC-Hybrid-Subnet")
+    assert eni.input("privateIps") == ["192.168.20.100"]
+    assert eni.input("sourceDestCheck") is False
+    assert eni.input("subnetId") == subnet.id
+    assert eni.input("securityGroups") == [dev.one(SG, "Hybrid-VPC-bridge-sg").id]
+
+
+def test_ec2_bridge_public_address_is_an_eip_on_its_eni(dev: ProgramRun) -> None:
+    eip = dev.one("aws:ec2/eip:Eip", "Hybrid-VPC-bridge-eip")
+    assert eip.input("networkInterface") == dev.one(ENI, "Hybrid-VPC-bridge-eni").id
+    assert dev.one("aws:ec2/internetGateway:InternetGateway", "Hybrid-VPC-igw").urn in eip.dependencies
+    assert dev.exports["bridges"].value["Hybrid-VPC"]["publicIp"] == eip.outputs["publicIp"]
+
+
+def test_ec2_bridge_runs_debian_12_for_its_architecture(dev: ProgramRun) -> None:
+    vm = dev.one(INSTANCE, "Hybrid-VPC-bridge-vm")
+    assert vm.input("instanceType") == "t4g.nano"
+    assert vm.input("primaryNetworkInterface") == {"networkInterfaceId": dev.one(ENI, "Hybrid-VPC-bridge-eni").id}
+    assert vm.input("metadataOptions")["httpTokens"] == "required"
+    (ami,) = [c for c in dev.calls if c.token == "aws:ec2/getAmi:getAmi"]
+    assert ami.args["owners"] == ["136693071363"]
+    assert {f["name"]: f["values"] for f in ami.args["filters"]} == {
+        "name": ["debian-12-arm64-*"],
+        "architecture": ["arm64"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("size", "arch"),
+    [("t4g.nano", "arm64"), ("m7gd.large", "arm64"), ("a1.medium", "arm64"), ("t3.micro", "x86_64"), ("g4ad.xlarge", "x86_64"), ("m7i.large", "x86_64")],
+)
+def test_aws_architecture_follows_the_instance_family(size: str, arch: str) -> None:
+    assert aws_architecture(size) == arch
+
+
+@pytest.mark.parametrize(
+    ("size", "sku"),
+    [("Standard_B1ls", "12-gen2"), ("Standard_B2pts_v2", "12-arm64"), ("Standard_D2ps_v5", "12-arm64"), ("Standard_D2s_v5", "12-gen2")],
+)
+def test_azure_image_sku_follows_the_vm_size(size: str, sku: str) -> None:
+    assert azure_image_sku(size) == sku
+
+
+def _aws_ingress(run: ProgramRun) -> set[tuple[str, float, float, str]]:
+    return {
+        (r["protocol"], r["fromPort"], r["toPort"], c)
+        for r in run.one(SG, "Hybrid-VPC-bridge-sg").input("ingress")
+        for c in r["cidrBlocks"]
+    }
+
+
+def test_ec2_bridge_security_group_ssh_from_operator_all_from_hybrid_ranges(dev: ProgramRun) -> None:
+    net = dev.stack.network
+    expected = {("tcp", 22.0, 22.0, "203.0.113.0/24")} | {("-1", 0.0, 0.0, str(c)) for c in hybrid_ranges(net)}
+    assert _aws_ingress(dev) == expected
+    assert {str(c) for c in hybrid_ranges(net)} == {
+        "192.168.1.0/24", "192.168.10.0/24", "192.168.20.0/24", "192.168.21.0/24", "192.168.30.0/24", "192.168.31.0/24",
+    }  # fmt: skip
+
+
+def test_ec2_bridge_opens_no_softether_port(dev: ProgramRun) -> None:
+    assert not [i for i in _aws_ingress(dev) if i[0] == "tcp" and i[1] <= 5555 <= i[2]]
+    assert dev.one(SG, "Hybrid-VPC-bridge-sg").input("egress") == [
+        {"protocol": "-1", "fromPort": 0.0, "toPort": 0.0, "cidrBlocks": ["0.0.0.0/0"]}
+    ]
+
+
+def test_azure_bridge_nic_has_the_fixed_address_and_ip_forwarding(dev: ProgramRun) -> None:
+    nic = dev.one(NIC, "Hybrid-VNet-bridge-nic")
+    (ip,) = nic.input("ipConfigurations")
+    assert nic.input("enableIPForwarding") is True
+    assert (ip["privateIPAddress"], ip["privateIPAllocationMethod"]) == ("192.168.30.100", "Static")
+    assert ip["subnet"] == {"id": dev.one("azure-native:network:Subnet", "Hybrid-VNet-Hybrid_Subnet").id}
+    assert ip["publicIPAddress"] == {"id": dev.one("azure-native:network:PublicIPAddress", "Hybrid-VNet-bridge-pip").id}
+
+
+def test_azure_bridge_nsg_ssh_from_operator_all_from_hybrid_ranges(dev: ProgramRun) -> None:
+    rules = dev.one(NSG, "Hybrid-VNet-nsg").input("securityRules")
+    got = {(r["protocol"], r["destinationPortRange"], r["sourceAddressPrefix"], r["access"], r["direction"]) for r in rules}
+    expected = {("Tcp", "22", "203.0.113.0/24", "Allow", "Inbound")} | {
+        ("*", "*", str(c), "Allow", "Inbound") for c in hybrid_ranges(dev.stack.network)
+    }
+    assert got == expected
+    assert len({r["priority"] for r in rules}) == len(rules)
+
+
+def test_azure_bridge_vm_is_debian_12_with_keys_only(dev: ProgramRun) -> None:
+    vm = dev.one(VM, "Hybrid-VNet-bridge-vm")
+    assert vm.input("hardwareProfile") == {"vmSize": "Standard_B1ls"}
+    assert vm.input("storageProfile")["imageReference"] == {
+        "publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest",
+    }  # fmt: skip
+    linux = vm.input("osProfile")["linuxConfiguration"]
+    assert linux["disablePasswordAuthentication"] is True
+    operator = dev.one(KEY, "secrets-operator-ssh").outputs["publicKeyOpenssh"]
+    assert [k["keyData"] for k in linux["ssh"]["publicKeys"]] == [operator]
+    assert vm.input("networkProfile")["networkInterfaces"][0]["id"] == dev.one(NIC, "Hybrid-VNet-bridge-nic").id
+
+
+@pytest.mark.parametrize("site", ["Hybrid-VPC", "Hybrid-VNet"])
+def test_bridge_cloud_init_pins_the_generated_host_key(dev: ProgramRun, site: str) -> None:
+    doc = _cloud_config(dev, site)
+    host_key = dev.one(KEY, f"secrets-{site}-host-key").outputs
+    operator = dev.one(KEY, "secrets-operator-ssh").outputs
+    assert doc["ssh_keys"] == {
+        "ed25519_private": host_key["privateKeyOpenssh"],
+        "ed25519_public": host_key["publicKeyOpenssh"].strip(),
+    }
+    assert (doc["ssh_deletekeys"], doc["ssh_genkeytypes"]) == (True, [])
+    assert doc["ssh_authorized_keys"] == [operator["publicKeyOpenssh"].strip()]
+    assert (doc["ssh_pwauth"], doc["disable_root"]) == (False, False)
+
+
+@pytest.mark.parametrize("site", ["Hybrid-VPC", "Hybrid-VNet"])
+def test_bridge_cloud_init_installs_pinned_softether_before_opening_ssh(dev: ProgramRun, site: str) -> None:
+    doc = _cloud_config(dev, site)
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    script = files["/usr/local/sbin/hybrid-install-softether"]
+    assert "git clone --depth 1 --branch 5.2.5188 https://github.com/SoftEtherVPN/SoftEtherVPN.git" in script
+    assert f'if [ "$head" != "{COMMIT}" ]; then' in script
+    assert script.index("git rev-parse HEAD") < script.index("./configure")
+    assert "ExecStart=/usr/local/bin/vpnbridge start" in files["/etc/systemd/system/softether-vpnbridge.service"]
+    assert doc["bootcmd"] == [["cloud-init-per", "once", "hybrid-ssh-closed", "systemctl", "mask", "--runtime", "ssh.service"]]
+    (run,) = doc["runcmd"]
+    line = run[2]
+    assert line.index("hybrid-install-softether") < line.index("systemctl restart softether-vpnbridge.service")
+    assert line.index("systemctl restart softether-vpnbridge.service") < line.index("systemctl start ssh.service")
+
+
+def test_bridge_user_data_is_secret(dev: ProgramRun) -> None:
+    assert is_secret(dev.one(INSTANCE, "Hybrid-VPC-bridge-vm").inputs["userData"])
+    os_profile = dev.one(VM, "Hybrid-VNet-bridge-vm").inputs["osProfile"]
+    assert is_secret(os_profile) or is_secret(os_profile["customData"])
+
+
+def test_install_script_debian_source_uses_the_package_and_its_binary() -> None:
+    options = SoftEtherOptions(source="debian")
+    script = install_script(options)
+    assert "apt-get install -y --no-install-recommends softether-vpnbridge softether-vpncmd" in script
+    assert "git clone" not in script
+    assert "ExecStart=/usr/libexec/softether/vpnbridge/vpnbridge start" in systemd_unit(options)
+
+
+def test_install_script_refuses_a_moved_tag() -> None:
+    script = install_script(SoftEtherOptions(upstream_tag="5.2.9999", upstream_commit="0" * 40))
+    assert "--branch 5.2.9999" in script
+    assert f'if [ "$head" != "{"0" * 40}" ]; then' in script
+    assert "exit 1" in script
+
+
+def test_cloud_config_round_trips_keys_exactly() -> None:
+    key = HostKey("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n", "ssh-ed25519 AAAA x\n")
+    doc = yaml.safe_load(bridge_cloud_config(SoftEtherOptions(), key, ["ssh-ed25519 BBBB op\n"]))
+    assert doc["ssh_keys"] == {"ed25519_private": key.private_openssh, "ed25519_public": "ssh-ed25519 AAAA x"}
+    assert doc["ssh_authorized_keys"] == ["ssh-ed25519 BBBB op"]
+
+
+def test_four_site_second_azure_bridge_uses_the_default_size(four_site: ProgramRun) -> None:
+    vm: Record = four_site.one(VM, "Hybrid-VNet2-bridge-vm")
+    assert vm.input("hardwareProfile") == {"vmSize": "Standard_B1ls"}
+    (ip,) = four_site.one(NIC, "Hybrid-VNet2-bridge-nic").input("ipConfigurations")
+    assert ip["privateIPAddress"] == "192.168.40.100"
