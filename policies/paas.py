@@ -29,17 +29,18 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 # App setting names that hold credentials (WORDPRESS_DB_PASSWORD, *_SECRET, *_TOKEN, *_KEY).
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
 
-Path = tuple[str | int, ...]
+SettingPath = tuple[str | int, ...]
+RDS_INSTANCES = ("aws:rds/instance:Instance", "aws:rds/clusterInstance:ClusterInstance")
 
 
 def _rds_not_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.props.get("publiclyAccessible"):
+    if args.resource_type in RDS_INSTANCES and args.props.get("publiclyAccessible"):
         report("publiclyAccessible is true: the database must be reachable only over the hybrid network", None)
 
 
 rds_not_public = ResourceValidationPolicy(
     name="rds-not-public",
-    description="An RDS instance has no public endpoint.",
+    description="An RDS instance (or Aurora cluster instance) has no public endpoint.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_rds_not_public,
 )
@@ -96,7 +97,7 @@ def _unwrap(value: Any) -> tuple[Any, bool]:
     return (value["value"], True) if is_secret(value) else (value, False)
 
 
-def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[Path]:
+def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[SettingPath]:
     """Paths of app setting values named like credentials that are not secrets.
 
     A value counts as secret when it or any property around it is one (the SDK marks the
@@ -105,7 +106,7 @@ def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[
     if resource_type == "azure-native:web:WebApp":
         site_config, secret = _unwrap(props.get("siteConfig") or {})
         settings, list_secret = _unwrap(site_config.get("appSettings") or [])
-        found: list[Path] = []
+        found: list[SettingPath] = []
         for i, item in enumerate(settings):
             pair, pair_secret = _unwrap(item)
             covered = secret or list_secret or pair_secret or is_secret(pair.get("value"))
