@@ -203,6 +203,7 @@ class Node:
     ssh_port: int = 22
     pids: dict[str, int] = field(default_factory=dict)
     host_key: str = ""  # "ssh-ed25519 AAAA..." of this run
+    admin_port: int = 5555  # start() returns once SoftEther listens here
 
     # ---- paths ---------------------------------------------------------------------------
     @property
@@ -333,7 +334,7 @@ class Node:
             raise LabError(f"node {self.name}: start failed: {err.strip()}")
         self.pids["sshd"] = _read_pid(self.name, lambda: [ssh / "sshd.pid"])
         self.pids["softether"] = self.softether_pid()
-        self.wait_listening(5555)
+        self.wait_listening(self.admin_port)
         return self
 
     def softether_pid(self) -> int:
