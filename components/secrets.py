@@ -18,8 +18,9 @@ from topology import Topology
 PASSWORD_LENGTH = 32
 
 
-def _slug(secret_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9-]+", "-", secret_name)
+def password_name(component: str, secret_name: str) -> str:
+    """The RandomPassword resource name for a secret name (`admin/home` -> `secrets-admin-home`)."""
+    return f"{component}-{re.sub(r'[^A-Za-z0-9-]+', '-', secret_name)}"
 
 
 class HybridSecrets(pulumi.ComponentResource):
@@ -34,7 +35,7 @@ class HybridSecrets(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.passwords = {
             n: random.RandomPassword(
-                f"{name}-{_slug(n)}",
+                password_name(name, n),
                 length=PASSWORD_LENGTH,
                 # vpncmd takes passwords as /PASSWORD:value arguments inside its script:
                 # letters and digits need no quoting rules.

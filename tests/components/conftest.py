@@ -35,3 +35,14 @@ def dev() -> ProgramRun:
 @pytest.fixture(scope="module")
 def four_site() -> ProgramRun:
     return program_run(FOUR_SITE)
+
+
+@pytest.fixture(scope="module")
+def home_host_key() -> str:
+    return HOME_HOST_KEY
+
+
+@pytest.fixture(scope="module")
+def dev_unpinned() -> ProgramRun:
+    """The reference stack before the user pinned the home server's host key."""
+    return run_program(DEV)

@@ -1,0 +1,142 @@
+"""The network security policies, evaluated offline: each catches its violation, and the
+program's own resources (reference and 4-site stacks) pass every policy."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import pytest
+
+from components.testing import SECRET_SIG, SECRET_SIG_KEY, ProgramRun, plain
+from policies import POLICIES, Resource, evaluate
+from policies.security import policy_config
+from topology import load_stack
+
+CONFIG = policy_config(load_stack("dev").network)
+SG = "aws:ec2/securityGroup:SecurityGroup"
+NSG = "azure-native:network:NetworkSecurityGroup"
+PINNED_CLOUD_CONFIG = (
+    "#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n"
+    "  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    abc\n    -----END OPENSSH PRIVATE KEY-----\n"
+    "  ed25519_public: ssh-ed25519 AAAA host\n"
+)
+
+
+def _secret(value: Any) -> dict[str, Any]:
+    return {SECRET_SIG_KEY: SECRET_SIG, "value": value}
+
+
+def _policies(type_: str, props: dict[str, Any]) -> set[str]:
+    return {v.policy for v in evaluate([Resource(type_, "r", "urn:r", props)], CONFIG)}
+
+
+def _resources(run: ProgramRun) -> list[Resource]:
+    return [Resource(r.type, r.name, r.urn, r.inputs, r.parent) for r in run.records]
+
+
+def _sg(protocol: str, port: int, cidr: str) -> dict[str, Any]:
+    return {"ingress": [{"protocol": protocol, "fromPort": float(port), "toPort": float(port), "cidrBlocks": [cidr]}]}
+
+
+def _nsg(port: str, source: str) -> dict[str, Any]:
+    rule = {"direction": "Inbound", "access": "Allow", "protocol": "Tcp", "sourceAddressPrefix": source, "destinationPortRange": port}
+    return {"securityRules": [rule]}
+
+
+@pytest.mark.parametrize(
+    ("type_", "props"),
+    [
+        (SG, _sg("tcp", 22, "0.0.0.0/0")),
+        (SG, _sg("tcp", 5555, "0.0.0.0/0")),
+        (SG, _sg("-1", 0, "0.0.0.0/0")),  # every port, 3306 included
+        (NSG, _nsg("5000-6000", "*")),
+        (NSG, _nsg("3306", "Internet")),
+        ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"ipProtocol": "tcp", "fromPort": 3306.0, "toPort": 3306.0, "cidrIpv4": "0.0.0.0/0"}),
+    ],
+)
+def test_policy_no_open_admin_ports_catches_a_world_open_admin_port(type_: str, props: dict[str, Any]) -> None:
+    assert "no-open-admin-ports" in _policies(type_, props)
+
+
+@pytest.mark.parametrize(("type_", "props"), [(SG, _sg("tcp", 443, "0.0.0.0/0")), (NSG, _nsg("80", "*"))])
+def test_policy_no_open_admin_ports_allows_other_ports(type_: str, props: dict[str, Any]) -> None:
+    assert "no-open-admin-ports" not in _policies(type_, props)
+
+
+@pytest.mark.parametrize(
+    ("props", "caught"),
+    [
+        (_sg("tcp", 22, "198.51.100.0/24"), True),  # not the operator's range
+        (_sg("-1", 0, "8.8.8.0/24"), True),  # every port from a stranger covers SSH
+        (_sg("tcp", 22, "203.0.113.0/24"), False),  # the operator
+        (_sg("tcp", 22, "203.0.113.128/25"), False),  # inside the operator's range
+        (_sg("-1", 0, "192.168.1.0/24"), False),  # the home LAN: a hybrid range
+        (_sg("tcp", 443, "198.51.100.0/24"), False),  # not SSH
+    ],
+)
+def test_policy_ssh_only_from_operator_checks_every_source_of_port_22(props: dict[str, Any], caught: bool) -> None:
+    assert ("ssh-only-from-operator" in _policies(SG, props)) is caught
+
+
+@pytest.mark.parametrize(
+    ("props", "caught"),
+    [
+        ({"password": "hunter2hunter2"}, True),
+        ({"password": _secret("hunter2hunter2")}, False),
+        ({"siteConfig": {"appSettings": [{"name": "DB_PASSWORD", "value": "x"}]}}, True),
+        ({"siteConfig": {"appSettings": [{"name": "DB_PASSWORD", "value": _secret("x")}]}}, False),
+        ({"siteConfig": {"appSettings": [{"name": "DB_HOST", "value": "db"}]}}, False),
+        ({"tags": {"note": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"}}, True),
+        ({"userData": PINNED_CLOUD_CONFIG}, True),
+        ({"userData": _secret(PINNED_CLOUD_CONFIG)}, False),
+    ],
+)
+def test_policy_no_plain_secret_catches_plain_passwords_and_keys(props: dict[str, Any], caught: bool) -> None:
+    assert ("no-plain-secret" in _policies("any:module:Type", props)) is caught
+
+
+@pytest.mark.parametrize(
+    ("type_", "props", "caught"),
+    [
+        ("aws:ec2/instance:Instance", {"userData": _secret(PINNED_CLOUD_CONFIG)}, False),
+        ("aws:ec2/instance:Instance", {"userData": _secret("#cloud-config\npackages: [vim]\n")}, True),
+        ("aws:ec2/instance:Instance", {}, True),
+        ("aws:ec2/instance:Instance", {"userData": _secret(PINNED_CLOUD_CONFIG.replace("ssh_genkeytypes: []", "ssh_genkeytypes: [ed25519]"))}, True),
+        (
+            "azure-native:compute:VirtualMachine",
+            {"osProfile": _secret({"customData": base64.b64encode(PINNED_CLOUD_CONFIG.encode()).decode()})},
+            False,
+        ),
+        ("azure-native:compute:VirtualMachine", {"osProfile": {"adminUsername": "x"}}, True),
+    ],
+)
+def test_policy_bridge_host_key_pinned_catches_a_vm_without_the_key(type_: str, props: dict[str, Any], caught: bool) -> None:
+    assert ("bridge-host-key-pinned" in _policies(type_, props)) is caught
+
+
+@pytest.mark.parametrize("run_name", ["dev", "four_site"])
+def test_policies_pass_on_the_whole_program(run_name: str, request: pytest.FixtureRequest) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    assert evaluate(_resources(run), policy_config(run.stack.network), POLICIES) == []
+
+
+def test_policies_catch_the_bridge_ssh_rule_opened_to_the_world(dev: ProgramRun) -> None:
+    resources = _resources(dev)
+    i = next(i for i, r in enumerate(resources) if r.type == SG and r.name == "Hybrid-VPC-bridge-sg")
+    props = copy.deepcopy(dict(resources[i].props))
+    ssh = next(rule for rule in props["ingress"] if rule["protocol"] == "tcp")
+    ssh["cidrBlocks"] = ["0.0.0.0/0"]
+    resources[i] = Resource(SG, resources[i].name, resources[i].urn, props)
+    found = {(v.policy, v.urn) for v in evaluate(resources, CONFIG)}
+    assert found == {("no-open-admin-ports", resources[i].urn), ("ssh-only-from-operator", resources[i].urn)}
+
+
+def test_policies_catch_user_data_made_plain(dev: ProgramRun) -> None:
+    vm = dev.one("aws:ec2/instance:Instance", "Hybrid-VPC-bridge-vm")
+    props = dict(vm.inputs, userData=plain(vm.inputs["userData"]))
+    found = evaluate([Resource(vm.type, vm.name, vm.urn, props)], CONFIG)
+    assert [(v.policy, v.message) for v in found] == [
+        ("no-plain-secret", "Hybrid-VPC-bridge-vm: userData holds a secret as a plain value")
+    ]

@@ -1,0 +1,93 @@
+"""The SoftEther nodes under mocks: each dynamic resource gets exactly what softether.derive
+produces from the topology, over SSH with the pinned host key."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.secrets import password_name
+from components.testing import ProgramRun, is_secret, plain
+from softether.derive import derive, secret_names
+from softether.spec import spec_from_dict, spec_to_dict
+from topology import plan_routes
+
+NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
+KEY = "tls:index/privateKey:PrivateKey"
+RUNS = ["dev", "four_site"]
+
+
+def _expected_specs(run: ProgramRun) -> dict[str, dict]:
+    """derive() over the topology and the passwords the program generated."""
+    net = run.stack.network
+    passwords = {
+        n: run.one("random:index/randomPassword:RandomPassword", password_name("secrets", n)).outputs["result"]
+        for n in secret_names(net)
+    }
+    specs = derive(net, plan_routes(net), passwords)
+    out = {f"{net.home.name}-softether": spec_to_dict(specs.server, reveal=True)}
+    out |= {f"{site}-bridge-softether": spec_to_dict(spec, reveal=True) for site, spec in specs.bridges.items()}
+    return out
+
+
+@pytest.mark.parametrize("run_name", RUNS)
+def test_softether_node_specs_equal_what_derive_produces(run_name: str, request: pytest.FixtureRequest) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    # Through the spec model: the wire carries ints as floats.
+    got = {r.name: spec_to_dict(spec_from_dict(plain(r.inputs["spec"])), reveal=True) for r in run.of_type(NODE)}
+    assert got == _expected_specs(run)
+
+
+@pytest.mark.parametrize("run_name", RUNS)
+def test_softether_node_spec_and_target_are_secret(run_name: str, request: pytest.FixtureRequest) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    nodes = run.of_type(NODE)
+    assert len(nodes) == len(run.stack.network.sites) + 1
+    assert all(is_secret(r.inputs["spec"]) and is_secret(r.inputs["target"]) for r in nodes)
+
+
+@pytest.mark.parametrize("site", ["Hybrid-VPC", "Hybrid-VNet"])
+def test_bridge_node_logs_in_as_root_at_its_public_address_with_the_pinned_key(dev: ProgramRun, site: str) -> None:
+    node = dev.one(NODE, f"{site}-bridge-softether")
+    target = plain(node.inputs["target"])
+    assert target["host"] == dev.exports["bridges"].value[site]["publicIp"]
+    assert target["host_key"] == dev.one(KEY, f"secrets-{site}-host-key").outputs["publicKeyOpenssh"].strip()
+    assert target["private_key"] == dev.one(KEY, "secrets-operator-ssh").outputs["privateKeyOpenssh"]
+    assert (target["user"], target["port"]) == ("root", 22)
+    # The VM builds SoftEther before sshd opens.
+    assert target["connect_deadline_s"] >= 900
+
+
+def test_bridge_node_waits_for_its_vm_and_the_home_server(dev: ProgramRun) -> None:
+    home = dev.one(NODE, "home-softether")
+    aws = dev.one(NODE, "Hybrid-VPC-bridge-softether")
+    azure = dev.one(NODE, "Hybrid-VNet-bridge-softether")
+    assert dev.one("aws:ec2/instance:Instance", "Hybrid-VPC-bridge-vm").urn in aws.dependencies
+    assert dev.one("azure-native:compute:VirtualMachine", "Hybrid-VNet-bridge-vm").urn in azure.dependencies
+    assert home.urn in aws.dependencies and home.urn in azure.dependencies
+    assert aws.parent == dev.one("hybrid:aws:Ec2Bridge", "Hybrid-VPC-bridge").urn
+    assert home.parent == dev.one("hybrid:home:HomeLan", "home").urn
+
+
+def test_home_node_uses_the_configured_ssh_and_pinned_host_key(dev: ProgramRun, home_host_key: str) -> None:
+    target = plain(dev.one(NODE, "home-softether").inputs["target"])
+    ssh = dev.stack.network.home.vpn_server.ssh
+    assert (target["host"], target["port"], target["user"]) == (ssh.host, ssh.port, ssh.user) == ("192.168.1.250", 22, "root")
+    assert target["host_key"] == home_host_key
+
+
+def test_home_node_waits_until_its_host_key_is_pinned(dev_unpinned: ProgramRun) -> None:
+    run = dev_unpinned
+    assert sorted(r.name for r in run.of_type(NODE)) == ["Hybrid-VNet-bridge-softether", "Hybrid-VPC-bridge-softether"]
+    assert all(not any("home-softether" in d for d in r.dependencies) for r in run.of_type(NODE))
+    access = run.exports["home"].value["vpnServerAccess"]
+    assert any("pulumi config set hybrid-cloud:homeHostKey" in step and "ssh-keyscan" in step for step in access)
+
+
+def test_home_manual_steps_are_the_port_forward_and_the_plan_routes(dev: ProgramRun) -> None:
+    home = dev.exports["home"].value
+    assert home["routerPortForward"].startswith("home router: forward TCP 5555")
+    assert "192.168.1.250:5555" in home["routerPortForward"]
+    assert [r.split(" ")[:3] for r in home["homeRoutes"]] == [
+        [str(r.destination), "via", str(r.via)] for r in plan_routes(dev.stack.network).home_routes
+    ]
+    assert len(home["vpnServerAccess"]) == 1  # pinned: only the operator key to authorize

@@ -1,0 +1,49 @@
+"""`hybrid plan`: the program under mocks from the command line, policies decide the exit code."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import components.bridge
+from cli.main import main
+from components.firewall import Ingress, bridge_ingress
+from topology import Topology
+
+
+def test_plan_cli_dev_prints_the_tree_and_passes_every_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "hybrid:aws:Ec2Bridge Hybrid-VPC-bridge\n" in out
+    # Children are indented under their parent, with their key inputs.
+    assert re.search(r"\n  aws:ec2/networkInterface:NetworkInterface Hybrid-VPC-bridge-eni\n(      .*\n)*      privateIps=\[\"192.168.20.100\"\]\n", out)
+    assert "      sourceDestCheck=false\n" in out
+    assert "      userData=\"[secret]\"\n" in out
+    assert "PRIVATE KEY" not in out
+    assert "policy ssh-only-from-operator: ok\n" in out
+    assert re.search(r"^plan dev: \d+ resources \(\d+ custom, \d+ components\), \d+ policies, 0 violations$", out, re.M)
+
+
+def test_plan_cli_exits_1_when_a_policy_is_violated(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def world_ssh(net: Topology) -> tuple[Ingress, ...]:
+        rules = bridge_ingress(net)
+        return (Ingress("ssh-world", rules[0].source.supernet(new_prefix=0), "tcp", 22, "oops"), *rules[1:])
+
+    monkeypatch.setattr(components.bridge, "bridge_ingress", world_ssh)
+    assert main(["plan", "--stack", "dev", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "policy no-open-admin-ports: FAIL\n  Hybrid-VPC-bridge-sg: port 22 is open to 0.0.0.0/0" in out
+    assert "policy ssh-only-from-operator: FAIL" in out
+    assert "2 violations" in out.splitlines()[-1]
+
+
+def test_plan_cli_bad_stack_is_one_line_per_problem(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config:\n  hybrid-cloud:network:\n    operatorCidr: 203.0.113.0/24\n")
+    assert main(["plan", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}: network.transit: missing")
+    assert "Traceback" not in err
