@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from softether.spec import BRIDGE_HUB
 
 from . import netns, paas
 from .status import matrix
-from .up import Lab, in_operator_ns, open_lab, session, specs
+from .up import Lab, in_operator_ns, open_lab, refresh_pids, session, specs
 
 PAGE_DEADLINE_S = 30.0
 
@@ -169,19 +170,20 @@ def _paas(lab: Lab) -> list[Check]:
     return out
 
 
-def checks(ref: str) -> list[Check]:
-    lab = open_lab(ref)
+def checks(ref: str, root: Path | None = None) -> list[Check]:
+    lab = open_lab(ref, root)
     if not lab.state.path.exists():
         return [Check("a lab is running", False, f"no lab for stack {ref}: run hybrid lab up")]
+    refresh_pids(lab)
     first = _running(lab)
     if not first.ok:
         return [first]
     return [first, _root_untouched(lab), *_nodes(lab), *_matrix(lab), *_paas(lab)]
 
 
-def run_checks(ref: str, say: Callable[[str], None] = print) -> int:
+def run_checks(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     t0 = time.monotonic()
-    results = checks(ref)
+    results = checks(ref, root)
     for c in results:
         say(c.line())
     failed = sum(not c.ok for c in results)

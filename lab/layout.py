@@ -120,9 +120,9 @@ class Layout:
         return tuple(dict.fromkeys(h.site for h in self.hosts))
 
 
-def lab_id(stack_ref: str) -> str:
-    """Four hex digits from the stack's name: stable across runs, distinct between stacks."""
-    return hashlib.sha1(stack_ref.encode()).hexdigest()[:4]
+def lab_id(key: str) -> str:
+    """Four hex digits from the lab's directory: stable across runs, distinct between labs."""
+    return hashlib.sha1(key.encode()).hexdigest()[:4]
 
 
 def pick(cidr: IPv4Network, offset: int, taken: set[IPv4Address]) -> IPv4Address:
@@ -146,10 +146,10 @@ def _gateway(cidr: IPv4Network) -> IPv4Interface:
     return interface(cidr.network_address + 1, cidr)
 
 
-def build_layout(stack: Stack, stack_ref: str) -> Layout:
+def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
+    """The lab of `stack`; `lid` (see `lab_id`) prefixes every namespace: `hc-<lid>-<key>`."""
     net = stack.network
     plan = plan_routes(net)
-    lid = lab_id(stack_ref)
 
     def nsname(key: str) -> str:
         return f"hc-{lid}-{key}"

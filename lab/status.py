@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from softether.spec import BRIDGE_HUB
 
@@ -86,15 +87,16 @@ def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
     return rows
 
 
-def status(ref: str, say: Callable[[str], None] = print) -> int:
+def status(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     """Print what runs, the cascades, and the matrix; 0 if all is up and green."""
-    from .up import in_operator_ns, open_lab, session, specs
+    from .up import in_operator_ns, open_lab, refresh_pids, session, specs
 
-    lab = open_lab(ref)
+    lab = open_lab(ref, root)
     layout, st = lab.layout, lab.state
     if not st.path.exists():
         say(f"no lab for stack {ref} (nothing recorded in {st.directory})")
         return 1
+    refresh_pids(lab)
     say(f"lab {layout.lab_id} of stack {ref}, state in {st.directory}")
     missing = [n.name for n in layout.namespaces if not netns.exists(n.name)]
     say(

@@ -28,7 +28,7 @@ from softether.transport import RunRecord, SshTransport
 from topology import Stack, load_stack, plan_routes
 
 from . import netns, paas
-from .layout import SERVER_PUBLIC, Layout, VpnNode, build_layout
+from .layout import SERVER_PUBLIC, Layout, VpnNode, build_layout, lab_id
 from .node import LabError, Node, build_compat_library, generate_client_key
 from .state import LabState, lab_dir
 
@@ -57,8 +57,8 @@ class Lab:
 def open_lab(ref: str, root: Path | None = None) -> Lab:
     """The lab of stack `ref` (running or not); nothing is started."""
     stack = load_stack(ref)
-    layout = build_layout(stack, ref)
     directory = lab_dir(ref, root)
+    layout = build_layout(stack, ref, lab_id(str(directory)))
     state = LabState.load(directory) or LabState(directory, ref, layout.lab_id)
     lab = Lab(ref, stack, layout, state)
     compat = directory / "compat" / "softether_compat.so"
@@ -71,6 +71,7 @@ def open_lab(ref: str, root: Path | None = None) -> Lab:
             state_dir=directory / "nodes" / key,
             address=v.public,
             compat_library=compat,
+            admin_port=stack.network.home.vpn_server.port if v.kind == "server" else 5555,
         )
         node.pids = {
             k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
@@ -84,6 +85,17 @@ def open_lab(ref: str, root: Path | None = None) -> Lab:
 
 def running(node: Node) -> bool:
     return paas.alive(node.pids.get("holder"))
+
+
+def refresh_pids(lab: Lab) -> None:
+    """Re-read each running node's SoftEther PID: a restart (or SoftEther's own watchdog)
+    replaces the worker process, and the record must name the live one."""
+    for node in lab.nodes.values():
+        if running(node):
+            pid = node.softether_pid()
+            node.pids["softether"] = pid
+            lab.state.pids[f"{node.name}/softether"] = pid
+    lab.state.save()
 
 
 def specs(lab: Lab) -> NodeSpecs:
@@ -139,11 +151,6 @@ def mutating_commands(records: Sequence[RunRecord]) -> int:
     return n
 
 
-def node_admin_port(lab: Lab, site: str) -> int:
-    home = lab.stack.network.home
-    return home.vpn_server.port if site == home.name else 5555
-
-
 def start_node(lab: Lab, site: str, authorized: str, lock: threading.Lock) -> None:
     """Start one node (SoftEther + sshd) and record its PIDs as soon as they exist."""
     node = lab.nodes[site]
@@ -152,7 +159,6 @@ def start_node(lab: Lab, site: str, authorized: str, lock: threading.Lock) -> No
         for k, pid in node.pids.items():
             lab.state.pids[f"{node.name}/{k}"] = pid
         lab.state.save()
-    node.wait_listening(node_admin_port(lab, site))
 
 
 def start_and_converge(
@@ -264,6 +270,7 @@ def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -
     def nodes() -> str:
         started, res = start_and_converge(lab, specs(lab))
         results.update(res)
+        refresh_pids(lab)
         changed = sum(1 for r, _ in results.values() if r.changed)
         mut = sum(m for _, m in results.values())
         return (

@@ -1,0 +1,115 @@
+"""Faults injected into a running lab (tests and bench): each returns when the fault is in.
+
+Recovery is then measured with `status.wait_for_matrix`: nothing here repairs anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from softether.spec import BRIDGE_HUB
+
+from .layout import PUBLIC_IF
+from .netns import pids_in, run
+from .node import Node, sh
+from .up import Lab, specs
+
+
+def vpncmd(node: Node, password: str, *command: str, hub: str | None = None) -> str:
+    """One vpncmd command inside `node` (password on stdin, never in argv)."""
+    argv = [*node.nsenter(), "timeout", "-s", "KILL", "20", "vpncmd", "localhost:5555", "/SERVER"]
+    argv += [f"/ADMINHUB:{hub}"] if hub else []
+    return sh(*argv, "/CMD", *command, stdin=password + "\n", timeout=30)
+
+
+def restart_softether(node: Node) -> None:
+    """Stop and start a node's SoftEther process (what a crash + service restart does)."""
+    node.exec(node.softether_command("stop") + " >/dev/null 2>&1", timeout=30, check=False)
+    node.exec(node.softether_command("start") + " >/dev/null", timeout=30)
+    node.wait_listening(node.admin_port, timeout=20)
+
+
+def restart_server(lab: Lab) -> None:
+    restart_softether(lab.nodes[lab.stack.network.home.name])
+
+
+def link_down(lab: Lab, site: str, seconds: float) -> None:
+    """Cut a bridge's internet link (its port on the internet side) for `seconds`."""
+    link = lab.layout.public_link(site)
+    assert link.a_if == PUBLIC_IF
+    run(["ip", "-n", link.b_ns, "link", "set", link.b_if, "down"])
+    try:
+        time.sleep(seconds)
+    finally:
+        run(["ip", "-n", link.b_ns, "link", "set", link.b_if, "up"])
+
+
+def delete_l3_switch(lab: Lab) -> None:
+    """What an operator's slip does: `RouterStop` + `RouterDelete` on the home server."""
+    home = lab.stack.network.home
+    node = lab.nodes[home.name]
+    pw = specs(lab).server.admin_password.get_secret_value()
+    switch = home.vpn_server.l3_switch
+    vpncmd(node, pw, "RouterStop", switch)
+    vpncmd(node, pw, "RouterDelete", switch)
+
+
+def delete_cascade(lab: Lab, site: str) -> None:
+    """Remove a bridge's cascade by hand (drift the next converge must repair)."""
+    node = lab.nodes[site]
+    spec = specs(lab).bridges[site]
+    pw = spec.admin_password.get_secret_value()
+    vpncmd(node, pw, "CascadeDelete", spec.cascades[0].name, hub=BRIDGE_HUB)
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class SshKiller:
+    """When the `nth` vpncmd run appears in a node, kill its SSH session processes.
+
+    The connection a converge is using dies in the middle of a vpncmd script (nth=2: the
+    apply after the read), as with a dropped link. `killed` lists the PIDs killed.
+    """
+
+    node: Node
+    nth: int
+    within_s: float = 60.0
+    killed: list[int] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> SshKiller:
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join(self.within_s + 5)
+
+    def _watch(self) -> None:
+        listener = self.node.pids["sshd"]
+        seen: set[int] = set()
+        deadline = time.monotonic() + self.within_s
+        while time.monotonic() < deadline:
+            pids = pids_in(self.node.netns)
+            seen |= {p for p in pids if _comm(p) == "vpncmd"}
+            if len(seen) >= self.nth:
+                for pid in pids:
+                    if _comm(pid) == "sshd" and pid != listener:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                            self.killed.append(pid)
+                return
+            time.sleep(0.02)

@@ -1,0 +1,124 @@
+"""The reference network end to end on this machine: up, checks, re-apply, faults, down.
+
+Tests run in file order on one lab (module fixture); figures are printed (pytest -s).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import faults
+from lab.checks import checks
+from lab.down import down
+from lab.netns import exists
+from lab.paas import alive
+from lab.state import LabState
+from lab.status import matrix, wait_for_matrix
+from lab.up import open_lab, up
+from softether.session import SoftEtherError
+from softether.transport import TransportError
+
+from .conftest import RunningLab, lab_fixture
+
+pytestmark = pytest.mark.lab
+
+RECOVERY_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[RunningLab]:
+    yield from lab_fixture("dev")
+
+
+def test_lab_up_dev_ends_with_green_matrix(dev: RunningLab) -> None:
+    r = dev.report
+    print(f"lab up: {r.seconds:.2f} s total, network green after {r.network_seconds:.2f} s")
+    assert r.matrix_ok
+    # A fresh lab: every node was configured through softether over SSH.
+    assert all(res.changed for res, _ in r.results.values())
+    assert r.mutating > 0
+
+
+def test_lab_reup_sends_no_mutating_command(dev: RunningLab) -> None:
+    r = up(dev.ref, say=print, root=dev.root)
+    print(f"re-apply: {r.seconds:.2f} s")
+    assert r.matrix_ok
+    assert r.mutating == 0
+    assert not any(res.changed for res, _ in r.results.values())
+
+
+def test_lab_test_checks_all_pass(dev: RunningLab) -> None:
+    results = checks(dev.ref, dev.root)
+    for c in results:
+        print(c.line())
+    assert [c.line() for c in results if not c.ok] == []
+    names = " ".join(c.name for c in results)
+    assert "Error establishing a database connection" in names
+    assert "cascade established" in names
+
+
+def test_lab_server_restart_recovers_by_itself(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    faults.restart_server(lab)
+    t0 = time.monotonic()
+    green, seconds = wait_for_matrix(lab.layout, RECOVERY_S)
+    print(f"home vpnserver restart: full matrix again after {time.monotonic() - t0:.1f} s")
+    assert green, f"no full matrix {seconds:.0f} s after restarting the home server"
+
+
+def test_lab_bridge_internet_link_down_10s_recovers(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    site = lab.stack.network.sites[0].name
+    faults.link_down(lab, site, 10.0)
+    # While the link is down the site is cut off; after link-up it must come back by itself.
+    t0 = time.monotonic()
+    green, _ = wait_for_matrix(lab.layout, RECOVERY_S)
+    print(
+        f"{site} internet link down 10 s: full matrix {time.monotonic() - t0:.1f} s after link-up"
+    )
+    assert green
+
+
+def test_lab_ssh_killed_mid_converge_rerun_converges(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    site = lab.stack.network.sites[-1].name
+    faults.delete_cascade(lab, site)
+    killer = faults.SshKiller(lab.nodes[site], nth=2).start()  # 2nd vpncmd: the apply
+    with pytest.raises((SoftEtherError, TransportError)):
+        up(dev.ref, say=print, root=dev.root)
+    killer.join()
+    assert killer.killed, "no SSH session was killed"
+    again = up(dev.ref, say=print, root=dev.root)
+    assert again.matrix_ok
+    left = [c.line() for c in checks(dev.ref, dev.root) if not c.ok]
+    assert left == []
+
+
+def test_lab_deleted_l3_switch_is_repaired_by_up(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    faults.delete_l3_switch(lab)
+    assert not all(p.ok for p in matrix(lab.layout, deadline_s=2))
+    r = up(dev.ref, say=print, root=dev.root)
+    home = lab.stack.network.home.name
+    assert r.results[home][0].changed
+    assert (
+        "L3SW" in r.results[home][0].diff
+        or lab.stack.network.home.vpn_server.l3_switch in r.results[home][0].diff
+    )
+    assert r.matrix_ok
+
+
+def test_lab_down_twice_leaves_nothing(dev: RunningLab) -> None:
+    st = LabState.load(dev.directory)
+    assert st is not None
+    pids = list(st.pids.values())
+    namespaces = list(st.namespaces)
+    assert down(dev.ref, say=print, root=dev.root) == 0
+    assert [n for n in namespaces if exists(n)] == []
+    assert [p for p in pids if alive(p)] == []
+    assert not Path(dev.directory).exists()
+    assert down(dev.ref, say=print, root=dev.root) == 0

@@ -1,0 +1,93 @@
+"""The lab's layout: derived from the stack alone, addresses the stack's own (pure, no root)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from lab.layout import INTERNET, build_layout, lab_id, pick
+from topology import load_stack, plan_routes
+
+FOUR = "tests/stacks/Pulumi.four-site.yaml"
+
+
+def _layout(ref: str = "dev"):
+    return build_layout(load_stack(ref), ref, lab_id(f"/run/hybrid-lab/{ref}"))
+
+
+def test_layout_namespaces_are_prefixed_and_unique() -> None:
+    lay = _layout()
+    names = [n.name for n in lay.namespaces]
+    assert len(names) == len(set(names))
+    assert all(n.startswith(f"hc-{lay.lab_id}-") for n in names)
+    # Interface names must fit the kernel's 15 characters.
+    assert all(len(i) <= 15 for lk in lay.links for i in (lk.a_if, lk.b_if))
+
+
+def test_layout_lab_id_differs_between_lab_directories() -> None:
+    assert lab_id("/run/hybrid-lab/dev") != lab_id("/tmp/x/dev")
+    assert lab_id("/run/hybrid-lab/dev") == lab_id("/run/hybrid-lab/dev")
+
+
+def test_layout_one_host_per_subnet_plus_home() -> None:
+    stack = load_stack("dev")
+    lay = _layout()
+    subnets = [(s.name, sub.name) for s in stack.network.sites for sub in s.subnets]
+    assert [(h.site, h.subnet) for h in lay.hosts[1:]] == subnets
+    for h in lay.hosts[1:]:
+        cidr = stack.network.site(h.site).subnet(h.subnet).cidr
+        assert h.address in cidr
+
+
+def test_layout_db_at_the_blogs_rds_address_and_app_in_delegated_subnet() -> None:
+    lay = _layout()
+    assert lay.db is not None and lay.app is not None
+    assert lay.db.address == IPv4Address("192.168.20.225")
+    assert lay.app.address in IPv4Network("192.168.31.0/24")
+    assert (lay.app.site, lay.app.subnet) == ("Hybrid-VNet", "Hybrid_Subnet_Dammy")
+
+
+def test_layout_router_routes_are_the_cloud_route_table() -> None:
+    stack = load_stack("dev")
+    plan = plan_routes(stack.network)
+    lay = _layout()
+    for k, site in enumerate(stack.network.sites, start=1):
+        rtr = lay.ns(f"rtr{k}")
+        table = plan.route_table(site.name)
+        assert {(r.destination, r.via) for r in rtr.routes} == {
+            (d, table.bridge_address) for d in table.destinations
+        }
+        assert rtr.forwarding
+
+
+def test_layout_home_host_routes_are_the_plans_home_routes() -> None:
+    plan = plan_routes(load_stack("dev").network)
+    lan = _layout().ns("lan0")
+    assert {(r.destination, r.via) for r in lan.routes} == {
+        (r.destination, r.via) for r in plan.home_routes
+    }
+
+
+def test_layout_public_addresses_only_in_the_documentation_range() -> None:
+    lay = _layout(FOUR)
+    publics = [n.public for n in lay.nodes]
+    assert len({p.ip for p in publics}) == len(publics) == 4
+    assert all(p.network == INTERNET for p in publics)
+
+
+def test_layout_four_site_has_a_bridge_router_and_host_for_the_extra_vnet() -> None:
+    lay = _layout(FOUR)
+    assert {n.site for n in lay.nodes} == {"home", "Hybrid-VPC", "Hybrid-VNet", "Hybrid-VNet2"}
+    assert [h.address for h in lay.hosts if h.site == "Hybrid-VNet2"] == [
+        IPv4Address("192.168.40.10")
+    ]
+
+
+def test_pick_skips_cloud_reserved_and_taken_addresses() -> None:
+    cidr = IPv4Network("192.168.50.0/29")  # .0-.3 reserved, .7 broadcast
+    taken: set[IPv4Address] = {IPv4Address("192.168.50.4")}
+    assert pick(cidr, 4, taken) == IPv4Address("192.168.50.5")
+    assert pick(cidr, 225, taken) == IPv4Address("192.168.50.6")
+    with pytest.raises(ValueError, match="no free host address"):
+        pick(cidr, 4, taken)
