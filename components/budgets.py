@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -77,8 +78,18 @@ class Budgets(pulumi.ComponentResource):
                 }
             else:
                 scopes = {f"-{site}": rg for site, rg in groups.items()}
-            # Azure accepts only the 1st of a month as a start (checked in topology/validate.py).
-            start = f"{azure.start_date.isoformat()}T00:00:00Z"
+            # Azure accepts only the 1st of a month as a start (checked in topology/validate.py),
+            # and refuses a past month on create: without a configured date, the budget starts
+            # this month and later runs ignore the (then past) date instead of replacing it.
+            first = azure.start_date or datetime.date.today().replace(day=1)
+            start = f"{first.isoformat()}T00:00:00Z"
+            budget_opts = (
+                child
+                if azure.start_date
+                else pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(ignore_changes=["timePeriod"])
+                )
+            )
             for suffix, scope in scopes.items():
                 for b in azure.budgets:
                     self.azure.append(
@@ -102,7 +113,7 @@ class Budgets(pulumi.ComponentResource):
                                 for t in b.thresholds
                                 for kind in _AZURE_KINDS
                             },
-                            opts=child,
+                            opts=budget_opts,
                         )
                     )
         self.register_outputs({})

@@ -62,6 +62,7 @@ class Record:
     outputs: Props
     id: str = ""
     dependencies: tuple[str, ...] = ()  # URNs of explicit and input dependencies
+    ignore_changes: tuple[str, ...] = ()
 
     def input(self, key: str) -> Any:
         """An input with secrets unwrapped (None when absent)."""
@@ -260,6 +261,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     outputs=_wire(state),
                     id=response.id,
                     dependencies=tuple(request.dependencies),
+                    ignore_changes=tuple(request.ignoreChanges),
                 )
             )
         return response

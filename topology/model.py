@@ -163,7 +163,8 @@ class AzureBudget(Model):
 
 class AzureBudgets(Model):
     scope: Literal["subscription", "resourceGroup"] = "subscription"
-    start_date: datetime.date
+    # Unset: the first day of the month of the first `pulumi up`.
+    start_date: datetime.date | None = None
     budgets: tuple[AzureBudget, ...] = Field(min_length=1)
 
 

@@ -16,6 +16,9 @@ RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168
 # AWS reserves the network address, .1 (VPC router), .2 (DNS), .3 (future use) and the
 # broadcast address of every subnet; Azure reserves the network address, .1-.3 and broadcast.
 RESERVED_LOW = {"aws": 4, "azure": 4}
+# Each threshold becomes an actual and a forecasted alert: AWS allows 10 notifications per
+# budget and 10 subscribers per notification, Azure 5 notifications per budget.
+AWS_MAX_ALERTS, AWS_MAX_SUBSCRIBERS, AZURE_MAX_ALERTS = 5, 10, 2
 # Smallest subnet each cloud accepts.
 MAX_PREFIX = {"aws": 28, "azure": 29}
 
@@ -184,26 +187,37 @@ def _paas(stack: Stack) -> Iterator[str]:
                 f"app.subnet: {app.subnet} holds the bridge VM; VNet integration needs a subnet"
                 " delegated to Microsoft.Web/serverFarms alone"
             )
+    if app is not None and db is None:
+        yield "app: set without database; WordPress needs the database of this stack"
     if budgets is not None and budgets.enabled:
         if not budgets.emails:
             yield "budgets.emails: empty; an alert needs somebody to receive it"
+        if len(budgets.emails) > AWS_MAX_SUBSCRIBERS:
+            yield f"budgets.emails: {len(budgets.emails)} addresses; AWS allows {AWS_MAX_SUBSCRIBERS} per alert"
         for i, b in enumerate(budgets.aws):
-            yield from _thresholds(f"budgets.aws[{i}].thresholds", b.thresholds)
+            yield from _thresholds(f"budgets.aws[{i}].thresholds", b.thresholds, AWS_MAX_ALERTS)
         if budgets.azure is not None:
-            if budgets.azure.start_date.day != 1:
+            if not any(s.cloud == "azure" for s in net.sites):
+                yield "budgets.azure: set but the stack has no Azure site"
+            start = budgets.azure.start_date
+            if start is not None and start.day != 1:
                 yield (
-                    f"budgets.azure.startDate: {budgets.azure.start_date} is not the first day"
+                    f"budgets.azure.startDate: {start} is not the first day"
                     " of a month (Azure requires it)"
                 )
             for i, b in enumerate(budgets.azure.budgets):
-                yield from _thresholds(f"budgets.azure.budgets[{i}].thresholds", b.thresholds)
+                yield from _thresholds(
+                    f"budgets.azure.budgets[{i}].thresholds", b.thresholds, AZURE_MAX_ALERTS
+                )
         names = [b.name for b in budgets.aws]
         for i, name in enumerate(names):
             if names.index(name) != i:
                 yield f"budgets.aws[{i}].name: {name} is not unique"
 
 
-def _thresholds(path: str, values: tuple[float, ...]) -> Iterator[str]:
+def _thresholds(path: str, values: tuple[float, ...], most: int) -> Iterator[str]:
+    if len(values) > most:
+        yield f"{path}: {len(values)} thresholds; at most {most} fit (an actual and a forecast alert each)"
     for i, v in enumerate(values):
         if not 0 < v <= 1000:
             yield f"{path}[{i}]: {v:g} is not a percentage between 0 and 1000"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ EMAILS = ["billing-alerts@example.com"]
 FOUR_SITE = Path(__file__).parents[1] / "stacks" / "Pulumi.four-site.yaml"
 
 
-def _with_budgets(scope: str = "subscription", enabled: bool = True):
+def _with_budgets(scope: str = "subscription", enabled: bool = True, start: object = "keep"):
     def build(stack: Stack) -> dict:
         assert stack.budgets is not None and stack.budgets.azure is not None
-        azure = stack.budgets.azure.model_copy(update={"scope": scope})
+        update = {"scope": scope} | ({} if start == "keep" else {"start_date": start})
+        azure = stack.budgets.azure.model_copy(update=update)
         budgets = stack.budgets.model_copy(update={"azure": azure, "enabled": enabled})
         return program.build(stack.model_copy(update={"budgets": budgets}))
 
@@ -30,6 +32,11 @@ def _with_budgets(scope: str = "subscription", enabled: bool = True):
 def per_group() -> ProgramRun:
     """The four-site stack (two Azure sites) with Azure budgets per resource group."""
     return run_program(FOUR_SITE, build=_with_budgets(scope="resourceGroup"))
+
+
+@pytest.fixture(scope="module")
+def no_start_date() -> ProgramRun:
+    return run_program("dev", build=_with_budgets(start=None))
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +117,13 @@ def test_budgets_switched_off_creates_no_budget(switched_off: ProgramRun) -> Non
     assert switched_off.of_type(AZURE) == []
     # The rest of the stack is unchanged.
     assert switched_off.of_type("aws:rds/instance:Instance")
+
+
+def test_budgets_azure_without_start_date_starts_this_month_and_keeps_it(
+    dev: ProgramRun, no_start_date: ProgramRun
+) -> None:
+    first = datetime.date.today().replace(day=1).isoformat()
+    for budget in no_start_date.of_type(AZURE):
+        assert budget.input("timePeriod") == {"startDate": f"{first}T00:00:00Z"}
+        assert budget.ignore_changes == ("timePeriod",)
+    assert all(b.ignore_changes == () for b in dev.of_type(AZURE))
