@@ -59,23 +59,38 @@ def tree_lines(run: Any) -> list[str]:
     """Each resource under its parent: `type name  key=value ...` with secrets masked."""
     out: list[str] = []
 
+    # Sorted: registration order under the mocks varies from run to run, and a plan printed
+    # on every pull request should only change when the program does.
+    records = sorted(run.records, key=lambda r: (r.type, r.name))
+
     def walk(parent: str, depth: int) -> None:
-        for r in run.records:
+        for r in records:
             if r.parent != parent:
                 continue
             out.append(f"{'  ' * depth}{r.type} {r.name}")
             pad = "  " * (depth + 2)
-            out.extend(f"{pad}{k}={render(v)}" for k, v in sorted(r.inputs.items()) if k not in NOISE)
+            for k, v in sorted(r.inputs.items()):
+                if k not in NOISE:
+                    out.extend(input_lines(pad, k, v))
             walk(r.urn, depth + 1)
 
     walk("", 0)
     return out
 
 
-def render(value: Any) -> str:
-    """A one-line rendering of a wire-form input, secrets masked, cut at WIDTH characters."""
+def input_lines(pad: str, key: str, value: Any) -> list[str]:
+    """`key=value`, or for a long list (rules, routes) one `- item` line per element."""
+    line = render(value)
+    if isinstance(value, list) and not line.startswith('"') and len(line) >= WIDTH:
+        # Each rule or route whole: these are what a reviewer checks.
+        return [f"{pad}{key}:", *(f"{pad}  - {render(item, None)}" for item in value)]
+    return [f"{pad}{key}={line}"]
+
+
+def render(value: Any, width: int | None = WIDTH) -> str:
+    """A one-line rendering of a wire-form input, secrets masked, cut at `width` characters."""
     text = json.dumps(_masked(value), separators=(",", ":"), sort_keys=True)
-    return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def _masked(value: Any) -> Any:
