@@ -9,6 +9,7 @@ page works again.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from pathlib import Path
 from softether.spec import BRIDGE_HUB
 
 from . import netns, paas
+from .layout import INTERNET
 from .status import matrix
 from .up import Lab, in_operator_ns, open_lab, refresh_pids, session, specs
 
@@ -52,20 +54,19 @@ def _running(lab: Lab) -> Check:
 
 
 def _root_untouched(lab: Lab) -> Check:
-    """None of the lab's addresses or ranges appears in the root namespace."""
-    addrs = netns.run(["ip", "-4", "-o", "addr", "show"])
-    routes = netns.run(["ip", "-4", "route", "show"])
+    """No address or route of the root namespace falls in the stack's ranges or the lab's
+    internet: the lab lives entirely inside its namespaces."""
     net = lab.stack.network
-    ranges = [*net.home.cidrs, net.transit.cidr, *(c for s in net.sites for c in s.cidrs)]
-    words = set(addrs.split()) | set(routes.split())
-    found = [
-        w
-        for w in words
-        if any(
-            w.split("/")[0].startswith(str(r.network_address).rsplit(".", 1)[0] + ".")
-            for r in ranges
-        )
-    ]
+    ranges = [*net.home.cidrs, net.transit.cidr, *(c for s in net.sites for c in s.cidrs), INTERNET]
+    text = netns.run(["ip", "-4", "-o", "addr", "show"]) + netns.run(["ip", "-4", "route", "show"])
+    found = set()
+    for word in text.split():
+        try:
+            n = ipaddress.IPv4Network(word, strict=False)
+        except ValueError:
+            continue
+        if n.prefixlen > 0 and any(n.overlaps(r) for r in ranges):
+            found.add(word)
     return Check(
         "root namespace holds no lab address or route", not found, ", ".join(sorted(found))
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +36,17 @@ def _ns_ids(names: list[str]) -> set[str]:
     return out
 
 
+def _stop_all(pids: set[int]) -> None:
+    """KILL them all at once and wait (bounded): the lab's data is deleted with it, so nothing
+    needs a graceful shutdown (SoftEther's watchdog would only restart a TERMed worker)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while any(paas.alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     directory = lab_dir(ref, root)
     st = LabState.load(directory)
@@ -43,19 +56,12 @@ def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None)
         say(f"no lab for stack {ref}: nothing to do")
         return 0
     ours = _ns_ids(st.namespaces)
-    stopped = 0
-    for _name, pid in sorted(st.pids.items()):
-        if paas.alive(pid) and _netns_of(pid) in ours:
-            paas.stop_pid(pid, seconds=20)
-            stopped += 1
-    left = 0
-    for ns in st.namespaces:
-        for pid in netns.pids_in(ns):
-            paas.stop_pid(pid, seconds=5)
-            left += 1
+    targets = {pid for pid in st.pids.values() if paas.alive(pid) and _netns_of(pid) in ours}
+    targets |= {pid for ns in st.namespaces for pid in netns.pids_in(ns)}
+    _stop_all(targets)
     gone = netns.delete(st.namespaces)
     shutil.rmtree(directory, ignore_errors=True)
     say(
-        f"lab {st.lab_id} of stack {ref} down: {stopped + left} processes stopped, {len(gone)} namespaces deleted, {directory} removed"
+        f"lab {st.lab_id} of stack {ref} down: {len(targets)} processes stopped, {len(gone)} namespaces deleted, {directory} removed"
     )
     return 0
