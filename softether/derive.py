@@ -67,12 +67,14 @@ def derive(
     *,
     server_address: str | None = None,
     restart_command: str | None = None,
+    server_cert: str | None = None,
 ) -> NodeSpecs:
     """Specs for the home server and each cloud bridge.
 
     `server_address` overrides what the bridges dial (default: the server's `public_host`;
     the lab passes its namespace address); `restart_command` overrides how a bridge process
-    is restarted (default: the systemd unit of the VM).
+    is restarted (default: the systemd unit of the VM); `server_cert` (PEM, e.g. from
+    `Session(server).server_certificate()`) is pinned in every cascade.
     """
     missing = [n for n in secret_names(net) if n not in secrets]
     if missing:
@@ -121,7 +123,8 @@ def derive(
         ),
     )
     bridges = {
-        s.name: _bridge(net, routes, s, secret, server_address, restart_command) for s in net.sites
+        s.name: _bridge(net, routes, s, secret, server_address, restart_command, server_cert)
+        for s in net.sites
     }
     return NodeSpecs(server_spec, bridges)
 
@@ -133,6 +136,7 @@ def _bridge(
     secret: Callable[[str], SecretStr],
     server_address: str | None,
     restart_command: str | None,
+    server_cert: str | None,
 ) -> BridgeSpec:
     server = net.home.vpn_server
     host = routes.bridge(site.name)
@@ -144,6 +148,7 @@ def _bridge(
         username=site.cascade_user,
         password=secret(user_secret(net.transit.hub, site.cascade_user)),
         max_tcp=net.softether.max_connections,
+        server_cert=server_cert,
     )
     return BridgeSpec(
         admin_password=secret(admin_secret(site.name)),

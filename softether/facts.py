@@ -8,6 +8,7 @@ Missing objects read as absent, never as errors.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -31,6 +32,8 @@ class CascadeState:
     remote_hub: str = ""
     username: str = ""
     max_tcp: int = 0
+    verify_cert: bool = False
+    cert_sha1: str = ""  # of the registered server certificate, "" if none
 
     @property
     def online(self) -> bool:
@@ -244,4 +247,11 @@ def _cascade(name: str, status: str, it: dict[str, str] | None) -> CascadeState:
         remote_hub=it.get("remote_hub", ""),
         username=it.get("username", ""),
         max_tcp=v.number(it.get("max_tcp", "0")),
+        verify_cert=v.yes(it.get("verify_cert", "Disable")),
+        cert_sha1=_sha1(it.get("server_cert", "")),
     )
+
+
+def _sha1(text: str) -> str:
+    m = re.search(r'SHA1="*([0-9A-Fa-f]{40})', text)
+    return m.group(1).upper() if m else ""

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from .facts import CascadeState, HubState, NodeState
 from .spec import BridgeSpec, Cascade, Hub, L3Switch, ServerSpec
-from .vpncmd import Command, SecretArg
+from .vpncmd import Command, FileIn, SecretArg
 
 NOTE_PREFIX = "hc-pw:"
 
@@ -231,6 +231,7 @@ def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change
                     hub=hub,
                 ),
                 *(detail if c.max_tcp is not None else ()),
+                *(_pin(hub, c) if c.server_cert else ()),
             ),
         )
         return
@@ -252,11 +253,27 @@ def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change
     if c.max_tcp is not None and have.max_tcp != c.max_tcp:
         cmds += detail
         what.append(f"max TCP {have.max_tcp} -> {c.max_tcp}")
+    want_sha1 = c.server_cert_sha1
+    if want_sha1 and (have.cert_sha1 != want_sha1 or not have.verify_cert):
+        cmds += _pin(hub, c)
+        what.append(f"pin server certificate SHA1 {want_sha1[:12]}")
+    elif not want_sha1 and have.verify_cert:
+        cmds.append(Command("CascadeServerCertDisable", (c.name,), hub=hub))
+        what.append("stop verifying the server certificate")
     if cmds:
         # The new settings take effect on the next connection.
         if have.online:
             cmds.insert(0, Command("CascadeOffline", (c.name,), hub=hub))
         yield Change(f"~ cascade {hub}/{c.name}: " + ", ".join(what), tuple(cmds))
+
+
+def _pin(hub: str, c: Cascade) -> tuple[Command, ...]:
+    assert c.server_cert is not None
+    cert = FileIn(f"{c.name}-server.pem", c.server_cert, "/LOADCERT")
+    return (
+        Command("CascadeServerCertSet", (c.name, cert), hub=hub),
+        Command("CascadeServerCertEnable", (c.name,), hub=hub),
+    )
 
 
 def _cascades_online(hub: Hub, cur: HubState | None) -> Iterator[Change]:

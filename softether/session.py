@@ -28,8 +28,9 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import hostos
 from . import vpncmd as v
@@ -39,6 +40,7 @@ from .spec import BridgeSpec, ServerSpec
 from .transport import RunResult, Transport
 
 log = logging.getLogger("softether")
+T = TypeVar("T")
 
 LAST_LINES = 6
 
@@ -159,17 +161,32 @@ class Session:
     def run_script(
         self, commands: Sequence[v.Command], timeout: float
     ) -> tuple[list[str], RunResult]:
-        """Run one vpncmd admin session with `commands` as its /IN script; raw result."""
+        """Run one vpncmd admin session with `commands` as its /IN script; raw result.
+
+        The script, any input files and the password travel on stdin into a fresh 0700
+        directory (vpncmd's working directory); output files come back on stderr after
+        `@@file NAME` lines; the directory is removed on exit.
+        """
         lines = v.script(commands)
         body = ("\n".join(lines) + "\n").encode()
         password = (self.spec.admin_password.get_secret_value() + "\n").encode()
+        files_in = {f.name: f.content.encode() for c in commands for f in c.files_in}
+        files_out = sorted({f.name for c in commands for f in c.files_out})
+        for name in (*files_in, *files_out):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in ("in", "pw"):
+                raise ValueError(f"bad file name for a vpncmd argument: {name!r}")
+        uploads = "".join(f'head -c {len(data)} > "{n}" && ' for n, data in files_in.items())
+        collect = "".join(
+            f'[ -f "{n}" ] && {{ echo "@@file {n}"; cat "{n}"; echo; }} >&2; ' for n in files_out
+        )
         shell = (
             "umask 077; d=$(mktemp -d /tmp/hc-vpncmd.XXXXXX) || exit 125; "
-            "trap 'rm -rf \"$d\"' EXIT; "
-            f'head -c {len(body)} > "$d/in" && cat > "$d/pw" || exit 125; '
+            'trap \'cd /; rm -rf "$d"\' EXIT; cd "$d" || exit 125; '
+            f"head -c {len(body)} > in && {uploads}cat > pw || exit 125; "
             f"timeout -s KILL {int(timeout)} {shlex.quote(self.spec.vpncmd)} "
-            f'localhost:{self.spec.admin_port} /SERVER /CSV /IN:"$d/in" < "$d/pw" & '
-            'p=$!; echo "@@pid $p" >&2; wait $p'
+            f"localhost:{self.spec.admin_port} /SERVER /CSV /IN:in < pw & "
+            'p=$!; echo "@@pid $p" >&2; wait $p; rc=$?; '
+            f"{collect}exit $rc"
         )
         self.vpncmd_sessions += 1
         self.vpncmd_commands += len(lines)
@@ -177,21 +194,52 @@ class Session:
         log.debug("%s: vpncmd script:\n%s", self.host, redacted)
         res = self.transport.run(
             shell,
-            stdin=body + password,
+            stdin=body + b"".join(files_in.values()) + password,
             timeout=timeout + 5,
             redacted_stdin=redacted,
             abort_on=(v.ACCESS_DENIED_TEXT,),
         )
         return lines, res
 
+    @staticmethod
+    def files_of(res: RunResult) -> dict[str, str]:
+        """Output files of a run (see run_script)."""
+        out: dict[str, list[str]] = {}
+        current: list[str] | None = None
+        for line in res.stderr.split("\n"):
+            if line.startswith("@@file "):
+                current = out.setdefault(line[7:], [])
+            elif line.startswith("@@pid "):
+                current = None
+            elif current is not None:
+                current.append(line)
+        return {k: "\n".join(v_).strip("\n") + "\n" for k, v_ in out.items()}
+
+    def server_certificate(self) -> str:
+        """The node's current server certificate (PEM), e.g. to pin it in the cascades."""
+        cmd = v.Command("ServerCertGet", (v.FileOut("server.pem"),))
+
+        def attempt() -> dict[str, str]:
+            lines, res = self.run_script([cmd], self.read_timeout_s)
+            self._check_run(lines, res, self.read_timeout_s)
+            return self.files_of(res)
+
+        files = self._retrying(attempt)
+        if "server.pem" not in files:
+            raise SoftEtherError(self.host, "ServerCertGet wrote no certificate")
+        return files["server.pem"]
+
     def _vpncmd(
         self, commands: Sequence[v.Command], timeout: float
     ) -> list[tuple[v.Command, v.Reply]]:
+        return self._retrying(lambda: self._vpncmd_once(commands, timeout))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
         # A node that just booted may run sshd before SoftEther listens: retry, bounded.
         deadline = time.monotonic() + self.service_wait_s
         while True:
             try:
-                return self._vpncmd_once(commands, timeout)
+                return attempt()
             except v.ConnectFailed as e:
                 if time.monotonic() >= deadline:
                     raise SoftEtherError(
@@ -205,6 +253,11 @@ class Session:
         self, commands: Sequence[v.Command], timeout: float
     ) -> list[tuple[v.Command, v.Reply]]:
         lines, res = self.run_script(commands, timeout)
+        out = self._check_run(lines, res, timeout)
+        self._prompted = out.password_prompted
+        return v.pair(commands, out.replies)
+
+    def _check_run(self, lines: list[str], res: RunResult, timeout: float) -> v.ScriptOutput:
         if res.aborted:
             self._kill_remote(res)
             raise AccessDeniedError(
@@ -219,7 +272,7 @@ class Session:
                 + self._last(res.stdout),
             )
         try:
-            out = v.split_output(res.stdout, lines)
+            return v.split_output(res.stdout, lines)
         except v.AccessDenied:
             raise AccessDeniedError(self.host, "vpncmd: access denied") from None
         except v.OutputError as e:
@@ -228,8 +281,6 @@ class Session:
                 f"vpncmd: {e} (exit {res.rc}); last output:\n"
                 + self._last(res.stdout + res.stderr),
             ) from None
-        self._prompted = out.password_prompted
-        return v.pair(commands, out.replies)
 
     def _kill_remote(self, res: RunResult) -> None:
         m = re.search(r"@@pid (\d+)", res.stderr)

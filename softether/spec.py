@@ -8,7 +8,10 @@ human or the Pulumi provider hands to `python -m softether`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Any, Literal
 
@@ -20,6 +23,7 @@ from pydantic import (
     SecretStr,
     SerializationInfo,
     TypeAdapter,
+    field_validator,
     model_validator,
 )
 
@@ -58,6 +62,20 @@ class Cascade(Model):
     password: Secret
     # TCP connections per cascade (`CascadeDetailSet /MAXTCP`); None leaves SoftEther's default.
     max_tcp: int | None = Field(default=None, ge=1, le=32)
+    # The server's certificate (PEM): pinned with CascadeServerCertSet + CascadeServerCertEnable,
+    # so the cascade refuses any other server. None: not verified (SoftEther's default).
+    server_cert: str | None = None
+
+    @field_validator("server_cert")
+    @classmethod
+    def _pem(cls, v: str | None) -> str | None:
+        if v is not None:
+            cert_sha1(v)
+        return v
+
+    @property
+    def server_cert_sha1(self) -> str | None:
+        return cert_sha1(self.server_cert) if self.server_cert else None
 
 
 class Hub(Model):
@@ -268,6 +286,15 @@ class SshTarget(Model):
     private_key: Secret  # OpenSSH/PEM text
     connect_deadline_s: float = Field(default=120.0, gt=0)
     command_timeout_s: float = Field(default=60.0, gt=0)
+
+
+def cert_sha1(pem: str) -> str:
+    """SHA-1 of a PEM certificate's DER bytes, upper-case hex (as vpncmd's CascadeGet shows)."""
+    m = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", pem, re.S)
+    if not m:
+        raise ValueError("not a PEM certificate")
+    der = base64.b64decode("".join(m.group(1).split()))
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def _no_dupes(what: str, names: list[str]) -> None:

@@ -105,7 +105,32 @@ class SecretArg:
         return f"{self.switch}:{MASK}" if self.switch else MASK
 
 
-Arg = str | SecretArg
+@dataclass(frozen=True)
+class FileIn:
+    """A file the command reads (e.g. `/LOADCERT:`): uploaded into the session's private
+    directory, which is vpncmd's working directory (vpncmd takes a leading "/" for a switch,
+    so paths are relative)."""
+
+    name: str
+    content: str
+    switch: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.switch}:{self.name}" if self.switch else self.name
+
+
+@dataclass(frozen=True)
+class FileOut:
+    """A file the command writes (e.g. `ServerCertGet server.pem`); read back after the run."""
+
+    name: str
+    switch: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.switch}:{self.name}" if self.switch else self.name
+
+
+Arg = str | SecretArg | FileIn | FileOut
 
 
 @dataclass(frozen=True)
@@ -126,7 +151,7 @@ class Command:
 
     def render(self) -> str:
         """The line for the /IN script (secrets revealed: the script file is 0600)."""
-        args = (a.reveal() if isinstance(a, SecretArg) else a for a in self.args)
+        args = (a.reveal() if isinstance(a, SecretArg) else str(a) for a in self.args)
         return " ".join([self.name, *args])
 
     def masked(self) -> str:
@@ -135,6 +160,14 @@ class Command:
     def __str__(self) -> str:
         where = f"[{self.hub}] " if self.hub else ""
         return where + self.masked()
+
+    @property
+    def files_in(self) -> tuple[FileIn, ...]:
+        return tuple(a for a in self.args if isinstance(a, FileIn))
+
+    @property
+    def files_out(self) -> tuple[FileOut, ...]:
+        return tuple(a for a in self.args if isinstance(a, FileOut))
 
 
 def script(commands: Sequence[Command], *, masked: bool = False) -> list[str]:
@@ -322,6 +355,8 @@ ITEMS: Mapping[str, str] = {
     "Destination VPN Server Virtual Hub Name": "remote_hub",
     "User Name": "username",
     "Number of TCP Connections to Use in VPN Communication": "max_tcp",
+    "Verify Server Certificate": "verify_cert",
+    "Registered Server Individual Certificate": "server_cert",
     "SecureNAT": "securenat",
     "L2TP over IPsec Server Function Enabled": "l2tp_ipsec",
     "Raw L2TP Server Function Enabled": "l2tp_raw",

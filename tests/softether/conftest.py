@@ -12,6 +12,7 @@ import pytest
 
 from lab.node import Node, Testbed
 from softether.derive import NodeSpecs
+from softether.session import Session
 
 from .helpers import reference_specs
 
@@ -39,4 +40,9 @@ def aws(testbed: Testbed) -> Node:
 @pytest.fixture(scope="module")
 def live_specs(testbed: Testbed, home: Node, aws: Node) -> NodeSpecs:
     # Secrets unique to this run: a leak check must not match a fixture's fake password.
-    return reference_specs(home.host, aws.restart_command, prefix=f"live-{testbed.run}-pw")
+    # The cascades pin the certificate the fresh server generated for itself.
+    plain = reference_specs(home.host, aws.restart_command, prefix=f"live-{testbed.run}-pw")
+    cert = Session(testbed.transport(home), plain.server).server_certificate()
+    return reference_specs(
+        home.host, aws.restart_command, prefix=f"live-{testbed.run}-pw", server_cert=cert
+    )

@@ -14,7 +14,10 @@ FAKE = "fixture-secret"  # the capture script's fake passwords: f"{FAKE}-{i}"
 
 
 def reference_specs(
-    server_address: str | None = None, restart_command: str | None = None, prefix: str = FAKE
+    server_address: str | None = None,
+    restart_command: str | None = None,
+    prefix: str = FAKE,
+    server_cert: str | None = None,
 ) -> NodeSpecs:
     net = load_stack("dev").network
     secrets = {n: f"{prefix}-{i}" for i, n in enumerate(secret_names(net))}
@@ -24,6 +27,7 @@ def reference_specs(
         secrets,
         server_address=server_address,
         restart_command=restart_command,
+        server_cert=server_cert,
     )
 
 

@@ -189,6 +189,8 @@ def test_live_bridge_cascades_online_and_carries_traffic(
         "HYBRID",
         "hybrid-vpc",
     )
+    # The home server's certificate is pinned: the cascade verifies it.
+    assert cascade.verify_cert and cascade.cert_sha1 == spec.cascades[0].server_cert_sha1
     assert [(b.hub, b.device, b.status) for b in node.bridges] == [
         ("BRIDGE", "vpntap", "Operating")
     ]

@@ -192,3 +192,51 @@ def test_plan_new_user_carries_its_password_note_and_masks_secret() -> None:
         f"/NOTE:{password_note(spec.admin_password, 'H', 'u', SecretStr('pw-123'))}" in create.args
     )
     assert "pw-123" in setpw.render() and "pw-123" not in str(change) + str(setpw)
+
+
+# PEM framing around arbitrary base64: only the decoded bytes matter (their SHA-1 is what
+# SoftEther shows for a pinned certificate), so no real certificate is needed here.
+PEM = """-----BEGIN CERTIFICATE-----
+MIIBdzCCAR2gAwIBAgIUJ4nZ0b2V0T6yWm1cVbq3k5mQ2QIwCgYIKoZIzj0EAwIw
+ETEPMA0GA1UEAwwGaGMtZml4MB4XDTI2MDEwMTAwMDAwMFoXDTM2MDEwMTAwMDAw
+MFowETEPMA0GA1UEAwwGaGMtZml4MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+-----END CERTIFICATE-----
+"""
+
+
+def test_plan_pins_the_server_certificate_and_detects_a_different_one() -> None:
+    from softether.spec import cert_sha1
+    from softether.vpncmd import FileIn
+
+    pinned = reference_specs(server_address="198.51.100.1", server_cert=PEM)
+    bridge = pinned.bridges["Hybrid-VPC"]
+    st = converged_bridge()  # captured without a pinned certificate
+    ch = plan(bridge, st)
+    cmds = commands(ch)
+    assert [c.name for c in cmds] == [
+        "CascadeOffline",
+        "CascadeServerCertSet",
+        "CascadeServerCertEnable",
+        "CascadeOnline",
+    ]
+    (cert,) = cmds[1].files_in
+    assert cert == FileIn("HYBRID-server.pem", PEM, "/LOADCERT")
+    assert cmds[1].render() == "CascadeServerCertSet HYBRID /LOADCERT:HYBRID-server.pem"
+    sha = cert_sha1(PEM)
+    assert f"pin server certificate SHA1 {sha[:12]}" in ch[0].summary
+    hub = st.hubs["bridge"]
+    done = replace(hub.cascades[0], verify_cert=True, cert_sha1=sha)
+    assert plan(bridge, replace(st, hubs={"bridge": replace(hub, cascades=(done,))})) == ()
+    other = replace(done, cert_sha1="0" * 40)
+    assert plan(bridge, replace(st, hubs={"bridge": replace(hub, cascades=(other,))})) != ()
+    # Unpinning turns verification off.
+    assert [
+        c.name
+        for c in commands(
+            plan(BRIDGE, replace(st, hubs={"bridge": replace(hub, cascades=(done,))}))
+        )
+    ] == [
+        "CascadeOffline",
+        "CascadeServerCertDisable",
+        "CascadeOnline",
+    ]
