@@ -28,8 +28,9 @@ from pulumi.runtime.sync_await import _sync_await
 from topology import Stack, read_stack_file, stack_file
 from topology.load import PROJECT
 
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+# The wire form of a secret: {SECRET_SIG_KEY: SECRET_SIG, "value": ...}.
+SECRET_SIG_KEY: str = rpc._special_sig_key
+SECRET_SIG: str = rpc._special_secret_sig
 
 Props = dict[str, Any]
 
@@ -91,9 +92,6 @@ class ProgramRun:
         if len(found) != 1:
             raise LookupError(f"{len(found)} resources of type {type_} named {name}")
         return found[0]
-
-    def by_urn(self, urn: str) -> Record:
-        return next(r for r in self.records if r.urn == urn)
 
     def children(self, parent: Record) -> list[Record]:
         return [r for r in self.records if r.parent == parent.urn]
@@ -280,7 +278,7 @@ def _marker(value: Any) -> Any:
     return {"__unserializable": type(value).__name__}
 
 
-def config_for_pulumi(config: Mapping[str, Any]) -> dict[str, str]:
+def _config_for_pulumi(config: Mapping[str, Any]) -> dict[str, str]:
     """A stack file's `config:` as Pulumi hands it to a program: every value a string."""
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
@@ -307,7 +305,7 @@ def run_program(
     # A fresh root stack per run: the previous run's stack resource lives in a context var.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks_, project=PROJECT, stack=name, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config_for_pulumi({**read_stack_file(path), **(config or {})}))
+    pulumi.runtime.set_all_config(_config_for_pulumi({**read_stack_file(path), **(config or {})}))
     # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
     settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
     settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]

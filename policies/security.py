@@ -30,17 +30,15 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     Secret,
 )
+from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
 from components.firewall import hybrid_ranges
 from topology import Topology
 
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
 SSH = 22
 ANYWHERE = ("0.0.0.0/0", "::/0", "*", "any", "internet")
-SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|private_?key|customdata|userdata)")
+SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|private_?key)")
 PRIVATE_KEY_BLOCK = "PRIVATE KEY-----"
 
 AWS_SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -167,8 +165,18 @@ def plain_secrets(value: Any, path: str = "", named: bool = False) -> Iterator[s
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             yield from plain_secrets(v, f"{path}[{i}]", named)
-    elif isinstance(value, str) and value and (named or PRIVATE_KEY_BLOCK in value):
+    elif isinstance(value, str) and value and (named or PRIVATE_KEY_BLOCK in _text(path, value)):
         yield path
+
+
+def _text(path: str, value: str) -> str:
+    """`value`, decoded when it is Azure's base64 customData (which would hide a key block)."""
+    if not path.endswith("customData"):
+        return value
+    try:
+        return base64.b64decode(value, validate=True).decode(errors="replace")
+    except ValueError:
+        return value
 
 
 def _bridge_host_key_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -271,7 +279,7 @@ class Resource:
 def policy_props(value: Any) -> Any:
     """Wire-form properties as a policy sees them, with secrets kept as `Secret`."""
     if isinstance(value, Mapping):
-        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+        if value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG:
             return Secret(policy_props(value.get("value")))
         return {k: policy_props(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -91,6 +91,8 @@ def test_policy_ssh_only_from_operator_checks_every_source_of_port_22(props: dic
         ({"tags": {"note": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"}}, True),
         ({"userData": PINNED_CLOUD_CONFIG}, True),
         ({"userData": _secret(PINNED_CLOUD_CONFIG)}, False),
+        ({"userData": "#cloud-config\npackages: [vim]\n"}, False),  # nothing secret in it
+        ({"osProfile": {"customData": base64.b64encode(PINNED_CLOUD_CONFIG.encode()).decode()}}, True),
     ],
 )
 def test_policy_no_plain_secret_catches_plain_passwords_and_keys(props: dict[str, Any], caught: bool) -> None:
