@@ -32,6 +32,17 @@ def stack_from_config(source: str | None = None) -> Stack:
     return parse_stack(config, source or f"stack {pulumi.get_stack()}")
 
 
+def run() -> None:
+    """The entry point under `pulumi up`: a stack that fails validation stops with its
+    one-line problems (a RunError prints no traceback) before any resource exists."""
+    try:
+        stack = stack_from_config()
+    except TopologyError as e:
+        raise pulumi.RunError(str(e)) from None
+    for key, value in build(stack).items():
+        pulumi.export(key, value)
+
+
 def home_host_key() -> str | None:
     """The home VPN server's pinned SSH host key (config `homeHostKey`), if set."""
     return pulumi.Config(PROJECT).get(HOST_KEY_CONFIG)

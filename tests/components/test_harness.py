@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pulumi
 import pytest
 
-from components.testing import ProgramRun, is_secret, plain, run_program
+from components import program
+from components.testing import HybridMocks, ProgramRun, RecordingMonitor, is_secret, plain, run_program
 from topology import TopologyError
 
 
@@ -29,3 +31,13 @@ def test_harness_bad_config_fails_before_any_resource(tmp_path) -> None:
     with pytest.raises(TopologyError) as e:
         run_program(bad)
     assert any(p.startswith("network.transit: missing") for p in e.value.problems)
+
+
+def test_program_run_stops_a_bad_stack_with_its_problems_and_no_resource() -> None:
+    monitor = RecordingMonitor(HybridMocks())
+    pulumi.runtime.set_mocks(monitor.mocks, project="hybrid-cloud", stack="bad", preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config({"hybrid-cloud:network": '{"operatorCidr": "0.0.0.0/0"}'})
+    with pytest.raises(pulumi.RunError) as e:
+        program.run()
+    assert str(e.value).splitlines() == ["stack bad: network.transit: missing", "network.home: missing", "network.sites: missing"]
+    assert monitor.records == []
