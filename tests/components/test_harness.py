@@ -6,7 +6,14 @@ import pulumi
 import pytest
 
 from components import program
-from components.testing import HybridMocks, ProgramRun, RecordingMonitor, is_secret, plain, run_program
+from components.testing import (
+    HybridMocks,
+    ProgramRun,
+    RecordingMonitor,
+    is_secret,
+    plain,
+    run_program,
+)
 from topology import TopologyError
 
 
