@@ -18,8 +18,8 @@ results: everything printed is masked with the spec's secrets.
 
 /IN scripts do not stop at a failing command; each command's status is read from its own
 output and the first failure is raised (later commands of the same script have run; the next
-converge reads the node again). Commands are ordered so that a failure cannot make a later
-command destructive (removals of owned objects only).
+converge reads the node again). A hub that cannot be selected leaves no hub selected (see
+`vpncmd.script`), so its commands cannot land in another hub.
 """
 
 from __future__ import annotations

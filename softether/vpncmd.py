@@ -173,6 +173,9 @@ class Command:
 def script(commands: Sequence[Command], *, masked: bool = False) -> list[str]:
     """The /IN script lines: hub selections inserted where the context changes.
 
+    A hub is selected only from the unselected state (`Hub`, then `Hub NAME`): if selecting
+    NAME fails, vpncmd keeps the previous selection, and the commands meant for NAME would
+    otherwise run in another hub. Unselected, they fail harmlessly instead.
     `masked=True` gives the same lines with secrets masked (for logs and records).
     """
     lines: list[str] = []
@@ -181,7 +184,10 @@ def script(commands: Sequence[Command], *, masked: bool = False) -> list[str]:
         if c.name == "Hub":
             raise ValueError("select hubs through Command.hub, not a Hub command")
         if c.hub != current:
-            lines.append(f"Hub {c.hub}" if c.hub else "Hub")
+            if current is not None:
+                lines.append("Hub")
+            if c.hub is not None:
+                lines.append(f"Hub {c.hub}")
             current = c.hub
         lines.append(c.masked() if masked else c.render())
     return lines
@@ -190,8 +196,8 @@ def script(commands: Sequence[Command], *, masked: bool = False) -> list[str]:
 def pair(commands: Sequence[Command], replies: Sequence[Reply]) -> list[tuple[Command, Reply]]:
     """Match replies of a `script(commands)` run to the commands (hub selections consumed).
 
-    A command whose hub could not be selected gets ERR_HUB_NOT_FOUND: vpncmd would have run
-    it in the previously selected hub, so its real output belongs to another hub.
+    A command whose hub could not be selected gets ERR_HUB_NOT_FOUND (its own reply only
+    says that no hub is selected).
     """
     out: list[tuple[Command, Reply]] = []
     it = iter(replies)
@@ -199,8 +205,11 @@ def pair(commands: Sequence[Command], replies: Sequence[Reply]) -> list[tuple[Co
     hub_ok = True
     for c in commands:
         if c.hub != current:
-            sel = next(it)
-            hub_ok = sel.ok
+            if current is not None:
+                next(it)  # "Hub": unselect
+            hub_ok = True
+            if c.hub is not None:
+                hub_ok = next(it).ok
             current = c.hub
         r = next(it)
         if not hub_ok:

@@ -22,6 +22,14 @@ def test_vpncmd_script_selects_hubs_only_when_the_context_changes() -> None:
     C = v.Command
     cmds = [C("HubList"), C("UserList", hub="A"), C("CascadeList", hub="A"), C("BridgeList")]
     assert v.script(cmds) == ["HubList", "Hub A", "UserList", "CascadeList", "Hub", "BridgeList"]
+    # From one hub to another through the unselected state.
+    assert v.script([C("UserList", hub="A"), C("UserList", hub="B")]) == [
+        "Hub A",
+        "UserList",
+        "Hub",
+        "Hub B",
+        "UserList",
+    ]
     with pytest.raises(ValueError):
         v.script([C("Hub", ("A",))])
 
@@ -39,9 +47,11 @@ def test_vpncmd_split_output_reads_each_commands_own_status() -> None:
     assert parsed.password_prompted
     codes = [r.code for r in parsed.replies]
     # HubCreate existing 57, ListenerDelete missing 53, Hub selects, UserPasswordSet ok,
-    # Hub NOPE 8, UserList (ran in HYBRID!), Hub, RouterIfAdd same hub 97, unknown command,
-    # CascadeList without hub, ServerInfoGet ok.
-    assert codes == [57, 53, 0, 0, 8, 0, 0, 97, v.UNKNOWN_COMMAND, v.NO_HUB_SELECTED, 0]
+    # Hub unselects, Hub NOPE 8, UserList refused (no hub selected: it cannot run in HYBRID),
+    # Hub, RouterIfAdd same hub 97, unknown command, CascadeList without hub, ServerInfoGet.
+    assert codes == [
+        57, 53, 0, 0, 0, 8, v.NO_HUB_SELECTED, 0, 97, v.UNKNOWN_COMMAND, v.NO_HUB_SELECTED, 0
+    ]  # fmt: skip
     assert parsed.replies[0].message.startswith("The Virtual Hub with the specified name")
     assert v.error_name(57) == "ERR_HUB_ALREADY_EXISTS"
     assert v.error_name(12345) == "ERR_12345"
