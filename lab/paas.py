@@ -38,6 +38,9 @@ SITE_TITLE = "hybrid-cloud lab"
 DB_SECRET = "database/master"
 WP_SECRET = "wordpress/admin"
 SECRET_NAMES = (DB_SECRET, WP_SECRET)
+# The stand-ins start while the VPN nodes converge: lower priority keeps them off the
+# critical path (`lab up` time) on a small machine.
+NICE = ("nice", "-n", "10")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Database:
             os.chown(d, *_mysql_ids())
         run(
             [
+                *NICE,
                 "mariadb-install-db",
                 "--no-defaults",
                 f"--datadir={data}",
@@ -149,6 +153,7 @@ class Database:
         self.socket.unlink(missing_ok=True)
         argv = in_ns(
             self.host.ns,
+            *NICE,
             "/usr/sbin/mariadbd",
             "--no-defaults",
             f"--datadir={self.dir / 'data'}",

@@ -262,7 +262,7 @@ def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -
 
     def compat() -> str:
         lib = build_compat_library(st.directory / "compat")
-        return f"OpenSSL-3 compatibility library {lib.name}"
+        return f"OpenSSL-3 compatibility library {lib.name} (LD_PRELOAD, see lab/node.py)"
 
     p.step("compile", compat)
     results: dict[str, tuple[Result, int]] = {}
