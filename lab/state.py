@@ -18,7 +18,7 @@ from typing import Any
 from topology import stack_file
 
 ALPHABET = string.ascii_letters + string.digits
-ROOT = Path(os.environ.get("HYBRID_LAB_DIR", "/run/hybrid-lab"))
+DEFAULT_ROOT = "/run/hybrid-lab"
 
 
 def stack_name(stack_ref: str) -> str:
@@ -31,7 +31,8 @@ def stack_name(stack_ref: str) -> str:
 
 
 def lab_dir(stack_ref: str, root: Path | None = None) -> Path:
-    return (root or ROOT) / stack_name(stack_ref)
+    """`root` (default: $HYBRID_LAB_DIR, else /run/hybrid-lab) / the stack's name."""
+    return (root or Path(os.environ.get("HYBRID_LAB_DIR", DEFAULT_ROOT))) / stack_name(stack_ref)
 
 
 def password(length: int = 24) -> str:

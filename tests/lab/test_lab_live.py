@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from lab import faults
 from lab.checks import checks
 from lab.down import down
@@ -51,14 +52,21 @@ def test_lab_reup_sends_no_mutating_command(dev: RunningLab) -> None:
     assert not any(res.changed for res, _ in r.results.values())
 
 
-def test_lab_test_checks_all_pass(dev: RunningLab) -> None:
-    results = checks(dev.ref, dev.root)
-    for c in results:
-        print(c.line())
-    assert [c.line() for c in results if not c.ok] == []
-    names = " ".join(c.name for c in results)
-    assert "Error establishing a database connection" in names
-    assert "cascade established" in names
+def test_lab_test_cli_passes_every_check(
+    dev: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYBRID_LAB_DIR", str(dev.root))
+    rc = main(["lab", "test", "--stack", dev.ref])
+    out = capsys.readouterr().out
+    print(out)
+    assert [ln for ln in out.splitlines() if ln.startswith("FAIL")] == []
+    assert rc == 0
+    assert (
+        "PASS  database stopped -> WordPress shows 'Error establishing a database connection'"
+        in out
+    )
+    assert "PASS  Hybrid-VPC: cascade established" in out
+    assert main(["lab", "status", "--stack", dev.ref]) == 0
 
 
 def test_lab_server_restart_recovers_by_itself(dev: RunningLab) -> None:
