@@ -22,6 +22,9 @@ def test_plan_cli_dev_prints_the_tree_and_passes_every_policy(capsys: pytest.Cap
     assert "      userData=\"[secret]\"\n" in out
     assert "PRIVATE KEY" not in out
     assert "policy ssh-only-from-operator: ok\n" in out
+    # Top-level components in a stable (sorted) order, whatever the registration order was.
+    roots = [line.split(" ")[:2] for line in out.split("\n\n")[0].splitlines() if not line.startswith(" ")]
+    assert roots == sorted(roots) and ["hybrid:home:HomeLan", "home"] in roots
     assert re.search(r"^plan dev: \d+ resources \(\d+ custom, \d+ components\), \d+ policies, 0 violations$", out, re.M)
 
 

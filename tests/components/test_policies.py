@@ -142,3 +142,10 @@ def test_policies_catch_user_data_made_plain(dev: ProgramRun) -> None:
     assert [(v.policy, v.message) for v in found] == [
         ("no-plain-secret", "Hybrid-VPC-bridge-vm: userData holds a secret as a plain value")
     ]
+
+
+def test_policies_of_the_pack_are_unique_and_each_checks_something() -> None:
+    names = [p.name for p in POLICIES]
+    assert len(set(names)) == len(names)
+    assert all(p.validate is not None or p.remediate is not None for p in POLICIES)
+    assert {"no-open-admin-ports", "ssh-only-from-operator", "no-plain-secret", "bridge-host-key-pinned"} <= set(names)
