@@ -48,6 +48,7 @@ AZURE_NSG = "azure-native:network:NetworkSecurityGroup"
 AZURE_RULE = "azure-native:network:SecurityRule"
 AWS_VM = "aws:ec2/instance:Instance"
 AZURE_VM = "azure-native:compute:VirtualMachine"
+SOFTETHER_NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 
 
 # --- ingress rules, normalised over the resource types that carry them ----------------------
@@ -180,6 +181,12 @@ def _text(path: str, value: str) -> str:
 
 
 def _bridge_host_key_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == SOFTETHER_NODE:
+        # The converge must check the key it connects to, or pinning it on the VM is moot.
+        target = _reveal(args.props.get("target")) or {}
+        if not str(_reveal(target.get("host_key")) or "").startswith("ssh-"):
+            report(f"{args.name}: the SSH target has no pinned host key", None)
+        return
     if args.resource_type == AWS_VM:
         text = _reveal(args.props.get("userData"))
     elif args.resource_type == AZURE_VM:
@@ -243,7 +250,7 @@ POLICIES: tuple[ResourceValidationPolicy, ...] = (
     ),
     ResourceValidationPolicy(
         name="bridge-host-key-pinned",
-        description="Every bridge VM gets the program's SSH host key through cloud-init.",
+        description="Every bridge VM gets the program's SSH host key through cloud-init; every SoftEther node's SSH target pins a host key.",
         validate=_bridge_host_key_pinned,
         enforcement_level=EnforcementLevel.MANDATORY,
     ),

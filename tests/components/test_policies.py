@@ -17,6 +17,7 @@ from topology import load_stack
 CONFIG = policy_config(load_stack("dev").network)
 SG = "aws:ec2/securityGroup:SecurityGroup"
 NSG = "azure-native:network:NetworkSecurityGroup"
+NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 PINNED_CLOUD_CONFIG = (
     "#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n"
     "  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    abc\n    -----END OPENSSH PRIVATE KEY-----\n"
@@ -112,6 +113,9 @@ def test_policy_no_plain_secret_catches_plain_passwords_and_keys(props: dict[str
             False,
         ),
         ("azure-native:compute:VirtualMachine", {"osProfile": {"adminUsername": "x"}}, True),
+        (NODE, {"target": _secret({"host": "h", "host_key": "ssh-ed25519 AAAA"})}, False),
+        (NODE, {"target": _secret({"host": "h", "host_key": ""})}, True),
+        (NODE, {"target": _secret({"host": "h"})}, True),
     ],
 )
 def test_policy_bridge_host_key_pinned_catches_a_vm_without_the_key(type_: str, props: dict[str, Any], caught: bool) -> None:
