@@ -25,7 +25,9 @@ OFFLOADS = {
     "generic-receive-offload": "gro",
 }
 SYSCTL_FILE = "60-hybrid-ip-forward.conf"
-SERVICE_UNIT_SOURCE = "/lib/systemd/system"
+# Where the SoftEther unit lives when `unit_dir` has none (the Debian package's unit); the
+# project's own unit (cloud-init writes it into /etc/systemd/system) takes precedence.
+PACKAGE_UNIT_DIR = "/lib/systemd/system"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class HostFacts:
     files: dict[str, str] = field(default_factory=dict)  # path -> content ("" if absent)
     links: dict[str, str] = field(default_factory=dict)  # symlink path -> target ("" if absent)
     offloads: dict[str, dict[str, bool]] = field(default_factory=dict)  # dev -> short -> on
+    own_service_unit: bool = False  # unit_dir holds the SoftEther service's unit itself
 
 
 def unit_text(h: HostOsSpec) -> str:
@@ -80,13 +83,14 @@ def sysctl_text(h: HostOsSpec) -> str:
     return f"net.ipv4.ip_forward = {1 if h.ip_forward else 0}\n"
 
 
-def _paths(h: HostOsSpec) -> tuple[str, str, dict[str, str]]:
+def _paths(h: HostOsSpec, own_service_unit: bool = False) -> tuple[str, str, dict[str, str]]:
     unit = f"{h.unit_dir}/{h.unit_name}"
     sysctl = f"{h.sysctl_dir}/{SYSCTL_FILE}"
+    service_unit = f"{h.unit_dir if own_service_unit else PACKAGE_UNIT_DIR}/{h.service}"
     links = {
         f"{h.unit_dir}/multi-user.target.wants/{h.unit_name}": unit,
         f"{h.unit_dir}/{h.service}.wants/{h.unit_name}": unit,
-        f"{h.unit_dir}/multi-user.target.wants/{h.service}": f"{SERVICE_UNIT_SOURCE}/{h.service}",
+        f"{h.unit_dir}/multi-user.target.wants/{h.service}": service_unit,
     }
     return unit, sysctl, links
 
@@ -113,6 +117,8 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
             parts.append(f"echo @@file {q(path)}; cat {q(path)} 2>/dev/null")
         for link in links:
             parts.append(f"echo @@link {q(link)}; readlink {q(link)} 2>/dev/null")
+        own = f"{h.unit_dir}/{h.service}"
+        parts.append(f"echo @@own; [ -f {q(own)} ] && [ ! -L {q(own)} ] && echo yes")
     for nic in _bridged_nics(spec):
         parts.append(f"echo @@ethtool {q(nic)}; ethtool -k {q(nic)} 2>/dev/null")
     parts.append("echo @@end")
@@ -132,6 +138,7 @@ def parse_facts(text: str) -> HostFacts:
     files: dict[str, str] = {}
     links: dict[str, str] = {}
     offloads: dict[str, dict[str, bool]] = {}
+    own = False
     for head, body in sections:
         kind, _, arg = head.partition(" ")
         match kind:
@@ -156,6 +163,8 @@ def parse_facts(text: str) -> HostFacts:
                 files[arg] = "\n".join(body)
             case "link":
                 links[arg] = "".join(body).strip()
+            case "own":
+                own = "".join(body).strip() == "yes"
             case "ethtool":
                 state: dict[str, bool] = {}
                 for b in body:
@@ -167,7 +176,7 @@ def parse_facts(text: str) -> HostFacts:
                     offloads[arg] = state
             case _:
                 pass
-    return HostFacts(exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads)
+    return HostFacts(exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own)
 
 
 def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, ...]:
@@ -187,7 +196,7 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
     if h is None:
         return tuple(out)
     dev = q(h.device)
-    unit, sysctl, links = _paths(h)
+    unit, sysctl, links = _paths(h, facts.own_service_unit)
     files = {unit: unit_text(h), sysctl: sysctl_text(h)}
     for path, text in files.items():
         if facts.files.get(path, "") != text.rstrip("\n"):

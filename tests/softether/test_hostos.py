@@ -94,3 +94,20 @@ def test_hostos_server_turns_offloads_off_except_fixed_ones() -> None:
     )
     (change,) = hostos.plan(server, f)
     assert change.shell == "ethtool -K eth1 rx off tso off"
+
+
+def test_hostos_enables_the_projects_own_service_unit_where_it_exists() -> None:
+    # cloud-init writes the project's unit into /etc/systemd/system and enables it; the
+    # enable link must keep pointing there (not at a packaged unit that may not exist).
+    own = CONVERGED.replace(
+        "/lib/systemd/system/softether-vpnbridge.service",
+        "/etc/systemd/system/softether-vpnbridge.service",
+    ).replace("@@end", "@@own\nyes\n@@end")
+    assert hostos.plan(BRIDGE, hostos.parse_facts(own)) == ()
+    (fix,) = hostos.plan(
+        BRIDGE, hostos.parse_facts(CONVERGED.replace("@@end", "@@own\nyes\n@@end"))
+    )
+    assert fix.shell.endswith(
+        "ln -sfn /etc/systemd/system/softether-vpnbridge.service "
+        "/etc/systemd/system/multi-user.target.wants/softether-vpnbridge.service"
+    )
