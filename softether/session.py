@@ -381,7 +381,7 @@ class Session:
             return True
         chk = spec.traffic_check
         cmd = (
-            f"ping -n -c {chk.count} -i 0.5 -W 1 -w {int(chk.timeout_s)} "
+            f"ping -n -c {chk.count} -i 0.2 -W 1 -w {int(chk.timeout_s)} "
             f"-I {shlex.quote(spec.host_os.device)} {chk.target}"
         )
         for _ in range(chk.attempts):
