@@ -54,14 +54,23 @@ class Lab:
         return self.nodes[v.site]
 
 
-def open_lab(ref: str, root: Path | None = None) -> Lab:
-    """The lab of stack `ref` (running or not); nothing is started."""
+def open_lab(ref: str, root: Path | None = None, preload: bool | None = None) -> Lab:
+    """The lab of stack `ref` (running or not); nothing is started.
+
+    `preload`: load the OpenSSL-3 compatibility library into SoftEther (lab/node.py says
+    why); None keeps what the lab was started with (default True). False exists only to
+    measure the defect (bench/lab_faults.py).
+    """
     stack = load_stack(ref)
     directory = lab_dir(ref, root)
     layout = build_layout(stack, ref, lab_id(str(directory)))
     state = LabState.load(directory) or LabState(directory, ref, layout.lab_id)
+    if preload is not None:
+        state.extra["preload"] = preload
     lab = Lab(ref, stack, layout, state)
-    compat = directory / "compat" / "softether_compat.so"
+    compat = (
+        directory / "compat" / "softether_compat.so" if state.extra.get("preload", True) else None
+    )
     for v in layout.nodes:
         key = v.ns.rsplit("-", 1)[1]
         node = Node(
@@ -225,11 +234,16 @@ class UpReport:
         return sum(m for _, m in self.results.values())
 
 
-def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> UpReport:
+def up(
+    ref: str,
+    say: Callable[[str], None] = print,
+    root: Path | None = None,
+    preload: bool | None = None,
+) -> UpReport:
     """Bring the lab of `ref` up (or converge a running one); raises on a failed step."""
     from .status import Probe, format_matrix, matrix
 
-    lab = open_lab(ref, root)
+    lab = open_lab(ref, root, preload)
     p = Progress(say)
     st = lab.state
     st.stack, st.lab_id = ref, lab.layout.lab_id
@@ -264,7 +278,8 @@ def up(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -
         lib = build_compat_library(st.directory / "compat")
         return f"OpenSSL-3 compatibility library {lib.name} (LD_PRELOAD, see lab/node.py)"
 
-    p.step("compile", compat)
+    if st.extra.get("preload", True):
+        p.step("compile", compat)
     results: dict[str, tuple[Result, int]] = {}
 
     def nodes() -> str:
