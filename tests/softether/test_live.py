@@ -348,3 +348,13 @@ def test_live_cli_plan_and_apply(
     assert "vpncmd session(s)" in applied.stderr
     out = converged.stdout + drift.stdout + drift.stderr + applied.stdout + applied.stderr
     assert [s for s in live_specs.server.secrets() if s in out] == []
+
+
+def test_live_local_transport_reads_the_node_from_inside(home: Node, live_specs: NodeSpecs) -> None:
+    """The same session over LocalTransport, entering the node's namespaces with nsenter."""
+    from softether.transport import LocalTransport
+
+    t = LocalTransport(host=home.name, prefix=home.nsenter())
+    session = Session(t, live_specs.server)
+    assert session.compare().empty
+    assert session.vpncmd_sessions == 1
