@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from .azure_network import HybridVnet, HybridVnetArgs
 from .bridge import SSH_USER, AzureVmBridge, BridgeArgs, Ec2Bridge
 from .budgets import Budgets, BudgetsArgs
 from .database import PrivateMysql, PrivateMysqlArgs
-from .home import HOST_KEY_CONFIG, HomeLan, HomeLanArgs
+from .home import HomeLan, HomeLanArgs
 from .node import node_specs, spec_of
 from .secrets import HybridSecrets
 
@@ -28,8 +29,16 @@ def stack_from_config(source: str | None = None) -> Stack:
     per problem) before any resource exists."""
     cfg = pulumi.Config(PROJECT)
     keys = (f.alias or name for name, f in Stack.model_fields.items())
-    config = {k: v for k in keys if (v := cfg.get_object(k)) is not None}
+    config = {k: _value(v) for k in keys if (v := cfg.get(k)) is not None}
     return parse_stack(config, source or f"stack {pulumi.get_stack()}")
+
+
+def _value(raw: str) -> Any:
+    """Pulumi hands structured values as JSON and plain ones (`homeHostKey`) as they are."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def run() -> None:
@@ -41,11 +50,6 @@ def run() -> None:
         raise pulumi.RunError(str(e)) from None
     for key, value in build(stack).items():
         pulumi.export(key, value)
-
-
-def home_host_key() -> str | None:
-    """The home VPN server's pinned SSH host key (config `homeHostKey`), if set."""
-    return pulumi.Config(PROJECT).get(HOST_KEY_CONFIG)
 
 
 @dataclass
@@ -72,7 +76,7 @@ def build_network(stack: Stack) -> Network:
     operator_key = secrets.operator_key.private_key_openssh
     home = HomeLan(
         topo.home.name,
-        HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, home_host_key()),
+        HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, stack.home_host_key),
     )
     out = Network(home=home, secrets=secrets)
     for site in topo.sites:

@@ -183,6 +183,11 @@ class Stack(Model):
     app: App | None = None
     budgets: Budgets | None = None
     ttl_hours: float | None = Field(default=None, gt=0)
+    # The home VPN server's SSH host key as `ssh-keyscan` prints it (without the host name);
+    # until it is pinned the program does not connect to the home server.
+    home_host_key: str | None = Field(
+        default=None, pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$"
+    )
 
 
 def interface(address: IPv4Address, network: IPv4Network) -> IPv4Interface:
