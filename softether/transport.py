@@ -231,7 +231,11 @@ class SshTransport:
         transport = client.get_transport()
         assert transport is not None
         start = time.monotonic()
-        chan = transport.open_session(timeout=timeout)
+        try:
+            chan = transport.open_session(timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()  # the next run reconnects (with the same deadline and retries)
+            raise TransportError(self._label, f"the SSH connection was lost: {e}") from None
         self.channels += 1
         try:
             chan.exec_command(command)
