@@ -11,4 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from policies import POLICIES
 
-PolicyPack(name="hybrid-cloud-security", enforcement_level=EnforcementLevel.MANDATORY, policies=list(POLICIES))
+PolicyPack(
+    name="hybrid-cloud-security",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=list(POLICIES),
+)

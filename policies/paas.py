@@ -21,11 +21,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.deserialize import serialize_properties
 
+from .security import is_wire_secret, policy_props
+
 MYSQL_PORT = 3306
 INTERNET = ("0.0.0.0/0", "::/0")
-# Wire form of a secret: {SECRET_SIG_KEY: SECRET_SIG, "value": ...} (pulumi's rpc encoding).
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 # App setting names that hold credentials (WORDPRESS_DB_PASSWORD, *_SECRET, *_TOKEN, *_KEY).
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
 
@@ -35,7 +34,10 @@ RDS_INSTANCES = ("aws:rds/instance:Instance", "aws:rds/clusterInstance:ClusterIn
 
 def _rds_not_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type in RDS_INSTANCES and args.props.get("publiclyAccessible"):
-        report("publiclyAccessible is true: the database must be reachable only over the hybrid network", None)
+        report(
+            "publiclyAccessible is true: the database must be reachable only over the hybrid network",
+            None,
+        )
 
 
 rds_not_public = ResourceValidationPolicy(
@@ -65,14 +67,20 @@ def mysql_rules_open_to_internet(resource_type: str, props: Mapping[str, Any]) -
     if resource_type == "aws:ec2/securityGroup:SecurityGroup":
         for i, r in enumerate(props.get("ingress") or []):
             cidrs = [*(r.get("cidrBlocks") or []), *(r.get("ipv6CidrBlocks") or [])]
-            found += check(r.get("protocol"), r.get("fromPort"), r.get("toPort"), cidrs, f"ingress[{i}]")
+            found += check(
+                r.get("protocol"), r.get("fromPort"), r.get("toPort"), cidrs, f"ingress[{i}]"
+            )
     elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
         if props.get("type") == "ingress":
             cidrs = [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])]
-            found += check(props.get("protocol"), props.get("fromPort"), props.get("toPort"), cidrs, "rule")
+            found += check(
+                props.get("protocol"), props.get("fromPort"), props.get("toPort"), cidrs, "rule"
+            )
     elif resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
         cidrs = [c for c in (props.get("cidrIpv4"), props.get("cidrIpv6")) if c]
-        found += check(props.get("ipProtocol"), props.get("fromPort"), props.get("toPort"), cidrs, "rule")
+        found += check(
+            props.get("ipProtocol"), props.get("fromPort"), props.get("toPort"), cidrs, "rule"
+        )
     return found
 
 
@@ -89,12 +97,8 @@ mysql_not_open_to_internet = ResourceValidationPolicy(
 )
 
 
-def is_secret(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get(SECRET_SIG_KEY) == SECRET_SIG
-
-
 def _unwrap(value: Any) -> tuple[Any, bool]:
-    return (value["value"], True) if is_secret(value) else (value, False)
+    return (value["value"], True) if is_wire_secret(value) else (value, False)
 
 
 def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[SettingPath]:
@@ -109,7 +113,7 @@ def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[
         found: list[SettingPath] = []
         for i, item in enumerate(settings):
             pair, pair_secret = _unwrap(item)
-            covered = secret or list_secret or pair_secret or is_secret(pair.get("value"))
+            covered = secret or list_secret or pair_secret or is_wire_secret(pair.get("value"))
             if SECRET_NAME.search(str(pair.get("name", ""))) and not covered:
                 found.append(("siteConfig", "appSettings", i, "value"))
         return found
@@ -118,20 +122,9 @@ def plain_secret_settings(resource_type: str, props: Mapping[str, Any]) -> list[
         return [
             ("properties", k)
             for k, v in values.items()
-            if SECRET_NAME.search(k) and not (secret or is_secret(v))
+            if SECRET_NAME.search(k) and not (secret or is_wire_secret(v))
         ]
     return []
-
-
-def _from_wire(value: Any) -> Any:
-    """Wire-form properties as pulumi-policy's remediation expects them back (`Secret` marks)."""
-    if is_secret(value):
-        return Secret(_from_wire(value["value"]))
-    if isinstance(value, Mapping):
-        return {k: _from_wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_wire(v) for v in value]
-    return value
 
 
 def _remediate_secret_settings(args: ResourceValidationArgs) -> Mapping[str, Any] | None:
@@ -141,7 +134,7 @@ def _remediate_secret_settings(args: ResourceValidationArgs) -> Mapping[str, Any
     paths = plain_secret_settings(args.resource_type, wire)
     if not paths:
         return None
-    fixed = _from_wire(wire)
+    fixed = policy_props(wire)
     for path in paths:
         holder = fixed
         for key in path[:-1]:

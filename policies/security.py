@@ -75,10 +75,19 @@ def _aws_rule(r: Mapping[str, Any], sources_keys: tuple[str, ...], proto_key: st
 
 def _azure_rule(r: Mapping[str, Any]) -> Rule | None:
     props = r.get("properties", r)  # azure-native accepts both shapes
-    if str(props.get("direction", "")).lower() != "inbound" or str(props.get("access", "")).lower() != "allow":
+    if (
+        str(props.get("direction", "")).lower() != "inbound"
+        or str(props.get("access", "")).lower() != "allow"
+    ):
         return None
-    sources = (*_as_list(props.get("sourceAddressPrefix")), *_as_list(props.get("sourceAddressPrefixes")))
-    ranges = (*_as_list(props.get("destinationPortRange")), *_as_list(props.get("destinationPortRanges")))
+    sources = (
+        *_as_list(props.get("sourceAddressPrefix")),
+        *_as_list(props.get("sourceAddressPrefixes")),
+    )
+    ranges = (
+        *_as_list(props.get("destinationPortRange")),
+        *_as_list(props.get("destinationPortRanges")),
+    )
     if not ranges or "*" in ranges:
         return Rule(sources, None)
     ports = []
@@ -91,7 +100,10 @@ def _azure_rule(r: Mapping[str, Any]) -> Rule | None:
 def ingress_rules(resource_type: str, props: Mapping[str, Any]) -> list[Rule]:
     """Every allow-inbound rule a resource declares (empty for other types)."""
     if resource_type == AWS_SG:
-        return [_aws_rule(r, ("cidrBlocks", "ipv6CidrBlocks"), "protocol") for r in _as_list(props.get("ingress"))]
+        return [
+            _aws_rule(r, ("cidrBlocks", "ipv6CidrBlocks"), "protocol")
+            for r in _as_list(props.get("ingress"))
+        ]
     if resource_type == AWS_SG_RULE and props.get("type") == "ingress":
         return [_aws_rule(props, ("cidrBlocks", "ipv6CidrBlocks"), "protocol")]
     if resource_type == AWS_INGRESS_RULE:
@@ -138,14 +150,21 @@ def _no_open_admin_ports(args: ResourceValidationArgs, report: ReportViolation) 
 
 def _ssh_only_from_operator(args: ResourceValidationArgs, report: ReportViolation) -> None:
     config = args.get_config()
-    allowed = [n for s in (config.get("operatorCidr"), *config.get("hybridRanges", [])) if s and (n := _network(s))]
+    allowed = [
+        n
+        for s in (config.get("operatorCidr"), *config.get("hybridRanges", []))
+        if s and (n := _network(s))
+    ]
     for rule in ingress_rules(args.resource_type, args.props):
         if not rule.covers(SSH):
             continue
         for source in rule.sources:
             net = _network(str(source))
             if net is None or not any(net.subnet_of(a) for a in allowed):
-                report(f"{args.name}: SSH is open to {source}, outside the operator's {config.get('operatorCidr')}", None)
+                report(
+                    f"{args.name}: SSH is open to {source}, outside the operator's {config.get('operatorCidr')}",
+                    None,
+                )
 
 
 def _no_plain_secret(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -162,7 +181,9 @@ def plain_secrets(value: Any, path: str = "", named: bool = False) -> Iterator[s
         pair = isinstance(value.get("name"), str) and SECRET_KEY.search(value["name"])
         for k, v in value.items():
             sub = f"{path}.{k}" if path else str(k)
-            yield from plain_secrets(v, sub, bool(SECRET_KEY.search(str(k))) or (bool(pair) and k == "value"))
+            yield from plain_secrets(
+                v, sub, bool(SECRET_KEY.search(str(k))) or (bool(pair) and k == "value")
+            )
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             yield from plain_secrets(v, f"{path}[{i}]", named)
@@ -269,7 +290,10 @@ class Violation:
 
 def policy_config(net: Topology) -> dict[str, Any]:
     """The policies' config for a stack: its operator CIDR and hybrid ranges."""
-    return {"operatorCidr": str(net.operator_cidr), "hybridRanges": [str(c) for c in hybrid_ranges(net)]}
+    return {
+        "operatorCidr": str(net.operator_cidr),
+        "hybridRanges": [str(c) for c in hybrid_ranges(net)],
+    }
 
 
 @dataclass(frozen=True)
@@ -283,11 +307,16 @@ class Resource:
     parent: str = ""
 
 
+def is_wire_secret(value: Any) -> bool:
+    """Whether `value` is a secret in the engine's wire form (`{sig: secret, "value": ...}`)."""
+    return isinstance(value, Mapping) and value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG
+
+
 def policy_props(value: Any) -> Any:
     """Wire-form properties as a policy sees them, with secrets kept as `Secret`."""
+    if is_wire_secret(value):
+        return Secret(policy_props(value.get("value")))
     if isinstance(value, Mapping):
-        if value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG:
-            return Secret(policy_props(value.get("value")))
         return {k: policy_props(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [policy_props(v) for v in value]
@@ -304,20 +333,23 @@ def evaluate(
     found: list[Violation] = []
     policies = tuple(policies)
     for res in resources:
-        options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], res.parent or None)
+        options = PolicyResourceOptions(
+            False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], res.parent or None
+        )
         for policy in policies:
             args = ResourceValidationArgs(
                 res.type, policy_props(res.props), res.urn, res.name, options, None, dict(config)
             )
 
-            def report(message: str, urn: str | None = None, _p: str = policy.name, _r: str = res.urn) -> None:
+            def report(
+                message: str, urn: str | None = None, _p: str = policy.name, _r: str = res.urn
+            ) -> None:
                 found.append(Violation(_p, urn or _r, message))
 
             for validate in _validations(policy):
                 validate(args, report)
-            # A remediation-only policy (e.g. paas.py's) is violated when it would change something.
-            remediate = policy.remediate if policy.validate is None else None
-            if remediate is not None and remediate(args) is not None:
+            # A remediating policy (e.g. paas.py's) is violated when it would change something.
+            if policy.has_remediation() and policy.remediate(args) is not None:
                 report(f"{res.name}: would be remediated (properties changed by the policy)")
     return found
 

@@ -65,29 +65,100 @@ def test_policies_paas_rds_not_public_catches_a_public_instance(dev: ProgramRun)
     assert len(_violations(rds_not_public, rds.type, wire)) == 1
 
 
-def test_policies_paas_mysql_catches_the_internet_in_the_database_security_group(dev: ProgramRun) -> None:
+def test_policies_paas_mysql_catches_the_internet_in_the_database_security_group(
+    dev: ProgramRun,
+) -> None:
     sg = dev.one(SG, "wordpress-db-sg")
     wire = copy.deepcopy(sg.inputs)
     wire["ingress"][0]["cidrBlocks"].append("0.0.0.0/0")
-    assert _violations(mysql_not_open_to_internet, SG, wire) == ["ingress[0] allows 0.0.0.0/0 to port 3306"]
+    assert _violations(mysql_not_open_to_internet, SG, wire) == [
+        "ingress[0] allows 0.0.0.0/0 to port 3306"
+    ]
 
 
 @pytest.mark.parametrize(
     ("type_", "props", "open_"),
     [
-        (SG, {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]}]}, True),
-        (SG, {"ingress": [{"protocol": "tcp", "fromPort": 3300, "toPort": 3310, "cidrBlocks": ["0.0.0.0/0"]}]}, True),
-        (SG, {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]}, False),
-        (SG, {"ingress": [{"protocol": "udp", "fromPort": 3306, "toPort": 3306, "cidrBlocks": ["0.0.0.0/0"]}]}, False),
-        (SG, {"ingress": [{"protocol": "tcp", "fromPort": 3306, "toPort": 3306, "cidrBlocks": ["192.168.30.0/24"]}]}, False),
+        (
+            SG,
+            {
+                "ingress": [
+                    {"protocol": "-1", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]}
+                ]
+            },
+            True,
+        ),
+        (
+            SG,
+            {
+                "ingress": [
+                    {
+                        "protocol": "tcp",
+                        "fromPort": 3300,
+                        "toPort": 3310,
+                        "cidrBlocks": ["0.0.0.0/0"],
+                    }
+                ]
+            },
+            True,
+        ),
+        (
+            SG,
+            {
+                "ingress": [
+                    {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}
+                ]
+            },
+            False,
+        ),
+        (
+            SG,
+            {
+                "ingress": [
+                    {
+                        "protocol": "udp",
+                        "fromPort": 3306,
+                        "toPort": 3306,
+                        "cidrBlocks": ["0.0.0.0/0"],
+                    }
+                ]
+            },
+            False,
+        ),
+        (
+            SG,
+            {
+                "ingress": [
+                    {
+                        "protocol": "tcp",
+                        "fromPort": 3306,
+                        "toPort": 3306,
+                        "cidrBlocks": ["192.168.30.0/24"],
+                    }
+                ]
+            },
+            False,
+        ),
         (
             "aws:ec2/securityGroupRule:SecurityGroupRule",
-            {"type": "ingress", "protocol": "tcp", "fromPort": 3306, "toPort": 3306, "cidrBlocks": ["0.0.0.0/0"]},
+            {
+                "type": "ingress",
+                "protocol": "tcp",
+                "fromPort": 3306,
+                "toPort": 3306,
+                "cidrBlocks": ["0.0.0.0/0"],
+            },
             True,
         ),
         (
             "aws:ec2/securityGroupRule:SecurityGroupRule",
-            {"type": "egress", "protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]},
+            {
+                "type": "egress",
+                "protocol": "-1",
+                "fromPort": 0,
+                "toPort": 0,
+                "cidrBlocks": ["0.0.0.0/0"],
+            },
             False,
         ),
         (
@@ -102,7 +173,9 @@ def test_policies_paas_mysql_rule_shapes(type_: str, props: dict[str, Any], open
     assert bool(_violations(mysql_not_open_to_internet, type_, props)) is open_
 
 
-def test_policies_paas_validate_cannot_see_secrecy_so_the_secret_rule_remediates(dev: ProgramRun) -> None:
+def test_policies_paas_validate_cannot_see_secrecy_so_the_secret_rule_remediates(
+    dev: ProgramRun,
+) -> None:
     site = dev.one("azure-native:web:WebApp", "wordpress-site")
     # What a `validate` gets: no Secret mark left anywhere, the reason this rule is a remediation.
     seen = serialize_properties(_args(site.type, site.inputs).props)
@@ -110,7 +183,9 @@ def test_policies_paas_validate_cannot_see_secrecy_so_the_secret_rule_remediates
     assert plain_secret_settings(site.type, site.inputs) == []
 
 
-def test_policies_paas_secret_settings_remediation_encrypts_a_plain_password(dev: ProgramRun) -> None:
+def test_policies_paas_secret_settings_remediation_encrypts_a_plain_password(
+    dev: ProgramRun,
+) -> None:
     site = dev.one("azure-native:web:WebApp", "wordpress-site")
     wire = _edited(site, siteConfig=plain(site.inputs["siteConfig"]))
     settings = wire["siteConfig"]["appSettings"]
@@ -134,3 +209,18 @@ def test_policies_paas_secret_settings_remediation_covers_application_settings_r
     assert fixed is not None
     assert isinstance(fixed["properties"]["API_TOKEN"], Secret)
     assert fixed["properties"]["WORDPRESS_DB_NAME"] == "wordpress"
+
+
+def test_policies_paas_offline_evaluation_reports_a_plain_password(dev: ProgramRun) -> None:
+    from policies import POLICIES
+    from policies.security import Resource, evaluate
+
+    site = dev.one("azure-native:web:WebApp", "wordpress-site")
+    plain_site = Resource(
+        site.type, site.name, site.urn, _edited(site, siteConfig=plain(site.inputs["siteConfig"]))
+    )
+    kept = Resource(site.type, site.name, site.urn, site.inputs)
+    assert [
+        v.policy for v in evaluate([plain_site], {}, POLICIES) if v.policy.startswith("app-")
+    ] == ["app-secret-settings-are-secret"]
+    assert [v for v in evaluate([kept], {}, POLICIES) if v.policy.startswith("app-")] == []
