@@ -180,6 +180,32 @@ def test_live_drift_deleted_user_route_and_hub_are_repaired_exactly(
     assert not again.changed
 
 
+def test_live_drift_additions_are_removed_exactly(
+    testbed: Testbed, home: Node, live_specs: NodeSpecs
+) -> None:
+    pw = live_specs.server.admin_password.get_secret_value()
+    out = by_hand(
+        home,
+        pw,
+        "HubCreate EXTRA /PASSWORD:\nHub HYBRID\n"
+        "UserCreate intruder /GROUP:none /REALNAME:none /NOTE:none\nHub\n"
+        "ListenerCreate 8443\nRouterStop L3SW\n"
+        "RouterTableAdd L3SW /NETWORK:192.0.2.0/255.255.255.0 /GATEWAY:192.168.10.9 /METRIC:1\n"
+        "RouterStart L3SW\n",
+    )
+    assert "Error occurred" not in out, out
+    result = Session(testbed.transport(home), live_specs.server).converge()
+    assert result.diff.splitlines() == [
+        "- listener TCP 8443",
+        "- user HYBRID/intruder",
+        "~ L3 switch L3SW: stop for changes",
+        "- L3 L3SW route 192.0.2.0/24 via 192.168.10.9",
+        "~ L3 switch L3SW: start",
+        "- hub EXTRA",
+    ]
+    assert not Session(testbed.transport(home), live_specs.server).converge().changed
+
+
 def test_live_bridge_cascades_online_and_carries_traffic(
     testbed: Testbed, home: Node, aws: Node, live_specs: NodeSpecs
 ) -> None:
