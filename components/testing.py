@@ -169,6 +169,10 @@ def _rds(args: mocks.MockResourceArgs) -> Props:
 # Computed outputs by resource type, on top of the inputs echoed back and an id.
 COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     "random:index/randomPassword:RandomPassword": _password,
+    "random:index/randomString:RandomString": _password,
+    "azure-native:web:WebApp": lambda a: {
+        "defaultHostName": f"{a.inputs.get('name', a.name)}.azurewebsites.net"
+    },
     "tls:index/privateKey:PrivateKey": lambda a: _ed25519(a.name),
     "aws:ec2/networkInterface:NetworkInterface": _eni,
     "aws:ec2/eip:Eip": _public_ip,
@@ -179,7 +183,12 @@ COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
 
 
 # AWS id prefixes, so a plan reads like the console (an ENI id starts with eni-).
-_AWS_PREFIX = {"NetworkInterface": "eni", "SecurityGroup": "sg", "RouteTable": "rtb", "InternetGateway": "igw"}
+_AWS_PREFIX = {
+    "NetworkInterface": "eni",
+    "SecurityGroup": "sg",
+    "RouteTable": "rtb",
+    "InternetGateway": "igw",
+}
 
 
 def _aws_id(args: mocks.MockResourceArgs) -> Props:
@@ -191,7 +200,11 @@ def _aws_id(args: mocks.MockResourceArgs) -> Props:
 def _ami(args: mocks.MockCallArgs) -> Props:
     names = [v for f in args.args.get("filters", []) for v in f.get("values", [])]
     arch = "arm64" if any("arm64" in n for n in names) else "x86_64"
-    return {"id": f"ami-{_digest('ami', arch)}", "architecture": arch, "name": names[0] if names else ""}
+    return {
+        "id": f"ami-{_digest('ami', arch)}",
+        "architecture": arch,
+        "name": names[0] if names else "",
+    }
 
 
 CALLS: dict[str, Callable[[mocks.MockCallArgs], Props]] = {
@@ -320,4 +333,3 @@ def run_program(
 
     _sync_await(run_pulumi_func(body))
     return ProgramRun(name, stack, tuple(monitor.records), exports, tuple(mocks_.calls))
-

@@ -44,7 +44,9 @@ def test_wordpress_app_is_one_component_owning_plan_and_site(dev: ProgramRun) ->
     }
 
 
-def test_wordpress_app_plan_is_linux_on_the_cheapest_tier_with_vnet_integration(dev: ProgramRun) -> None:
+def test_wordpress_app_plan_is_linux_on_the_cheapest_tier_with_vnet_integration(
+    dev: ProgramRun,
+) -> None:
     plan = dev.one(PLAN, "wordpress-plan")
     assert plan.input("kind") == "linux"
     assert plan.input("reserved") is True
@@ -111,7 +113,9 @@ def test_wordpress_app_password_setting_is_secret(dev: ProgramRun) -> None:
 def test_wordpress_app_exports_the_site_url(dev: ProgramRun) -> None:
     url = dev.exports["siteUrl"]
     assert not url.secret
-    assert url.value == f"https://{_site(dev).outputs.get('defaultHostName')}"
+    host = _site(dev).outputs["defaultHostName"]
+    assert host.endswith(".azurewebsites.net")
+    assert url.value == f"https://{host}"
 
 
 def test_wordpress_app_options_override_sku_image_and_db_port(options: ProgramRun) -> None:

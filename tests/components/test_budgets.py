@@ -55,7 +55,8 @@ def test_budgets_reference_has_the_blogs_two_budgets_in_each_cloud(dev: ProgramR
 
 
 @pytest.mark.parametrize(
-    ("name", "amount", "thresholds"), [("used-nothing", "7.0", (50, 100)), ("self-restraint", "27.0", (80, 100))]
+    ("name", "amount", "thresholds"),
+    [("used-nothing", "7.0", (50, 100)), ("self-restraint", "27.0", (80, 100))],
 )
 def test_budgets_aws_alerts_on_actual_and_forecasted_spend_in_usd(
     dev: ProgramRun, name: str, amount: str, thresholds: tuple[int, ...]
@@ -74,7 +75,8 @@ def test_budgets_aws_alerts_on_actual_and_forecasted_spend_in_usd(
 
 
 @pytest.mark.parametrize(
-    ("name", "amount", "thresholds"), [("used-nothing", 1000, (50, 100)), ("self-restraint", 4000, (80, 100))]
+    ("name", "amount", "thresholds"),
+    [("used-nothing", 1000, (50, 100)), ("self-restraint", 4000, (80, 100))],
 )
 def test_budgets_azure_alerts_per_threshold_from_the_configured_month(
     dev: ProgramRun, name: str, amount: int, thresholds: tuple[int, ...]
@@ -92,7 +94,9 @@ def test_budgets_azure_alerts_per_threshold_from_the_configured_month(
         assert (n["enabled"], n["operator"], n["contactEmails"]) == (True, "GreaterThan", EMAILS)
 
 
-def test_budgets_azure_subscription_scope_is_the_subscription_of_the_resources(dev: ProgramRun) -> None:
+def test_budgets_azure_subscription_scope_is_the_subscription_of_the_resources(
+    dev: ProgramRun,
+) -> None:
     rg = dev.one("azure-native:resources:ResourceGroup", "Hybrid-VNet-rg")
     subscription = "/".join(rg.id.split("/")[:3])
     assert subscription.startswith("/subscriptions/") and subscription.count("/") == 2

@@ -47,7 +47,10 @@ def test_private_mysql_is_one_component_owning_its_resources(dev: ProgramRun) ->
 
 
 def test_private_mysql_subnet_group_spans_both_vpc_subnets_in_two_zones(dev: ProgramRun) -> None:
-    subnets = [dev.one("aws:ec2/subnet:Subnet", f"Hybrid-VPC-{n}") for n in ("Hybrid-Subnet", "Hybrid-Subnet-Dammy")]
+    subnets = [
+        dev.one("aws:ec2/subnet:Subnet", f"Hybrid-VPC-{n}")
+        for n in ("Hybrid-Subnet", "Hybrid-Subnet-Dammy")
+    ]
     group = dev.one("aws:rds/subnetGroup:SubnetGroup", "wordpress-db-subnets")
     assert sorted(group.input("subnetIds")) == sorted(s.id for s in subnets)
     assert {s.input("availabilityZone") for s in subnets} == {"ap-northeast-1a", "ap-northeast-1c"}
@@ -112,16 +115,21 @@ def test_private_mysql_options_override_the_defaults(options: ProgramRun) -> Non
     assert rds.input("availabilityZone") is None
 
 
-def test_private_mysql_keeps_a_uniquely_named_final_snapshot_when_asked(options: ProgramRun) -> None:
+def test_private_mysql_keeps_a_uniquely_named_final_snapshot_when_asked(
+    options: ProgramRun,
+) -> None:
     rds = _rds(options)
     assert rds.input("skipFinalSnapshot") is False
     suffix = options.one("random:index/randomString:RandomString", "wordpress-db-snapshot-suffix")
     assert (suffix.input("special"), suffix.input("upper")) == (False, False)
-    assert rds.input("finalSnapshotIdentifier") == f"wordpress-db-final-{suffix.outputs.get('result')}"
+    assert suffix.outputs["result"]
+    assert rds.input("finalSnapshotIdentifier") == f"wordpress-db-final-{suffix.outputs['result']}"
 
 
 def test_private_mysql_allows_every_range_of_every_listed_site(options: ProgramRun) -> None:
     [rule] = options.one(SG, "wordpress-db-sg").input("ingress")
     stack = options.stack.network
     expected = [*map(str, stack.site("Hybrid-VNet").cidrs), *map(str, stack.home.cidrs)]
-    assert rule["cidrBlocks"] == expected == ["192.168.30.0/24", "192.168.31.0/24", "192.168.1.0/24"]
+    assert (
+        rule["cidrBlocks"] == expected == ["192.168.30.0/24", "192.168.31.0/24", "192.168.1.0/24"]
+    )
