@@ -211,8 +211,12 @@ def test_live_bridge_cascades_online_and_carries_traffic(
 ) -> None:
     spec = live_specs.bridges["Hybrid-VPC"]
     transport = testbed.transport(aws)
-    result = Session(transport, spec).converge()
+    with cmdline_sampler() as cmdlines:
+        result = Session(transport, spec).converge()
     assert result.changed and result.traffic_checked
+    # The cascade password (and the bridge's admin password) never reached a command line.
+    assert any("vpncmd" in c for c in cmdlines)
+    assert [s for s in spec.secrets() if any(s in c for c in cmdlines)] == []
     node, host = Session(testbed.transport(aws), spec).get_state()
     cascade = node.hubs["bridge"].cascade("HYBRID")
     assert cascade is not None and cascade.established, cascade
