@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab import faults
 from lab.down import down
+from lab.state import remove_dirs
 from lab.status import wait_for_matrix
 from lab.up import open_lab, up
 from softether.session import SoftEtherError
@@ -84,7 +84,7 @@ def main() -> int:
                 )
         finally:
             down(args.stack, say=quiet, root=root)
-            shutil.rmtree(root, ignore_errors=True)
+            remove_dirs(root)
     w = max(len(a) for a, _ in rows)
     for a, b in rows:
         print(f"{a:<{w}}  {b}")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lab.down import down
 from lab.layout import Host, Layout
 from lab.netns import in_ns, run
+from lab.state import remove_dirs
 from lab.up import open_lab, up
 from topology import read_stack_file, stack_file
 
@@ -137,7 +138,7 @@ def main() -> int:
             results["veth"].append(iperf(home.ns, aws.ns, peer, args.seconds))
     finally:
         down(ref, say=quiet, root=root)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_dirs(root)
         shutil.rmtree(work, ignore_errors=True)
     best = {k: max(v) for k, v in results.items() if v}
     for k, v in results.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import shutil
 import statistics
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.down import down
+from lab.state import remove_dirs
 from lab.up import up
 
 ROOT = Path("/run/hybrid-lab-bench")
@@ -58,7 +58,7 @@ def main() -> int:
         t = time.monotonic()
         down(args.stack, say=quiet, root=root)
         down_s.append(time.monotonic() - t)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_dirs(root)
     print(
         f"\nstack {args.stack}: nothing -> green matrix median {statistics.median(green):.2f} s "
         f"(with WordPress installed {statistics.median(fresh):.2f} s; goal 15 s); "

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import netns, paas
-from .state import LabState, lab_dir
+from .state import LabState, lab_dir, remove_dirs
 
 
 def _netns_of(pid: int) -> str | None:
@@ -52,7 +51,7 @@ def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None)
     st = LabState.load(directory)
     if st is None:
         if directory.exists():
-            shutil.rmtree(directory)
+            remove_dirs(directory)
         say(f"no lab for stack {ref}: nothing to do")
         return 0
     ours = _ns_ids(st.namespaces)
@@ -60,7 +59,7 @@ def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None)
     targets |= {pid for ns in st.namespaces for pid in netns.pids_in(ns)}
     _stop_all(targets)
     gone = netns.delete(st.namespaces)
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_dirs(directory)
     say(
         f"lab {st.lab_id} of stack {ref} down: {len(targets)} processes stopped, {len(gone)} namespaces deleted, {directory} removed"
     )

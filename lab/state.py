@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,16 @@ def password(length: int = 24) -> str:
     """Letters and digits only: vpncmd reads an argument starting with '-' or '/' as a switch
     (`ServerPasswordSet -x...` fails while its exit status says 0)."""
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def remove_dirs(directory: Path, up_to: int = 1) -> None:
+    """Delete `directory` and then up to `up_to` of its parents while they are empty."""
+    shutil.rmtree(directory, ignore_errors=True)
+    for parent in list(directory.parents)[:up_to]:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
 
 
 @dataclass

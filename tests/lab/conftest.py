@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from lab.down import down
 from lab.netns import delete, exists
-from lab.state import LabState, lab_dir
+from lab.state import LabState, lab_dir, remove_dirs
 from lab.up import UpReport, up
 
 TEST_ROOT = Path("/run/hybrid-lab-tests")
@@ -49,4 +48,4 @@ def lab_fixture(ref: str) -> Iterator[RunningLab]:
         down(ref, say=print, root=root)
         # A test that already ran `down` leaves nothing; anything else is removed here.
         delete([n for n in recorded if exists(n)])
-        shutil.rmtree(root, ignore_errors=True)
+        remove_dirs(root)

@@ -129,4 +129,5 @@ def test_lab_down_twice_leaves_nothing(dev: RunningLab) -> None:
     assert [n for n in namespaces if exists(n)] == []
     assert [p for p in pids if alive(p)] == []
     assert not Path(dev.directory).exists()
+    assert not dev.root.exists()  # the lab root is removed once empty
     assert down(dev.ref, say=print, root=dev.root) == 0
