@@ -34,7 +34,6 @@ import ctypes
 import os
 import secrets
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -370,9 +369,6 @@ class Node:
                 )
         _kill_netns_pids(self.netns)
         sh("ip", "netns", "del", self.netns, check=False)
-
-    def remove_state(self) -> None:
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 5.0) -> int:

@@ -45,10 +45,6 @@ def plan(desired: ServerSpec | BridgeSpec, current: NodeState) -> tuple[Change, 
     return tuple(_plan(desired, current))
 
 
-def diff_text(changes: tuple[Change, ...]) -> str:
-    return "\n".join(c.summary for c in changes)
-
-
 def commands(changes: tuple[Change, ...]) -> tuple[Command, ...]:
     return tuple(cmd for ch in changes for cmd in ch.commands)
 

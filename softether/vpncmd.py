@@ -79,14 +79,11 @@ ERROR_NAMES: Mapping[int, str] = {
 # Pseudo-codes for outcomes vpncmd reports without a number.
 UNKNOWN_COMMAND = 117
 NO_HUB_SELECTED = -2
-ACCESS_DENIED_PROMPT = -3
 
 
 def error_name(code: int) -> str:
     if code == NO_HUB_SELECTED:
         return "NO_HUB_SELECTED"
-    if code == ACCESS_DENIED_PROMPT:
-        return "ACCESS_DENIED"
     return ERROR_NAMES.get(code, f"ERR_{code}")
 
 
