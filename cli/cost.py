@@ -32,8 +32,6 @@ from .args import add_stack, stack_ref
 
 PRICES = Path(__file__).with_name("prices.yaml")
 
-# The bridge size the components use when a site's `bridge.size` is not set.
-DEFAULT_BRIDGE_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
 # The provider's own config key that sets a site's region when `region` is not set on the site.
 REGION_KEY = {"aws": "aws:region", "azure": "azure-native:location"}
 MANAGED_GATEWAY_SKU = "VpnGw1"
@@ -195,7 +193,7 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
     managed: list[Line] = []
     for i, site in enumerate(stack.network.sites):
         region = _region(stack, config, site)
-        size = site.bridge.size or DEFAULT_BRIDGE_SIZE[site.cloud]
+        size = site.bridge_size
         size_field = (f"network.sites[{i}].bridge.size", size)
         if site.cloud == "aws":
             links += [

@@ -30,7 +30,6 @@ from .firewall import bridge_ingress
 from .node import BRIDGE_CONNECT_DEADLINE_S, ssh_target
 
 DEBIAN_AMI_OWNER = "136693071363"  # the Debian cloud team's AWS account
-DEFAULT_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
 AZURE_ADMIN = "hybrid"
 # Debian's cloud images enable no root login by key unless cloud-init is told so; the
 # SoftEther converge logs in as root (it writes units and routes).
@@ -104,7 +103,7 @@ class Ec2Bridge(pulumi.ComponentResource):
         site, bridge = args.site, args.site.bridge
         region = site.region
         child = pulumi.ResourceOptions(parent=self)
-        size = bridge.size or DEFAULT_SIZE["aws"]
+        size = site.bridge_size
         arch = aws_architecture(size)
         self.security_group = ec2.SecurityGroup(
             f"{name}-sg",
@@ -188,7 +187,7 @@ class AzureVmBridge(pulumi.ComponentResource):
         site, bridge = args.site, args.site.bridge
         rg = vnet.resource_group.name
         child = pulumi.ResourceOptions(parent=self)
-        size = bridge.size or DEFAULT_SIZE["azure"]
+        size = site.bridge_size
         pip = network.PublicIPAddress(
             f"{name}-pip",
             resource_group_name=rg,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.cost import DEFAULT_BRIDGE_SIZE, Estimate, PriceError, Prices, estimate, load_prices
+from cli.cost import Estimate, PriceError, Prices, estimate, load_prices
 from cli.main import main
 from topology import parse_stack, project_config, read_stack_file, stack_file
 
@@ -257,8 +257,3 @@ def test_cost_prices_every_billable_resource_the_program_records(path: Path):
         t: recorded[t] for t in BILLABLE
     }
 
-
-def test_cost_default_bridge_size_is_the_components_default():
-    from components.bridge import DEFAULT_SIZE
-
-    assert DEFAULT_SIZE == DEFAULT_BRIDGE_SIZE

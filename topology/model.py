@@ -82,6 +82,10 @@ class Bridge(Model):
     cascade_user: Name | None = None
 
 
+# The smallest sizes that run a SoftEther bridge (ARM on AWS: the cheapest per hour).
+DEFAULT_BRIDGE_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
+
+
 class CloudSite(Model):
     name: Name
     cloud: Literal["aws", "azure"]
@@ -89,6 +93,10 @@ class CloudSite(Model):
     cidrs: tuple[IPv4Network, ...] = Field(min_length=1)
     subnets: tuple[Subnet, ...] = Field(min_length=1)
     bridge: Bridge
+
+    @property
+    def bridge_size(self) -> str:
+        return self.bridge.size or DEFAULT_BRIDGE_SIZE[self.cloud]
 
     @property
     def cascade_user(self) -> str:
