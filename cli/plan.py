@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 from .args import add_stack, stack_ref
@@ -23,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="run the program under Pulumi's mocks; print resources and policy results")
     add_stack(p)
     p.add_argument("--quiet", action="store_true", help="only the policy results and the summary")
+    p.add_argument(
+        "--policy-config",
+        metavar="FILE",
+        help="also write the stack's --policy-pack-config for `pulumi preview --policy-pack policies`",
+    )
     p.set_defaults(func=plan)
 
 
@@ -40,7 +46,11 @@ def plan(args: argparse.Namespace) -> int:
             print(line)
         print()
     resources = [Resource(r.type, r.name, r.urn, r.inputs, r.parent) for r in run.records]
-    violations = evaluate(resources, policy_config(run.stack.network), POLICIES)
+    config = policy_config(run.stack.network)
+    violations = evaluate(resources, config, POLICIES)
+    if args.policy_config:
+        pack_config = {"ssh-only-from-operator": config}
+        Path(args.policy_config).write_text(json.dumps(pack_config, indent=2) + "\n")
     for p in POLICIES:
         found = [v for v in violations if v.policy == p.name]
         print(f"policy {p.name}: {'FAIL' if found else 'ok'}")

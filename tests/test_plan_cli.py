@@ -50,3 +50,14 @@ def test_plan_cli_bad_stack_is_one_line_per_problem(tmp_path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert err.startswith(f"{bad}: network.transit: missing")
     assert "Traceback" not in err
+
+
+def test_plan_cli_writes_the_policy_pack_config(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    path = tmp_path / "policy.json"
+    assert main(["plan", "--stack", "dev", "--quiet", "--policy-config", str(path)]) == 0
+    config = json.loads(path.read_text())["ssh-only-from-operator"]
+    assert config["operatorCidr"] == "203.0.113.0/24"
+    assert "192.168.21.0/24" in config["hybridRanges"]
+    assert "hybrid:aws:Ec2Bridge" not in capsys.readouterr().out  # --quiet: no tree
