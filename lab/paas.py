@@ -15,6 +15,7 @@ renders its front page only if its queries cross the tunnels to the DB and back.
 
 from __future__ import annotations
 
+import grp
 import http.client
 import os
 import shlex
@@ -33,6 +34,7 @@ from .node import LabError
 from .state import LabState
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
+WEB_USER = "www-data"
 DB_ERROR = "Error establishing a database connection"
 SITE_TITLE = "hybrid-cloud lab"
 DB_SECRET = "database/master"
@@ -233,15 +235,19 @@ class WordPress:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")
+        os.chown(path, 0, grp.getgrnam(WEB_USER).gr_gid)  # the web server reads it, not writes
         return conf
 
     def start(self) -> None:
         if alive(self.state.pids.get("app")):
             return
         conf = self._config()
+        # The web server runs as www-data; port 80 is opened to it in its own namespace only.
+        run(in_ns(self.host.ns, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=80"))
         script = (
             f"mount --bind {shlex.quote(str(conf))} /etc/wordpress && "
-            f"exec php -S {self.host.address}:80 -t {WORDPRESS_ROOT}"
+            f"exec setpriv --reuid={WEB_USER} --regid={WEB_USER} --init-groups "
+            f"php -S {self.host.address}:80 -t {WORDPRESS_ROOT}"
         )
         argv = in_ns(self.host.ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
         # Several workers: WordPress's installer requests its own URL while it runs.

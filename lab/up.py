@@ -278,8 +278,6 @@ def up(
         lib = build_compat_library(st.directory / "compat")
         return f"OpenSSL-3 compatibility library {lib.name} (LD_PRELOAD, see lab/node.py)"
 
-    if st.extra.get("preload", True):
-        p.step("compile", compat)
     results: dict[str, tuple[Result, int]] = {}
 
     def nodes() -> str:
@@ -293,7 +291,14 @@ def up(
             f"{changed} changed, {mut} mutating commands"
         )
 
-    p.step("softether + sshd nodes", nodes)
+    try:
+        if st.extra.get("preload", True):
+            p.step("compile", compat)
+        p.step("softether + sshd nodes", nodes)
+    except BaseException:
+        # Let the PaaS thread finish, so every process it starts is recorded for `down`.
+        paas_thread.join(120)
+        raise
     for site, (r, m) in results.items():
         lines = r.diff.splitlines()
         say(
