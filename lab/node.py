@@ -23,6 +23,12 @@ nothing. The library clears the error queue before each SSL I/O call, which is w
 upstream fix does. The lab loads it into its SoftEther processes; `softether.session` still
 verifies traffic and restarts a bridge if needed, as a real deployment on this build must.
 
+`Testbed` puts the pieces together for tests and benchmarks (client key, compat library,
+internet, nodes, a pinned-key `SshTransport` per node, teardown of everything).
+
+The three state paths, the two /etc directories and /run/sshd must exist as mount points;
+`Node.start` creates them if missing (they are the packages' own directories) and leaves them.
+
 Teardown (`Node.stop`, `Internet.stop`) is idempotent: it stops processes by the PIDs in the
 node's network namespace (all of them were started by the lab) and deletes the namespaces.
 """

@@ -388,3 +388,24 @@ def test_live_local_transport_reads_the_node_from_inside(home: Node, live_specs:
     session = Session(t, live_specs.server)
     assert session.compare().empty
     assert session.vpncmd_sessions == 1
+
+
+def test_live_server_restart_cascade_recovers_by_itself_with_the_compat_library(
+    testbed: Testbed, home: Node, aws: Node, live_specs: NodeSpecs
+) -> None:
+    """With the OpenSSL-3 shim preloaded (lab/node.py), the bridge's cascade carries traffic
+    again after the home server restarts, without restarting the bridge (Debian's build
+    alone stays dead: see test_live_defect.py)."""
+    assert testbed.compat is not None
+    bridge = live_specs.bridges["Hybrid-VPC"]
+    Session(testbed.transport(home), live_specs.server).converge()
+    Session(testbed.transport(aws), bridge, verify_traffic="always").converge()
+    bridge_pid = aws.softether_pid()
+    home.exec(
+        f"{home.softether_command('stop')} >/dev/null; {home.softether_command('start')} >/dev/null"
+    )
+    session = Session(testbed.transport(aws), bridge)
+    deadline = time.monotonic() + 45
+    while not session.traffic_ok():
+        assert time.monotonic() < deadline, "no traffic 45 s after the server restarted"
+    assert aws.softether_pid() == bridge_pid
