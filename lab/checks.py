@@ -21,7 +21,7 @@ from softether.spec import BRIDGE_HUB
 from . import netns, paas
 from .layout import INTERNET
 from .status import matrix
-from .up import Lab, in_operator_ns, open_lab, refresh_pids, session, specs
+from .up import Lab, open_lab, refresh_pids, session, specs
 
 PAGE_DEADLINE_S = 30.0
 
@@ -81,7 +81,7 @@ def _nodes(lab: Lab) -> list[Check]:
         site, spec = item
         s = session(lab, site, spec)
         try:
-            state = in_operator_ns(lab, s.get_state)
+            state = s.get_state()
             lines = s.compare(state).lines()
         finally:
             s.transport.close()

@@ -8,18 +8,14 @@ or route of the lab ever exists in the root namespace.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from .layout import Layout, Link, Namespace
 from .node import LabError
 
 NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro")
 
 
@@ -141,33 +137,3 @@ def pids_in(ns: str) -> list[int]:
     if not exists(ns):
         return []
     return [int(p) for p in run(["ip", "netns", "pids", ns]).split()]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """Run the body with the calling *thread* in network namespace `ns`.
-
-    Sockets opened in the body stay in `ns` afterwards: this is how the orchestrator, in the
-    root namespace, opens SSH connections from the operator's place on the lab's internet
-    without any address or route in the root namespace. Network namespaces are per thread.
-    """
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(NETNS_DIR / ns, os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)

@@ -29,8 +29,8 @@ from pathlib import Path
 from topology import Stack
 
 from .layout import Host, Layout
-from .netns import in_ns, inside, run
-from .node import LabError
+from .netns import in_ns, run
+from .node import LabError, netns_socket
 from .state import LabState
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
@@ -57,20 +57,17 @@ def fetch(ns: str, url: str, data: dict[str, str] | None = None, timeout: float 
     u = urllib.parse.urlsplit(url)
     body = urllib.parse.urlencode(data) if data is not None else None
     headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
-    with inside(ns):
-        conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
-        try:
-            conn.request(
-                "POST" if body else "GET",
-                u.path + (f"?{u.query}" if u.query else ""),
-                body,
-                headers,
-            )
-            resp = conn.getresponse()
-            text = resp.read().decode(errors="replace")
-            return Page(resp.status, resp.getheader("Location") or "", text)
-        finally:
-            conn.close()
+    conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
+    conn.sock = netns_socket(ns, u.hostname or "", u.port or 80, timeout)
+    try:
+        conn.request(
+            "POST" if body else "GET", u.path + (f"?{u.query}" if u.query else ""), body, headers
+        )
+        resp = conn.getresponse()
+        text = resp.read().decode(errors="replace")
+        return Page(resp.status, resp.getheader("Location") or "", text)
+    finally:
+        conn.close()
 
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:

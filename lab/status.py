@@ -89,7 +89,7 @@ def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
 
 def status(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     """Print what runs, the cascades, and the matrix; 0 if all is up and green."""
-    from .up import in_operator_ns, open_lab, refresh_pids, session, specs
+    from .up import open_lab, refresh_pids, session, specs
 
     lab = open_lab(ref, root)
     layout, st = lab.layout, lab.state
@@ -113,7 +113,7 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
         for site, spec in nodes.bridges.items():
             s = session(lab, site, spec)
             try:
-                state = in_operator_ns(lab, s.read_node)
+                state = s.read_node()
             finally:
                 s.transport.close()
             hub = state.hub(BRIDGE_HUB)

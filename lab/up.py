@@ -5,9 +5,10 @@ Steps: namespaces/links/routes (lab.netns) -> one SoftEther node + sshd per VPN 
 (softether.derive, the same function the cloud program uses) -> converge every node over SSH
 with pinned host keys (softether.session) -> PaaS stand-ins -> connectivity matrix.
 
-The home server is converged first (every bridge dials it; a cascade that fails its first
-login waits SoftEther's fixed 10 s before retrying), then all bridges in parallel. Re-running
-on a running lab reuses the running nodes and sends no mutating SoftEther command.
+On a fresh lab the home server is converged first (every bridge dials it; a cascade that
+fails its first login waits SoftEther's fixed 10 s before retrying), then all bridges in
+parallel; a running lab converges all nodes at once, and sends no mutating SoftEther command
+when nothing changed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from softether import vpncmd
 from softether.derive import NodeSpecs, derive, secret_names
@@ -28,12 +28,11 @@ from softether.transport import RunRecord, SshTransport
 from topology import Stack, load_stack, plan_routes
 
 from . import netns, paas
-from .layout import SERVER_PUBLIC, Layout, VpnNode, build_layout, lab_id
-from .node import LabError, Node, build_compat_library, generate_client_key
+from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
+from .node import LabError, Node, build_compat_library, generate_client_key, netns_socket
 from .state import LabState, lab_dir
 
 SSH_DEADLINE_S = 30.0
-T = TypeVar("T")
 
 
 @dataclass
@@ -49,9 +48,6 @@ class Lab:
     @property
     def client_key(self) -> tuple[str, str]:
         return generate_client_key(self.state.directory / "client")
-
-    def node_of(self, v: VpnNode) -> Node:
-        return self.nodes[v.site]
 
 
 def open_lab(ref: str, root: Path | None = None, preload: bool | None = None) -> Lab:
@@ -120,11 +116,15 @@ def specs(lab: Lab) -> NodeSpecs:
 
 
 def transport(lab: Lab, node: Node) -> SshTransport:
+    """SSH to `node` from the operator's place on the lab's internet (the socket is opened in
+    that namespace), host key pinned to the one generated for the node."""
+    operator = lab.layout.operator_ns
     return SshTransport(
         host=node.host,
         host_key=node.host_key,
         private_key=lab.client_key[0],
         connect_deadline_s=SSH_DEADLINE_S,
+        sock_factory=lambda host, port, timeout: netns_socket(operator, host, port, timeout),
     )
 
 
@@ -132,17 +132,11 @@ def session(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> Session:
     return Session(transport(lab, lab.nodes[site]), spec)
 
 
-def in_operator_ns(lab: Lab, fn: Callable[[], T]) -> T:
-    """Run `fn` with this thread in the operator's namespace (SSH sockets open there)."""
-    with netns.inside(lab.layout.operator_ns):
-        return fn()
-
-
 def converge_site(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> tuple[Result, int]:
     """Converge one node over SSH; (result, mutating vpncmd commands sent)."""
     s = session(lab, site, spec)
     try:
-        result = in_operator_ns(lab, s.converge)
+        result = s.converge()
     finally:
         s.transport.close()
     return result, mutating_commands(s.transport.records)
