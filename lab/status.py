@@ -104,10 +104,15 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
         + (f" (missing: {', '.join(missing)})" if missing else "")
     )
     healthy = not missing
+    what = {v.ns.rsplit("-", 1)[1]: f"{v.site} {v.kind}" for v in layout.nodes}
+    what |= {"db": "MariaDB (for RDS)", "app": "WordPress (for App Service)"}
     for name, pid in sorted(st.pids.items()):
         up = paas.alive(pid)
         healthy &= up
-        say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING'}")
+        key = name.split("/", 1)[0]
+        say(
+            f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {what.get(key, '')}"
+        )
     if healthy:
         nodes = specs(lab)
         for site, spec in nodes.bridges.items():
