@@ -43,14 +43,21 @@ def user_secret(hub: str, user: str) -> str:
     return f"user/{hub}/{user}"
 
 
+def hub_secret(hub: str) -> str:
+    return f"hub/{hub}"
+
+
 def secret_names(net: Topology) -> tuple[str, ...]:
-    """Every secret `derive` needs: admin passwords per node, a password per SoftEther user."""
+    """Every secret `derive` needs: admin passwords per node, a password per SoftEther user,
+    a hub-admin password per server hub (SoftEther admits a blank one from localhost)."""
     server = net.home.vpn_server
     return (
         admin_secret(net.home.name),
         *(admin_secret(s.name) for s in net.sites),
         *(user_secret(server.lan_hub, u) for u in server.lan_hub_users),
         *(user_secret(net.transit.hub, s.cascade_user) for s in net.sites),
+        hub_secret(server.lan_hub),
+        hub_secret(net.transit.hub),
     )
 
 
@@ -96,6 +103,7 @@ def derive(
         hubs=(
             Hub(
                 name=server.lan_hub,
+                password=secret(hub_secret(server.lan_hub)),
                 users=tuple(
                     User(name=u, password=secret(user_secret(server.lan_hub, u)))
                     for u in server.lan_hub_users
@@ -103,6 +111,7 @@ def derive(
             ),
             Hub(
                 name=transit,
+                password=secret(hub_secret(transit)),
                 users=tuple(
                     User(name=s.cascade_user, password=secret(user_secret(transit, s.cascade_user)))
                     for s in net.sites

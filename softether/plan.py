@@ -49,13 +49,21 @@ def commands(changes: tuple[Change, ...]) -> tuple[Command, ...]:
     return tuple(cmd for ch in changes for cmd in ch.commands)
 
 
-def password_note(admin: SecretStr, hub: str, user: str, password: SecretStr) -> str:
-    """The user's note that records which password was set (SoftEther never shows it back).
+def password_note(
+    admin: SecretStr,
+    hub: str,
+    user: str,
+    password: SecretStr,
+    hub_password: SecretStr | None = None,
+) -> str:
+    """The user's note that records which passwords were set (SoftEther never shows them back):
+    the user's, and the hub-admin password of its hub.
 
     Keyed with the admin password, so the note tells nothing to whoever cannot administer the
-    server anyway; a changed password or admin password changes the note, and is re-applied.
+    server anyway; a changed password (or admin password) changes the note, and is re-applied.
     """
-    msg = f"{hub.lower()}\0{user.lower()}\0{password.get_secret_value()}".encode()
+    hub_pw = hub_password.get_secret_value() if hub_password else ""
+    msg = f"{hub.lower()}\0{user.lower()}\0{password.get_secret_value()}\0{hub_pw}".encode()
     key = admin.get_secret_value().encode()
     return NOTE_PREFIX + hmac.new(key, msg, hashlib.sha256).hexdigest()[:20]
 
@@ -159,6 +167,7 @@ def _onoff(b: bool) -> str:
 
 def _hub(d: ServerSpec | BridgeSpec, hub: Hub, cur: HubState | None) -> Iterator[Change]:
     name = hub.name
+    created = cur is None
     if cur is None:
         pw = SecretArg(hub.password or SecretStr(""), "/PASSWORD")
         yield Change(f"+ hub {name}", (Command("HubCreate", (name, pw)),))
@@ -174,8 +183,21 @@ def _hub(d: ServerSpec | BridgeSpec, hub: Hub, cur: HubState | None) -> Iterator
                 f"~ hub {name}: {key} -> {value}",
                 (Command("ExtOptionSet", (key, f"/VALUE:{value}"), hub=name),),
             )
+    notes = {
+        u.name: password_note(d.admin_password, name, u.name, u.password, hub.password)
+        for u in hub.users
+    }
+    confirmed = any((h := cur.user(u.name)) and h.note == notes[u.name] for u in hub.users)
+    if hub.password is not None and hub.users and not confirmed and not created:
+        # An existing hub (e.g. a fresh server's DEFAULT) may still have a blank hub-admin
+        # password. A user note matching ours proves the one we set (notes include it);
+        # without any, set it again.
+        yield Change(
+            f"~ hub {name}: hub admin password",
+            (Command("SetHubPassword", (SecretArg(hub.password),), hub=name),),
+        )
     for u in hub.users:
-        note = password_note(d.admin_password, name, u.name, u.password)
+        note = notes[u.name]
         have = cur.user(u.name)
         set_pw = Command("UserPasswordSet", (u.name, SecretArg(u.password, "/PASSWORD")), hub=name)
         if have is None:

@@ -22,8 +22,10 @@ def test_derive_names_every_secret_once() -> None:
         "user/DEFAULT/operator",
         "user/HYBRID/hybrid-vpc",
         "user/HYBRID/hybrid-vnet",
+        "hub/DEFAULT",
+        "hub/HYBRID",
     )
-    with pytest.raises(KeyError, match="user/HYBRID/hybrid-vnet"):
+    with pytest.raises(KeyError, match="hub/HYBRID"):
         derive(net, plan_routes(net), {n: "x" for n in names[:-1]})
 
 
@@ -32,6 +34,8 @@ def test_derive_reference_server_matches_the_blog_with_corrections() -> None:
     assert server.listeners == (5555,)
     assert [h.name for h in server.hubs] == ["DEFAULT", "HYBRID"]
     assert all(not h.securenat for h in server.hubs)
+    # Hub-admin passwords are set (SoftEther would admit a blank one from localhost).
+    assert all(h.password is not None and h.password.get_secret_value() for h in server.hubs)
     (sw,) = server.l3_switches
     assert {(str(i.hub), str(i.address)) for i in sw.interfaces} == {
         ("DEFAULT", "192.168.1.249/24"),

@@ -111,6 +111,13 @@ def test_live_fresh_server_converges_to_reference_spec(
         ("192.168.31.0/24", "192.168.10.3"),
     }
     assert node.protocols is not None and not node.protocols.openvpn and not node.protocols.sstp
+    # No hub admits a blank hub-admin password any more (SoftEther allows one from localhost).
+    for hub in ("DEFAULT", "HYBRID"):
+        blank = home.exec(
+            f"timeout -s KILL 3 vpncmd localhost:5555 /SERVER /HUB:{hub} /CMD UserList </dev/null",
+            check=False,
+        )
+        assert "Auth Method" not in blank and "Password:" in blank, blank
     # Flushed: the configuration is on disk, not only in memory.
     assert "L3SW" in home.config_file.read_text()
     # Offloads off on the bridged NIC.
@@ -159,6 +166,7 @@ def test_live_drift_deleted_user_route_and_hub_are_repaired_exactly(
     assert "Error occurred" not in out, out
     result = Session(testbed.transport(home), live_specs.server).converge()
     assert result.diff.splitlines() == [
+        "~ hub DEFAULT: hub admin password",  # its only user's note was the proof
         "+ user DEFAULT/operator",
         "~ L3 switch L3SW: stop for changes",
         "+ L3 L3SW route 192.168.21.0/24 via 192.168.10.2",
@@ -371,10 +379,11 @@ def test_live_cli_plan_and_apply(
         "Hub DEFAULT\nUserDelete operator\n",
     )
     drift = cli("plan")
-    assert (drift.returncode, drift.stdout.strip()) == (2, "+ user DEFAULT/operator")
+    repair = "~ hub DEFAULT: hub admin password\n+ user DEFAULT/operator"
+    assert (drift.returncode, drift.stdout.strip()) == (2, repair)
     applied = cli("apply")
     assert applied.returncode == 0, applied.stderr
-    assert applied.stdout.strip() == "+ user DEFAULT/operator"
+    assert applied.stdout.strip() == repair
     assert "vpncmd session(s)" in applied.stderr
     out = converged.stdout + drift.stdout + drift.stderr + applied.stdout + applied.stderr
     assert [s for s in live_specs.server.secrets() if s in out] == []

@@ -53,6 +53,10 @@ def test_plan_fresh_server_builds_everything_in_dependency_order() -> None:
     assert pos["+ L3 switch L3SW"] < pos["+ L3 L3SW route 192.168.21.0/24 via 192.168.10.2"]
     assert lines[-2:] == ["~ L3 switch L3SW: start", "~ admin password: set"]
     assert "+ local bridge DEFAULT -> device eth1" in lines
+    # DEFAULT exists on a fresh server with a blank hub-admin password: set it; HYBRID gets
+    # its password from HubCreate.
+    assert pos["~ hub DEFAULT: hub admin password"] < pos["+ user DEFAULT/operator"]
+    assert "~ hub HYBRID: hub admin password" not in lines
     assert "~ hub HYBRID: DisableUdpAcceleration -> 1" in lines
     # The reference spec keeps hub DEFAULT, so nothing is deleted but listeners.
     assert not [ln for ln in lines if ln.startswith("- ") and "listener" not in ln]
@@ -62,8 +66,10 @@ def test_plan_fresh_server_builds_everything_in_dependency_order() -> None:
     ("drift", "expected"),
     [
         (
+            # operator is DEFAULT's only user: with its note gone, nothing proves the hub
+            # password any more, so it is set again.
             "user",
-            ["+ user DEFAULT/operator"],
+            ["~ hub DEFAULT: hub admin password", "+ user DEFAULT/operator"],
         ),
         (
             "route",
