@@ -132,8 +132,10 @@ class Database:
         for d in (data, self.dir / "run"):
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, *_mysql_ids())
+        # In the DB's namespace: if `up` dies meanwhile, `down` finds it there.
         run(
-            [
+            in_ns(
+                self.host.ns,
                 *NICE,
                 "mariadb-install-db",
                 "--no-defaults",
@@ -141,7 +143,7 @@ class Database:
                 "--user=mysql",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
-            ],
+            ),
             timeout=120,
         )
 
