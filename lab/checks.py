@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from softether.spec import BRIDGE_HUB
+from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
 from . import netns, paas
 from .layout import INTERNET
@@ -77,7 +77,10 @@ def _nodes(lab: Lab) -> list[Check]:
     home = lab.stack.network.home.name
     todo = [(home, nodes.server), *nodes.bridges.items()]
 
-    def one(item):
+    def one(
+        item: tuple[str, ServerSpec | BridgeSpec],
+    ) -> tuple[str, list[str], list[tuple[str, str, bool]]]:
+        """Read-only: the node's remaining plan and its cascades (name, status, established)."""
         site, spec = item
         s = session(lab, site, spec)
         try:
