@@ -22,8 +22,16 @@ BRIDGE_CONNECT_DEADLINE_S = 1800.0
 HOME_CONNECT_DEADLINE_S = 120.0
 
 
-def node_specs(net: Topology, plan: RoutingPlan, secrets: HybridSecrets) -> pulumi.Output[NodeSpecs]:
-    return secrets.values().apply(lambda values: derive(net, plan, values))
+def node_specs(
+    net: Topology,
+    plan: RoutingPlan,
+    secrets: HybridSecrets,
+    server_cert: pulumi.Input[str | None] = None,
+) -> pulumi.Output[NodeSpecs]:
+    """`server_cert`: the home server's certificate (PEM), pinned in every bridge's cascade."""
+    return pulumi.Output.all(secrets.values(), server_cert).apply(
+        lambda v: derive(net, plan, v[0], server_cert=v[1])
+    )
 
 
 def spec_of(specs: pulumi.Output[NodeSpecs], site: str | None) -> pulumi.Output[dict[str, Any]]:

@@ -79,6 +79,9 @@ def build_network(stack: Stack) -> Network:
         HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, stack.home_host_key),
     )
     out = Network(home=home, secrets=secrets)
+    if home.softether is not None:
+        # Once the home server is converged, its certificate is pinned in every cascade.
+        specs = node_specs(topo, plan, secrets, home.softether.certificate)
     for site in topo.sites:
         host_key = secrets.host_keys[site.name]
         args = BridgeArgs(

@@ -133,6 +133,26 @@ def _ed25519(seed: str) -> Props:
     }
 
 
+def _softether_node(args: mocks.MockResourceArgs) -> Props:
+    """A converged server returns its certificate (a real self-signed one here)."""
+    if plain(args.inputs.get("spec") or {}).get("kind") != "server":
+        return {"certificate": None}
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(args.name.encode()).digest())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, args.name)])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder(name, name, key.public_key(), 1, start, start.replace(year=2036))
+        .sign(key, None)
+    )
+    return {"certificate": cert.public_bytes(serialization.Encoding.PEM).decode()}
+
+
 def _password(args: mocks.MockResourceArgs) -> Props:
     length = int(args.inputs.get("length", 16))
     return {"result": ("Pw" + _digest("password", args.name, size=64))[:length]}
@@ -170,6 +190,7 @@ def _rds(args: mocks.MockResourceArgs) -> Props:
 COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     "random:index/randomPassword:RandomPassword": _password,
     "random:index/randomString:RandomString": _password,
+    "pulumi-python:dynamic/softether:SoftEtherNode": _softether_node,
     "azure-native:web:WebApp": lambda a: {
         "defaultHostName": f"{a.inputs.get('name', a.name)}.azurewebsites.net"
     },

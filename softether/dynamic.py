@@ -57,10 +57,14 @@ def _converge(props: dict[str, Any]) -> dict[str, Any]:
     spec, target = _spec(props), _target(props)
     transport = ssh_transport(target)
     try:
-        result = Session(transport, spec).converge()
+        session = Session(transport, spec)
+        result = session.converge()
+        # A server's certificate is public; the bridges' cascades pin it.
+        certificate = session.server_certificate() if spec.kind == "server" else None
     finally:
         transport.close()
     return {
+        "certificate": certificate,
         "host": target.host,
         "port": target.port,
         "kind": spec.kind,
@@ -105,6 +109,7 @@ class SoftEtherNode(pulumi.dynamic.Resource, module="softether", name="SoftEther
     kind: pulumi.Output[str]
     digest: pulumi.Output[str]
     diff: pulumi.Output[str]
+    certificate: pulumi.Output[str | None]  # a server's certificate (PEM), for the cascades
 
     def __init__(
         self,
@@ -122,5 +127,6 @@ class SoftEtherNode(pulumi.dynamic.Resource, module="softether", name="SoftEther
             "diff": None,
             "changed": None,
             "port": None,
+            "certificate": None,
         }
         super().__init__(SoftEtherProvider(), name, props, opts)

@@ -23,7 +23,9 @@ def _expected_specs(run: ProgramRun) -> dict[str, dict]:
         n: run.one("random:index/randomPassword:RandomPassword", password_name("secrets", n)).outputs["result"]
         for n in secret_names(net)
     }
-    specs = derive(net, plan_routes(net), passwords)
+    # The home server's certificate, as its converge returned it, is pinned in the cascades.
+    home = run.one(NODE, f"{net.home.name}-softether")
+    specs = derive(net, plan_routes(net), passwords, server_cert=home.outputs["certificate"])
     out = {f"{net.home.name}-softether": spec_to_dict(specs.server, reveal=True)}
     out |= {f"{site}-bridge-softether": spec_to_dict(spec, reveal=True) for site, spec in specs.bridges.items()}
     return out
@@ -151,3 +153,14 @@ def test_each_bridge_cascades_in_with_its_user_password_on_the_server(run_name: 
         (cascade,) = hub["cascades"]
         assert users[cascade["username"]] == cascade["password"]
     assert len(set(users.values())) == len(net.sites)  # one password per site
+
+
+def test_bridge_cascades_pin_the_home_servers_certificate(dev: ProgramRun, dev_unpinned: ProgramRun) -> None:
+    cert = dev.one(NODE, "home-softether").outputs["certificate"]
+    assert cert.startswith("-----BEGIN CERTIFICATE-----")
+    for site in ("Hybrid-VPC", "Hybrid-VNet"):
+        spec = plain(dev.one(NODE, f"{site}-bridge-softether").inputs["spec"])
+        assert [c["server_cert"] for h in spec["hubs"] for c in h["cascades"]] == [cert]
+        # Before the home server is pinned (and so converged), there is nothing to pin.
+        spec = plain(dev_unpinned.one(NODE, f"{site}-bridge-softether").inputs["spec"])
+        assert [c.get("server_cert") for h in spec["hubs"] for c in h["cascades"]] == [None]
