@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,11 +38,23 @@ def _dump_secret(value: SecretStr, info: SerializationInfo) -> str:
     return value.get_secret_value() if (info.context or {}).get("reveal") else str(value)
 
 
-Secret = Annotated[SecretStr, PlainSerializer(_dump_secret, when_used="always")]
+def _vpncmd_safe(value: SecretStr) -> SecretStr:
+    # vpncmd reads an argument that starts with "/" or "-" as a switch, reports success and
+    # sets nothing; a space or quote would split or end the argument.
+    text = value.get_secret_value()
+    if not text or text[0] in "/-" or any(c.isspace() or c == '"' for c in text):
+        raise ValueError("a password must be non-empty, not start with / or -, and hold no space or quote")
+    return value
+
+
+Secret = Annotated[
+    SecretStr, AfterValidator(_vpncmd_safe), PlainSerializer(_dump_secret, when_used="always")
+]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Errors never echo input: it may be a password.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class User(Model):

@@ -116,8 +116,10 @@ class SoftEtherOptions(Model):
     upstream_commit: str = Field(
         default="10d6efcc5e3329e5a959a99c6e939648f41121bf", pattern=r"^[0-9a-f]{40}$"
     )
-    # Measured in bench/lab_throughput.py: UDP acceleration off on the transit hub and one TCP
-    # connection per cascade carry more than the stock settings through the tunnel.
+    # Measured side by side in bench/lab_throughput.py: with UDP acceleration off on the hubs,
+    # TCP through the tunnel carries about twice what the stock settings carry. One TCP
+    # connection per cascade instead of SoftEther's 8 was within the noise there (about +8 %
+    # in an earlier measurement on an idle machine); raise it for long, lossy internet paths.
     udp_acceleration: bool = False
     max_connections: int = Field(default=1, ge=1, le=32)
 
