@@ -47,9 +47,9 @@ def _vpncmd_safe(value: SecretStr) -> SecretStr:
     return value
 
 
-Secret = Annotated[
-    SecretStr, AfterValidator(_vpncmd_safe), PlainSerializer(_dump_secret, when_used="always")
-]
+Secret = Annotated[SecretStr, PlainSerializer(_dump_secret, when_used="always")]
+# A password that travels as a vpncmd argument.
+Password = Annotated[Secret, AfterValidator(_vpncmd_safe)]
 
 
 class Model(BaseModel):
@@ -61,7 +61,7 @@ class User(Model):
     """A hub user with password authentication."""
 
     name: Name
-    password: Secret
+    password: Password
 
 
 class Cascade(Model):
@@ -72,7 +72,7 @@ class Cascade(Model):
     port: int = Field(default=5555, ge=1, le=65535)
     remote_hub: Name
     username: Name
-    password: Secret
+    password: Password
     # TCP connections per cascade (`CascadeDetailSet /MAXTCP`); None leaves SoftEther's default.
     max_tcp: int | None = Field(default=None, ge=1, le=32)
     # The server's certificate (PEM): pinned with CascadeServerCertSet + CascadeServerCertEnable,
@@ -96,7 +96,7 @@ class Hub(Model):
 
     name: Name
     # Hub-admin password, set at `HubCreate` only: SoftEther never shows it back.
-    password: Secret | None = None
+    password: Password | None = None
     securenat: bool = False
     users: tuple[User, ...] = ()
     cascades: tuple[Cascade, ...] = ()
@@ -187,7 +187,7 @@ class TrafficCheck(Model):
 
 
 class _Node(Model):
-    admin_password: Secret
+    admin_password: Password
     # vpncmd always connects to localhost:<admin_port>; this listener is never removed.
     admin_port: int = Field(default=5555, ge=1, le=65535)
     listeners: tuple[int, ...] = (5555,)

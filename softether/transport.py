@@ -270,15 +270,8 @@ class SshTransport:
             rc = chan.recv_exit_status() if not (timed_out or aborted) else -1
         finally:
             chan.close()
-        seconds = time.monotonic() - start
-        self.records.append(RunRecord(command, redacted_stdin, rc, seconds))
-        return RunResult(
-            rc,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
-            seconds,
-            timed_out,
-            aborted,
+        return _finished(
+            self.records, command, redacted_stdin, rc, out, err, start, timed_out, aborted
         )
 
     def close(self) -> None:
@@ -349,19 +342,31 @@ class LocalTransport:
             proc.wait(timeout=5)
         proc.stdout.close()
         proc.stderr.close()
-        seconds = time.monotonic() - start
-        self.records.append(RunRecord(command, redacted_stdin, rc, seconds))
-        return RunResult(
-            rc,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
-            seconds,
-            timed_out,
-            aborted,
+        return _finished(
+            self.records, command, redacted_stdin, rc, out, err, start, timed_out, aborted
         )
 
     def close(self) -> None:
         pass
+
+
+def _finished(
+    records: list[RunRecord],
+    command: str,
+    redacted_stdin: str,
+    rc: int,
+    out: bytes | bytearray,
+    err: bytes | bytearray,
+    start: float,
+    timed_out: bool,
+    aborted: bool,
+) -> RunResult:
+    """Record a finished command and return its result."""
+    seconds = time.monotonic() - start
+    records.append(RunRecord(command, redacted_stdin, rc, seconds))
+    return RunResult(
+        rc, out.decode(errors="replace"), err.decode(errors="replace"), seconds, timed_out, aborted
+    )
 
 
 def ssh_transport(
