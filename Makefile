@@ -14,7 +14,7 @@ apt:
 	@pkgs=$$(grep -v '^#' packages.apt | xargs); \
 	if ! dpkg -s $$pkgs >/dev/null 2>&1; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $$pkgs; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$pkgs; \
 	fi
 
 venv: $(BIN)/hybrid
