@@ -8,29 +8,19 @@ or route of the lab ever exists in the root namespace.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from .layout import Layout, Link, Namespace
-from .node import LabError
+from .node import sh
 
 NETNS_DIR = Path("/run/netns")
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro")
 
 
 def run(argv: Sequence[str], *, timeout: float = 20.0, stdin: str | None = None) -> str:
-    """Run a command with a hard timeout; raise LabError with its stderr on failure."""
-    try:
-        p = subprocess.run(
-            list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise LabError(f"{' '.join(argv)}: no answer within {timeout:.0f} s") from None
-    if p.returncode != 0:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-        raise LabError(f"{' '.join(argv)}: exit {p.returncode}: {' / '.join(tail)}")
-    return p.stdout
+    """`lab.node.sh` for an argv list."""
+    return sh(*argv, timeout=timeout, stdin=stdin)
 
 
 def exists(ns: str) -> bool:

@@ -92,11 +92,17 @@ class LabError(RuntimeError):
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> str:
-    res = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, input=stdin, check=False
-    )
+    """Run a command with a hard timeout; with `check`, a failure raises LabError with the
+    last lines of its output."""
+    try:
+        res = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, input=stdin, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{shlex.join(argv)}: no answer within {timeout:.0f} s") from None
     if check and res.returncode != 0:
-        raise LabError(f"{shlex.join(argv)} exited {res.returncode}: {res.stderr.strip()}")
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        raise LabError(f"{shlex.join(argv)} exited {res.returncode}: {' / '.join(tail)}")
     return res.stdout
 
 
