@@ -165,7 +165,9 @@ class Ec2Bridge(pulumi.ComponentResource):
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
             region=region,
             tags={"Name": f"{site.name}-bridge"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[eip]),
+            # The lookup finds the newest Debian image; a newer one must not replace a running
+            # bridge on the next `pulumi up` (`pulumi up --replace` takes it on purpose).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[eip], ignore_changes=["ami"]),
         )
         self.softether = converge(name, args, self, self.public_ip, self.instance)
         self.register_outputs({"publicIp": self.public_ip, "eniId": self.eni.id})
