@@ -98,6 +98,17 @@ CLI_CASES = [
 ]
 
 
+def _refused(path: Path, message: str) -> subprocess.CompletedProcess[str]:
+    """`hybrid check PATH` exits 2 with `message` on stderr and no traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "cli", "check", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    return run
+
+
 @pytest.mark.parametrize("case", CLI_CASES, ids=[e["name"] for e in CLI_CASES])
 def test_check_cli_refuses_bad_stack_file(case: dict[str, Any], tmp_path: Path):
     doc = copy.deepcopy(REFERENCE)
@@ -105,15 +116,7 @@ def test_check_cli_refuses_bad_stack_file(case: dict[str, Any], tmp_path: Path):
     doc |= {f"hybrid-cloud:{k}": v for k, v in edited(case["set"]).items()}
     path = tmp_path / "Pulumi.bad.yaml"
     path.write_text(yaml.safe_dump({"config": doc}))
-    run = subprocess.run(
-        [sys.executable, "-m", "cli", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 2
-    assert case["error"] in run.stderr
-    assert "Traceback" not in run.stderr
+    run = _refused(path, case["error"])
     assert run.stdout == ""
 
 
@@ -127,12 +130,4 @@ def test_check_cli_refuses_bad_stack_file(case: dict[str, Any], tmp_path: Path):
 def test_check_cli_refuses_unreadable_stack_file(text: str, message: str, tmp_path: Path):
     path = tmp_path / "Pulumi.broken.yaml"
     path.write_text(text)
-    run = subprocess.run(
-        [sys.executable, "-m", "cli", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 2
-    assert message in run.stderr
-    assert "Traceback" not in run.stderr
+    _refused(path, message)
