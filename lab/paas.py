@@ -167,8 +167,7 @@ class Database:
             "--skip-log-bin",
             "--innodb-buffer-pool-size=32M",
         )
-        self.state.pids["db"] = _spawn(argv, self.dir / "mariadbd.log")
-        self.state.save()
+        self.state.record({"db": _spawn(argv, self.dir / "mariadbd.log")})
         deadline = time.monotonic() + 60
         while not self.socket.exists():
             if time.monotonic() > deadline or not alive(self.state.pids["db"]):
@@ -186,8 +185,7 @@ class Database:
 
     def stop(self) -> None:
         stop_pid(self.state.pids.get("db"), seconds=30)
-        self.state.pids.pop("db", None)
-        self.state.save()
+        self.state.record({"db": None})
 
 
 def _mysql_ids() -> tuple[int, int]:
@@ -250,8 +248,7 @@ class WordPress:
         )
         argv = in_ns(self.host.ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
         # Several workers: WordPress's installer requests its own URL while it runs.
-        self.state.pids["app"] = _spawn(argv, self.dir / "php.log", {"PHP_CLI_SERVER_WORKERS": "4"})
-        self.state.save()
+        self.state.record({"app": _spawn(argv, self.dir / "php.log", {"PHP_CLI_SERVER_WORKERS": "4"})})
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -288,8 +285,7 @@ class WordPress:
 
     def stop(self) -> None:
         stop_pid(self.state.pids.get("app"))
-        self.state.pids.pop("app", None)
-        self.state.save()
+        self.state.record({"app": None})
 
 
 def page_ok(page: Page) -> bool:

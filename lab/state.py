@@ -12,6 +12,8 @@ import os
 import secrets
 import shutil
 import string
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,8 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The node threads and the PaaS thread of `lab up` record PIDs at the same time.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
@@ -82,7 +86,21 @@ class LabState:
             data.get("extra", {}),
         )
 
+    def record(self, pids: Mapping[str, int | None]) -> None:
+        """Set (or, for None, forget) PIDs and save the record, atomically across threads."""
+        with self._lock:
+            for name, pid in pids.items():
+                if pid is None:
+                    self.pids.pop(name, None)
+                else:
+                    self.pids[name] = pid
+            self.save()
+
     def save(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o755)  # the DB server (user mysql) needs to traverse it
         tmp = self.path.with_suffix(".tmp")

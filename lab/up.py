@@ -95,23 +95,25 @@ def running(node: Node) -> bool:
 def refresh_pids(lab: Lab) -> None:
     """Re-read each running node's SoftEther PID: a restart (or SoftEther's own watchdog)
     replaces the worker process, and the record must name the live one."""
+    fresh: dict[str, int | None] = {}
     for node in lab.nodes.values():
         if running(node):
             pid = node.softether_pid()
             node.pids["softether"] = pid
-            lab.state.pids[f"{node.name}/softether"] = pid
-    lab.state.save()
+            fresh[f"{node.name}/softether"] = pid
+    lab.state.record(fresh)
 
 
 def specs(lab: Lab) -> NodeSpecs:
     net = lab.stack.network
-    any_node = next(iter(lab.nodes.values()))
+    # Every bridge node restarts the same way (the vpnbridge binary, the shared compat library).
+    bridge = next(n for n in lab.nodes.values() if n.kind == "bridge")
     return derive(
         net,
         plan_routes(net),
         lab.state.secrets(secret_names(net)),
         server_address=str(SERVER_PUBLIC.ip),
-        restart_command=any_node.restart_command,
+        restart_command=bridge.restart_command,
     )
 
 
@@ -154,14 +156,11 @@ def mutating_commands(records: Sequence[RunRecord]) -> int:
     return n
 
 
-def start_node(lab: Lab, site: str, authorized: str, lock: threading.Lock) -> None:
+def start_node(lab: Lab, site: str, authorized: str) -> None:
     """Start one node (SoftEther + sshd) and record its PIDs as soon as they exist."""
     node = lab.nodes[site]
     node.start(authorized)
-    with lock:
-        for k, pid in node.pids.items():
-            lab.state.pids[f"{node.name}/{k}"] = pid
-        lab.state.save()
+    lab.state.record({f"{node.name}/{k}": pid for k, pid in node.pids.items()})
 
 
 def start_and_converge(
@@ -175,11 +174,10 @@ def start_and_converge(
     """
     home = lab.stack.network.home.name
     todo = [s for s, n in lab.nodes.items() if not running(n)]
-    lock = threading.Lock()
     by_site: dict[str, ServerSpec | BridgeSpec] = {home: nodes.server, **nodes.bridges}
     with ThreadPoolExecutor(max_workers=2 * len(by_site)) as pool:
         authorized = lab.client_key[1] + "\n"
-        started = {s: pool.submit(start_node, lab, s, authorized, lock) for s in todo}
+        started = {s: pool.submit(start_node, lab, s, authorized) for s in todo}
 
         def after(site: str, deps: list[Future]) -> tuple[Result, int]:
             for d in deps:

@@ -19,7 +19,7 @@ from lab.netns import exists
 from lab.paas import alive
 from lab.state import LabState
 from lab.status import matrix, wait_for_matrix
-from lab.up import open_lab, up
+from lab.up import open_lab, specs, up
 from softether.session import SoftEtherError
 from softether.transport import TransportError
 
@@ -113,10 +113,7 @@ def test_lab_deleted_l3_switch_is_repaired_by_up(dev: RunningLab) -> None:
     r = up(dev.ref, say=print, root=dev.root)
     home = lab.stack.network.home.name
     assert r.results[home][0].changed
-    assert (
-        "L3SW" in r.results[home][0].diff
-        or lab.stack.network.home.vpn_server.l3_switch in r.results[home][0].diff
-    )
+    assert lab.stack.network.home.vpn_server.l3_switch in r.results[home][0].diff
     assert r.matrix_ok
 
 
@@ -131,3 +128,10 @@ def test_lab_down_twice_leaves_nothing(dev: RunningLab) -> None:
     assert not Path(dev.directory).exists()
     assert not dev.root.exists()  # the lab root is removed once empty
     assert down(dev.ref, say=print, root=dev.root) == 0
+
+
+def test_lab_bridge_specs_restart_the_bridge_process(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    for spec in specs(lab).bridges.values():
+        assert "vpnbridge/vpnbridge stop" in spec.restart_command
+        assert "vpnserver" not in spec.restart_command
