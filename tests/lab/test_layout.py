@@ -27,7 +27,6 @@ def test_layout_namespaces_are_prefixed_and_unique() -> None:
 
 def test_layout_lab_id_differs_between_lab_directories() -> None:
     assert lab_id("/run/hybrid-lab/dev") != lab_id("/tmp/x/dev")
-    assert lab_id("/run/hybrid-lab/dev") == lab_id("/run/hybrid-lab/dev")
 
 
 def test_layout_one_host_per_subnet_plus_home() -> None:
