@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from topology import CloudSite, RoutingPlan, Topology
+from topology.model import TAP_NAME
 
 from .spec import (
     BRIDGE_HUB,
@@ -31,8 +32,6 @@ from .spec import (
     TrafficCheck,
     User,
 )
-
-TAP_DEVICE = "vpntap"  # BridgeCreate /DEVICE:vpntap /TAP:yes -> kernel device tap_vpntap
 
 
 def admin_secret(node: str) -> str:
@@ -166,7 +165,7 @@ def _bridge(
         admin_port=5555,
         listeners=(5555,),
         hubs=(Hub(name=BRIDGE_HUB, cascades=(cascade,)),),
-        local_bridges=(LocalBridge(hub=BRIDGE_HUB, device=TAP_DEVICE, tap=True),),
+        local_bridges=(LocalBridge(hub=BRIDGE_HUB, device=TAP_NAME, tap=True),),
         host_os=HostOsSpec(
             device=host.tap_device,
             address=host.tap_address,

@@ -38,10 +38,12 @@ def _target(props: dict[str, Any]) -> Any:
 
 def spec_digest(props: dict[str, Any]) -> str:
     """HMAC (keyed with the admin password) of the normalised spec and the target's identity."""
+    from softether.spec import spec_to_dict
+
     spec, target = _spec(props), _target(props)
     canonical = json.dumps(
         {
-            "spec": json.loads(spec.to_json(reveal=True)),
+            "spec": spec_to_dict(spec, reveal=True),
             "target": target.model_dump(mode="json", exclude={"private_key"}),
         },
         sort_keys=True,

@@ -100,7 +100,7 @@ def _listeners(d: ServerSpec | BridgeSpec, cur: NodeState) -> Iterator[Change]:
                 f"~ listener TCP {port}: enable", (Command("ListenerEnable", (str(port),)),)
             )
     for port in sorted(cur.listeners):
-        if port not in d.listeners and port != d.admin_port:
+        if port not in d.listeners:
             yield Change(f"- listener TCP {port}", (Command("ListenerDelete", (str(port),)),))
 
 
@@ -168,7 +168,7 @@ def _onoff(b: bool) -> str:
 def _hub(d: ServerSpec | BridgeSpec, hub: Hub, cur: HubState | None) -> Iterator[Change]:
     name = hub.name
     created = cur is None
-    if cur is None:
+    if created:
         pw = SecretArg(hub.password or SecretStr(""), "/PASSWORD")
         yield Change(f"+ hub {name}", (Command("HubCreate", (name, pw)),))
         cur = HubState(name=name)

@@ -298,7 +298,6 @@ class SshTarget(Model):
     host_key: str = Field(min_length=1)
     private_key: Secret  # OpenSSH/PEM text
     connect_deadline_s: float = Field(default=120.0, gt=0)
-    command_timeout_s: float = Field(default=60.0, gt=0)
 
 
 def cert_sha1(pem: str) -> str:

@@ -337,9 +337,10 @@ class LocalTransport:
         sel.close()
         if timed_out or aborted:
             os.killpg(proc.pid, signal.SIGKILL)
-        rc = proc.wait(timeout=5) if not (timed_out or aborted) else -1
-        if timed_out or aborted:
             proc.wait(timeout=5)
+            rc = -1
+        else:
+            rc = proc.wait(timeout=5)
         proc.stdout.close()
         proc.stderr.close()
         return _finished(

@@ -324,14 +324,10 @@ HEADERS: Mapping[str, str] = {
     "Virtual Hub Name": "hub",
     "Virtual Hub": "hub",  # CascadeList (always empty there)
     "Status": "status",
-    "Type": "type",
     # UserList
     "User Name": "name",
     "Description": "note",
-    "Auth Method": "auth",
-    "Group Name": "group",
     # BridgeList
-    "Number": "number",
     "Network Adapter or Tap Device Name": "device",
     # CascadeList
     "Setting Name": "name",
@@ -372,10 +368,6 @@ ITEMS: Mapping[str, str] = {
     "VPN Azure Function is Enabled": "vpn_azure",
     "VPN over ICMP Server Enabled": "vpn_over_icmp",
     "VPN over DNS Server Enabled": "vpn_over_dns",
-    "Session Status": "session_status",
-    "Number of TCP Connections": "tcp_connections",
-    "Outgoing Unicast Packets": "out_unicast_packets",
-    "Incoming Unicast Packets": "in_unicast_packets",
 }
 
 
