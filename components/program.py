@@ -8,7 +8,7 @@ from typing import Any
 
 import pulumi
 
-from topology import Stack, Topology, TopologyError, parse_stack, plan_routes
+from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
 
 from .app import WordPressApp, WordPressAppArgs
@@ -46,9 +46,10 @@ def run() -> None:
     one-line problems (a RunError prints no traceback) before any resource exists."""
     try:
         stack = stack_from_config()
+        exports = build(stack)
     except TopologyError as e:
         raise pulumi.RunError(str(e)) from None
-    for key, value in build(stack).items():
+    for key, value in exports.items():
         pulumi.export(key, value)
 
 
@@ -56,6 +57,7 @@ def run() -> None:
 class Network:
     """The part-1 network as built: what the PaaS components attach to."""
 
+    plan: RoutingPlan
     home: HomeLan
     secrets: HybridSecrets
     sites: dict[str, HybridVpc | HybridVnet] = field(default_factory=dict)
@@ -78,7 +80,7 @@ def build_network(stack: Stack) -> Network:
         topo.home.name,
         HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, stack.home_host_key),
     )
-    out = Network(home=home, secrets=secrets)
+    out = Network(plan=plan, home=home, secrets=secrets)
     if home.softether is not None:
         # Once the home server is converged, its certificate is pinned in every cascade.
         specs = node_specs(topo, plan, secrets, home.softether.certificate)
@@ -112,7 +114,7 @@ def build_network(stack: Stack) -> Network:
 def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
     """Public facts only: addresses, commands, the manual steps; no secret."""
     return {
-        "routes": plan_routes(topo).to_json(),
+        "routes": net.plan.to_json(),
         "home": net.home.steps.to_json(),
         "operatorPublicKey": net.secrets.operator_key.public_key_openssh,
         "bridges": {

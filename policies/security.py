@@ -212,7 +212,7 @@ def _bridge_host_key_pinned(args: ResourceValidationArgs, report: ReportViolatio
         text = _reveal(args.props.get("userData"))
     elif args.resource_type == AZURE_VM:
         encoded = _reveal((_reveal(args.props.get("osProfile")) or {}).get("customData"))
-        text = base64.b64decode(encoded).decode() if isinstance(encoded, str) else None
+        text = _text("customData", encoded) if isinstance(encoded, str) else None
     else:
         return
     if not host_key_pinned(text):

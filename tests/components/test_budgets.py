@@ -127,6 +127,7 @@ def test_budgets_azure_without_start_date_starts_this_month_and_keeps_it(
     dev: ProgramRun, no_start_date: ProgramRun
 ) -> None:
     first = datetime.date.today().replace(day=1).isoformat()
+    assert len(no_start_date.of_type(AZURE)) == 2 and len(dev.of_type(AZURE)) == 2
     for budget in no_start_date.of_type(AZURE):
         assert budget.input("timePeriod") == {"startDate": f"{first}T00:00:00Z"}
         assert budget.ignore_changes == ("timePeriod",)
