@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,6 +49,11 @@ def quiet(_: str) -> None:
 
 def iperf(src: str, dst_ns: str, address: str, seconds: int) -> float:
     """Gbit/s received by an iperf3 server in `dst_ns` from a client in `src`."""
+    return iperf_json(src, dst_ns, address, seconds)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def iperf_json(src: str, dst_ns: str, address: str, seconds: int) -> dict[str, Any]:
+    """iperf3's JSON report of a TCP run from `src` to a server in `dst_ns` at `address`."""
     server = subprocess.Popen(
         in_ns(dst_ns, "iperf3", "-s", "-1", "-B", address),
         stdout=subprocess.DEVNULL,
@@ -67,7 +73,7 @@ def iperf(src: str, dst_ns: str, address: str, seconds: int) -> float:
         out = run(
             in_ns(src, "iperf3", "-c", address, "-t", str(seconds), "-J"), timeout=seconds + 30
         )
-        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+        return json.loads(out)
     finally:
         server.kill()
         server.wait(timeout=5)
