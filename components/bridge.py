@@ -23,10 +23,10 @@ import pulumi_azure_native.network as network
 from softether.dynamic import SoftEtherNode
 from topology import CloudSite, Topology
 
-from .aws_network import INTERNET, HybridVpc
+from .aws_network import HybridVpc
 from .azure_network import HybridVnet
 from .cloudinit import HostKey, bridge_cloud_config
-from .firewall import bridge_ingress
+from .firewall import BRIDGE_EGRESS, bridge_ingress
 from .node import BRIDGE_CONNECT_DEADLINE_S, ssh_target
 
 DEBIAN_AMI_OWNER = "136693071363"  # the Debian cloud team's AWS account
@@ -119,7 +119,10 @@ class Ec2Bridge(pulumi.ComponentResource):
                 }
                 for r in bridge_ingress(args.network)
             ],
-            egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [INTERNET]}],
+            egress=[
+                {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [str(c)]}
+                for c in BRIDGE_EGRESS
+            ],
             region=region,
             tags={"Name": f"{site.name}-bridge"},
             opts=child,

@@ -11,15 +11,7 @@ from pulumi_aws import ec2, rds
 
 from topology import Database, Topology
 
-
-def allowed_cidrs(network: Topology, sites: tuple[str, ...]) -> list[str]:
-    """The address ranges of `sites` (cloud sites or the home site), in order, without repeats."""
-    ranges = [
-        str(c)
-        for name in sites
-        for c in (network.home.cidrs if name == network.home.name else network.site(name).cidrs)
-    ]
-    return list(dict.fromkeys(ranges))
+from .firewall import DATABASE_EGRESS, database_ingress
 
 
 @dataclass(frozen=True)
@@ -71,9 +63,13 @@ class PrivateMysql(pulumi.ComponentResource):
                     protocol="tcp",
                     from_port=cfg.port,
                     to_port=cfg.port,
-                    cidr_blocks=allowed_cidrs(args.network, cfg.allowed_from),
+                    cidr_blocks=[str(r.source) for r in database_ingress(args.network, cfg)],
                     description="hybrid sites over the SoftEther tunnels",
                 )
+            ],
+            egress=[
+                {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [str(c)]}
+                for c in DATABASE_EGRESS
             ],
             opts=child,
         )
