@@ -2,7 +2,8 @@
 
 Part 1: every node matches the topology (a read-only converge plan is empty), each bridge's
 cascade is established, every site's hosts reach every other site's hosts, and the root
-namespace holds none of the lab's addresses. Part 2: WordPress answers through the tunnels;
+namespace holds none of the lab's addresses; the cloud's firewall holds both ways (`firewall:`,
+lab/firewall.py). Part 2: WordPress answers through the tunnels;
 stop the database and the page shows WordPress's database-connection error; start it and the
 page works again.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
-from . import netns, paas
+from . import firewall, netns, paas
 from .layout import INTERNET
 from .status import matrix
 from .up import Lab, open_lab, refresh_pids, session, specs
@@ -136,6 +137,13 @@ def _matrix(lab: Lab) -> list[Check]:
     return out
 
 
+def _firewall(lab: Lab) -> list[Check]:
+    ports = {site: n.admin_port for site, n in lab.nodes.items()}
+    return [
+        Check(e.name, ok, detail) for e, ok, detail in firewall.verify(lab.stack, lab.layout, ports)
+    ]
+
+
 def _wait_page(app: paas.WordPress, want: Callable[[paas.Page], bool]) -> tuple[bool, str, float]:
     t0 = time.monotonic()
     last = "no answer"
@@ -182,7 +190,7 @@ def checks(ref: str, root: Path | None = None) -> list[Check]:
     first = _running(lab)
     if not first.ok:
         return [first]
-    return [first, _root_untouched(lab), *_nodes(lab), *_matrix(lab), *_paas(lab)]
+    return [first, _root_untouched(lab), *_nodes(lab), *_matrix(lab), *_firewall(lab), *_paas(lab)]
 
 
 def run_checks(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:

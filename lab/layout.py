@@ -4,6 +4,7 @@ One network namespace per machine of the reference network:
 - `inet`: the "internet", a Linux bridge joining the public sides on 198.51.100.0/24 (a
   documentation range); it is also where the operator stands (SSH to the nodes' public
   addresses), as the operator reaches the cloud bridges over the internet;
+- `www`: someone else on the internet (the bridges' firewall refuses what it sends);
 - `vpn0`: the home VPN Server, eth0 on the internet, eth1 bridged by hub DEFAULT into the home
   LAN (no address, offloads off);
 - `lan0`: a home LAN host, routing the hybrid ranges via the L3 switch (the plan's home routes);
@@ -29,6 +30,7 @@ from topology.model import interface
 INTERNET = IPv4Network("198.51.100.0/24")
 OPERATOR = IPv4Interface("198.51.100.254/24")
 SERVER_PUBLIC = IPv4Interface("198.51.100.1/24")
+STRANGER = IPv4Interface("198.51.100.253/24")
 # The blog's RDS endpoint resolved to .225 of Hybrid-Subnet; App Service and plain hosts get
 # the first free address from .10 (clouds reserve .0-.3 and the broadcast address).
 DB_OFFSET = 225
@@ -63,7 +65,7 @@ class Link:
 
 @dataclass(frozen=True)
 class Namespace:
-    """One machine. `role`: inet, server, lan, bridge, router, host, db, app."""
+    """One machine. `role`: inet, stranger, server, lan, bridge, router, host, db, app."""
 
     key: str  # short, stable: `vpn0`, `s1n2`, ...
     name: str  # the netns name: `hc-<lab id>-<key>`
@@ -103,6 +105,7 @@ class Layout:
     db: Host | None
     app: Host | None
     operator_ns: str
+    stranger_ns: str
 
     def ns(self, key: str) -> Namespace:
         return next(n for n in self.namespaces if n.key == key)
@@ -172,8 +175,10 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
         net.home.name,
         routes=tuple(Route(r.destination, r.via) for r in plan.home_routes),
     )
-    namespaces: list[Namespace] = [inet, server, lan]
+    www = Namespace("www", nsname("www"), "stranger", "internet")
+    namespaces: list[Namespace] = [inet, www, server, lan]
     links: list[Link] = [
+        Link(www.name, PUBLIC_IF, inet.name, "pw", STRANGER, b_switch=SWITCH),
         Link(server.name, PUBLIC_IF, inet.name, "p0", SERVER_PUBLIC, b_switch=SWITCH),
         Link(
             server.name,
@@ -250,6 +255,7 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
         db=db,
         app=app,
         operator_ns=inet.name,
+        stranger_ns=www.name,
     )
 
 

@@ -27,7 +27,7 @@ from softether.spec import BridgeSpec, ServerSpec
 from softether.transport import RunRecord, SshTransport
 from topology import Stack, load_stack, plan_routes
 
-from . import netns, paas
+from . import firewall, netns, paas
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
 from .node import LabError, Node, build_compat_library, generate_client_key, netns_socket
 from .state import LabState, lab_dir
@@ -252,6 +252,7 @@ def up(
         return f"{len(lab.layout.namespaces)} namespaces ({len(made)} new), {len(lab.layout.links)} links"
 
     p.step("network namespaces", network)
+    p.step("firewall", lambda: firewall.enforce(lab.stack, lab.layout))
 
     def start_paas() -> None:
         # The DB's first start (datadir init) takes seconds: overlap it with the nodes.

@@ -1,0 +1,296 @@
+"""The cloud's firewall in the lab: components.firewall's rules as nftables, and probes.
+
+Each namespace that stands for a filtered cloud resource gets one nftables table rendered
+from the very rules components/ turns into security groups and NSGs: every bridge `vpn<k>`
+(the bridges' SG / the site's NSG) and `db` (the RDS SG). The filter sees what enters or
+leaves the resource's network interfaces (the layout's links of that namespace), as a
+cloud's filter sees its NIC; the bridge's SoftEther tap is inside the VM and is not
+filtered. Like SGs and NSGs the filter is stateful (`ct state established,related`), and
+what no rule allows is dropped without an answer. In the lab the operator's internet
+address (`layout.OPERATOR`) plays the stack's `operatorCidr`.
+
+`verify` proves each rule class in both directions with bounded TCP connects from the
+lab's own namespaces: a connect that is answered (accepted, or refused with a reset by the
+host itself) crossed the filter; one that gets no answer within `FILTERED_AFTER_S` did not.
+The expected outcomes come from the stack's intent (operator, sites, `allowedFrom`), never
+from the rendered rules, so a missing or extra rule shows as a failed check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from components.firewall import SSH_PORT, Firewall, FirewallRules, Ingress, firewall_rules
+from topology import Stack
+
+from .layout import OPERATOR, STRANGER, Layout
+from .netns import in_ns, run
+from .node import netns_socket
+
+TABLE = "hybrid_firewall"
+# A filtered SYN gets no answer: after this long without one, the probe counts it dropped.
+FILTERED_AFTER_S = 3.0
+# An allowed probe may meet a busy machine (or a tunnel that just reconnected): tries.
+ACCEPT_TRIES = 3
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A namespace standing for a filtered cloud resource, the interfaces its filter sees
+    (its NICs) and the rules it enforces."""
+
+    ns: str
+    interfaces: tuple[str, ...]
+    firewall: Firewall
+
+
+def lab_rules(stack: Stack) -> FirewallRules:
+    """The stack's rules with the lab operator's internet address as `operatorCidr`."""
+    operator = IPv4Network(f"{OPERATOR.ip}/32")
+    net = stack.network.model_copy(update={"operator_cidr": operator})
+    return firewall_rules(stack.model_copy(update={"network": net}))
+
+
+def guards(stack: Stack, layout: Layout, rules: FirewallRules | None = None) -> dict[str, Guard]:
+    """Every filtered namespace of the lab, by namespace key (`vpn1`, `db`)."""
+    rules = rules or lab_rules(stack)
+
+    def nics(ns: str) -> tuple[str, ...]:
+        ends = [(lk.a_ns, lk.a_if) for lk in layout.links] + [
+            (lk.b_ns, lk.b_if) for lk in layout.links
+        ]
+        return tuple(sorted(i for n, i in ends if n == ns))
+
+    out = {
+        n.ns.rsplit("-", 1)[1]: Guard(n.ns, nics(n.ns), rules.bridge)
+        for n in layout.nodes
+        if n.kind == "bridge"
+    }
+    if layout.db is not None and rules.database is not None:
+        out["db"] = Guard(layout.db.ns, nics(layout.db.ns), rules.database)
+    return out
+
+
+def without(guard: Guard, rule: str) -> Guard:
+    """`guard` with the ingress rule named `rule` removed (a counter-example)."""
+    kept = tuple(r for r in guard.firewall.ingress if r.name != rule)
+    if len(kept) == len(guard.firewall.ingress):
+        raise ValueError(f"rule: {rule} is not a rule of {guard.ns}")
+    return replace(guard, firewall=replace(guard.firewall, ingress=kept))
+
+
+def _allow(r: Ingress) -> str:
+    match = f"ip saddr {r.source}"
+    if r.protocol == "tcp":
+        match += f" tcp dport {r.port}" if r.port is not None else " meta l4proto tcp"
+    return f'{match} return comment "{r.name}"'
+
+
+def render(guard: Guard) -> str:
+    """The nftables script for `guard`: it replaces the lab's table atomically.
+
+    The `ingress`/`egress` chains `return` what a rule allows and drop the rest; a forwarded
+    packet passes both (in by one NIC, out by another), as it would pass a cloud filter.
+    """
+    ifs = "{ " + ", ".join(f'"{i}"' for i in guard.interfaces) + " }"
+    fw = guard.firewall
+    ingress = [_allow(r) for r in fw.ingress]
+    egress = [f'ip daddr {c} return comment "egress {c}"' for c in fw.egress]
+
+    def chain(name: str, body: list[str]) -> list[str]:
+        return [f"  chain {name} {{", *(f"    {line}" for line in body), "  }"]
+
+    def hook(name: str, body: list[str]) -> list[str]:
+        return chain(name, [f"type filter hook {name} priority filter; policy accept;", *body])
+
+    lines = [
+        f"table inet {TABLE}",
+        f"delete table inet {TABLE}",
+        f"table inet {TABLE} {{",
+        *chain("ingress", ["ct state established,related return", *ingress, "drop"]),
+        *chain("egress", ["ct state established,related return", *egress, "drop"]),
+        *hook("input", [f"iifname {ifs} jump ingress"]),
+        *hook("forward", [f"iifname {ifs} jump ingress", f"oifname {ifs} jump egress"]),
+        *hook("output", [f"oifname {ifs} jump egress"]),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def apply(guards: Mapping[str, Guard]) -> None:
+    """Load each guard's table into its namespace (replacing the previous one)."""
+    for g in guards.values():
+        run(in_ns(g.ns, "nft", "-f", "-"), stdin=render(g))
+
+
+def enforce(stack: Stack, layout: Layout) -> str:
+    """Apply the stack's rules to the lab; a one-line summary."""
+    gs = guards(stack, layout)
+    apply(gs)
+    n = sum(len(g.firewall.ingress) for g in gs.values())
+    return f"{n} rules of components.firewall as nftables in {', '.join(gs)}"
+
+
+# --- probes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A TCP connect from namespace `ns` (whose address is `source`) to `host`:`port`."""
+
+    ns: str
+    source: IPv4Address
+    host: IPv4Address
+    port: int
+
+    def text(self) -> str:
+        return f"{self.source} -> {self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One `firewall: ...` check: every probe crosses the filter (`accepted`) or none does."""
+
+    name: str
+    accepted: bool
+    probes: tuple[Probe, ...]
+
+
+def connect(p: Probe, timeout: float = FILTERED_AFTER_S) -> str:
+    """`open`; `reset` (refused by the host: the SYN crossed the filter); `no answer` (dropped
+    on the way); `dropped here` (by the sender's own filter); or the error."""
+    try:
+        netns_socket(p.ns, str(p.host), p.port, timeout).close()
+    except ConnectionRefusedError:
+        return "reset"
+    except TimeoutError:
+        return "no answer"
+    except PermissionError:
+        return "dropped here"
+    except OSError as e:
+        return e.strerror or str(e)
+    return "open"
+
+
+def held(accepted: bool, outcome: str) -> bool:
+    """Whether a probe saw what its check wants; an error (no route...) proves neither."""
+    return outcome in (("open", "reset") if accepted else ("no answer", "dropped here"))
+
+
+def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) -> list[Expect]:
+    """What the stack intends, as probes. `bridge_ports`: each bridge site's SoftEther port."""
+    net = stack.network
+    op = (layout.operator_ns, OPERATOR.ip)
+    other = (layout.stranger_ns, STRANGER.ip)
+    out: list[Expect] = []
+    for node in (n for n in layout.nodes if n.kind == "bridge"):
+        site = net.site(node.site)
+        public, private, port = node.public.ip, site.bridge.private_address, bridge_ports[site.name]
+        what = f"firewall: {site.name} bridge"
+        out += [
+            Expect(
+                f"{what}: SSH from the operator {op[1]} accepted",
+                True,
+                (Probe(*op, public, SSH_PORT),),
+            ),
+            Expect(
+                f"{what}: SSH from another internet address {other[1]} refused",
+                False,
+                (Probe(*other, public, SSH_PORT),),
+            ),
+            Expect(
+                f"{what}: nothing else from the internet (SoftEther {port} refused)",
+                False,
+                (Probe(*op, public, port), Probe(*other, public, port)),
+            ),
+        ]
+        for cidr in site.cidrs:
+            hosts = [h for h in layout.hosts if h.site == site.name and h.address in cidr]
+            if hosts:
+                out.append(
+                    Expect(
+                        f"{what}: all from the hybrid range {cidr} accepted",
+                        True,
+                        tuple(
+                            Probe(h.ns, h.address, private, p)
+                            for h in hosts
+                            for p in (SSH_PORT, port)
+                        ),
+                    )
+                )
+    db, cfg = layout.db, stack.database
+    if db is None or cfg is None:
+        return out
+    machines = [*layout.hosts, *([layout.app] if layout.app else [])]
+    allowed: list[IPv4Network] = []
+    for name in cfg.allowed_from:
+        for cidr in net.home.cidrs if name == net.home.name else net.site(name).cidrs:
+            allowed.append(cidr)
+            inside = [h for h in machines if h.address in cidr]
+            if inside:
+                out.append(
+                    Expect(
+                        f"firewall: database: MySQL {cfg.port} from {name} {cidr} accepted",
+                        True,
+                        tuple(Probe(h.ns, h.address, db.address, cfg.port) for h in inside),
+                    )
+                )
+    outside = [h for h in layout.hosts if not any(h.address in c for c in allowed)]
+    if outside:
+        sites = ", ".join(dict.fromkeys(h.site for h in outside))
+        out.append(
+            Expect(
+                f"firewall: database: MySQL {cfg.port} from the other sites refused ({sites})",
+                False,
+                tuple(Probe(h.ns, h.address, db.address, cfg.port) for h in outside),
+            )
+        )
+    inside = [h for h in machines if any(h.address in c for c in allowed)]
+    if inside:
+        out.append(
+            Expect(
+                f"firewall: database: only MySQL from the allowed sites (SSH {SSH_PORT} refused)",
+                False,
+                tuple(Probe(h.ns, h.address, db.address, SSH_PORT) for h in inside),
+            )
+        )
+    neighbour = next((h for h in layout.hosts if h.site == db.site), None)
+    if neighbour is not None:
+        out.append(
+            Expect(
+                "firewall: database: starts no connection",
+                False,
+                (Probe(db.ns, db.address, neighbour.address, SSH_PORT),),
+            )
+        )
+    return out
+
+
+def verify(
+    stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]
+) -> list[tuple[Expect, bool, str]]:
+    """Run every expectation's probes in parallel: (expectation, held, what was seen)."""
+    todo = expectations(stack, layout, bridge_ports)
+
+    def one(item: tuple[Probe, bool]) -> str:
+        probe, accepted = item
+        outcome = connect(probe)
+        for _ in range(ACCEPT_TRIES - 1):
+            if not accepted or held(True, outcome):
+                break
+            outcome = connect(probe)
+        return outcome
+
+    items = [(p, e.accepted) for e in todo for p in e.probes]
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(items)))) as pool:
+        seen = dict(zip(items, pool.map(one, items), strict=True))
+    out = []
+    for e in todo:
+        outcomes = [seen[(p, e.accepted)] for p in e.probes]
+        ok = all(held(e.accepted, o) for o in outcomes)
+        detail = ", ".join(f"{p.text()} {o}" for p, o in zip(e.probes, outcomes, strict=True))
+        out.append((e, ok, detail))
+    return out

@@ -1,0 +1,92 @@
+"""lab.firewall without root: which namespaces are filtered, the nftables text, the probes."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+import pytest
+
+from components.firewall import firewall_rules
+from lab.firewall import Guard, expectations, guards, lab_rules, render, without
+from lab.layout import OPERATOR, STRANGER, build_layout, lab_id
+from topology import load_stack
+
+PORTS = {"Hybrid-VPC": 5555, "Hybrid-VNet": 5555}
+
+
+def _lab():
+    stack = load_stack("dev")
+    return stack, build_layout(stack, "dev", lab_id("/run/hybrid-lab-test/dev"))
+
+
+def test_guards_are_the_bridges_and_the_database_on_their_nics() -> None:
+    stack, layout = _lab()
+    gs = guards(stack, layout)
+    assert {k: g.interfaces for k, g in gs.items()} == {
+        "vpn1": ("eth0", "eth1"),
+        "vpn2": ("eth0", "eth1"),
+        "db": ("eth0",),
+    }
+    assert layout.db is not None and gs["db"].ns == layout.db.ns
+
+
+def test_lab_rules_put_the_lab_operator_in_place_of_operator_cidr() -> None:
+    stack, _ = _lab()
+    cloud, lab = firewall_rules(stack), lab_rules(stack)
+    assert cloud.bridge.ingress[0].source == IPv4Network("203.0.113.0/24")
+    assert lab.bridge.ingress[0].source == IPv4Network(f"{OPERATOR.ip}/32")
+    assert lab.bridge.ingress[1:] == cloud.bridge.ingress[1:]
+    assert lab.database == cloud.database
+
+
+def test_render_bridge_allows_operator_ssh_and_hybrid_ranges_and_drops_the_rest() -> None:
+    stack, layout = _lab()
+    text = render(guards(stack, layout)["vpn1"])
+    assert 'ip saddr 198.51.100.254/32 tcp dport 22 return comment "ssh-operator"' in text
+    assert 'ip saddr 192.168.21.0/24 return comment "hybrid-3"' in text
+    assert "203.0.113" not in text
+    assert 'iifname { "eth0", "eth1" } jump ingress' in text
+    assert text.count("    drop\n") == 2  # the end of ingress and of egress
+    assert 'ip daddr 0.0.0.0/0 return comment "egress 0.0.0.0/0"' in text
+
+
+def test_render_database_has_no_egress_rule() -> None:
+    stack, layout = _lab()
+    text = render(guards(stack, layout)["db"])
+    assert "tcp dport 3306 return" in text
+    assert "ip daddr" not in text
+    assert 'oifname { "eth0" } jump egress' in text
+
+
+def test_without_removes_exactly_one_rule_and_refuses_an_unknown_name() -> None:
+    stack, layout = _lab()
+    g: Guard = guards(stack, layout)["vpn1"]
+    cut = without(g, "ssh-operator")
+    assert [r.name for r in cut.firewall.ingress] == [r.name for r in g.firewall.ingress][1:]
+    with pytest.raises(ValueError, match="rule: ssh-9 is not a rule of"):
+        without(g, "ssh-9")
+
+
+def test_expectations_show_every_rule_class_both_ways() -> None:
+    stack, layout = _lab()
+    es = expectations(stack, layout, PORTS)
+    names = {e.name: e.accepted for e in es}
+    for site in ("Hybrid-VPC", "Hybrid-VNet"):
+        assert names[f"firewall: {site} bridge: SSH from the operator {OPERATOR.ip} accepted"]
+        assert not names[
+            f"firewall: {site} bridge: SSH from another internet address {STRANGER.ip} refused"
+        ]
+        assert not names[f"firewall: {site} bridge: nothing else from the internet (SoftEther 5555 refused)"]
+    assert names["firewall: Hybrid-VPC bridge: all from the hybrid range 192.168.21.0/24 accepted"]
+    assert names["firewall: database: MySQL 3306 from Hybrid-VNet 192.168.31.0/24 accepted"]
+    assert not names["firewall: database: MySQL 3306 from the other sites refused (home, Hybrid-VPC)"]
+    assert not names["firewall: database: starts no connection"]
+    assert all(e.probes for e in es)
+    assert len(names) == len(es)
+
+
+def test_layout_stranger_is_another_internet_address() -> None:
+    _, layout = _lab()
+    assert layout.stranger_ns != layout.operator_ns
+    assert STRANGER.network == OPERATOR.network and STRANGER.ip != OPERATOR.ip
+    assert any(lk.a_ns == layout.stranger_ns and lk.a_addr == STRANGER for lk in layout.links)
