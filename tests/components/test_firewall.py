@@ -37,7 +37,11 @@ def test_database_ingress_keeps_site_order_without_repeats() -> None:
     assert stack.database is not None
     db = stack.database.model_copy(update={"allowed_from": ("home", "Hybrid-VNet", "home")})
     rules = database_ingress(stack.network, db)
-    assert [str(r.source) for r in rules] == ["192.168.1.0/24", "192.168.30.0/24", "192.168.31.0/24"]
+    assert [str(r.source) for r in rules] == [
+        "192.168.1.0/24",
+        "192.168.30.0/24",
+        "192.168.31.0/24",
+    ]
     assert len({r.name for r in rules}) == len(rules)
 
 

@@ -76,10 +76,14 @@ def test_expectations_show_every_rule_class_both_ways() -> None:
         assert not names[
             f"firewall: {site} bridge: SSH from another internet address {STRANGER.ip} refused"
         ]
-        assert not names[f"firewall: {site} bridge: nothing else from the internet (SoftEther 5555 refused)"]
+        assert not names[
+            f"firewall: {site} bridge: nothing else from the internet (SoftEther 5555 refused)"
+        ]
     assert names["firewall: Hybrid-VPC bridge: all from the hybrid range 192.168.21.0/24 accepted"]
     assert names["firewall: database: MySQL 3306 from Hybrid-VNet 192.168.31.0/24 accepted"]
-    assert not names["firewall: database: MySQL 3306 from the other sites refused (home, Hybrid-VPC)"]
+    assert not names[
+        "firewall: database: MySQL 3306 from the other sites refused (home, Hybrid-VPC)"
+    ]
     assert not names["firewall: database: starts no connection"]
     assert all(e.probes for e in es)
     assert len(names) == len(es)

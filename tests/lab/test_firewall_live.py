@@ -9,6 +9,7 @@ from ipaddress import IPv4Network
 
 import pytest
 
+from cli.main import main
 from components.firewall import ANYWHERE, Ingress
 from lab.firewall import Guard, apply, guards, verify, without
 from lab.up import Lab, open_lab
@@ -22,7 +23,9 @@ VPC_21 = "firewall: Hybrid-VPC bridge: all from the hybrid range 192.168.21.0/24
 VNET_31 = "firewall: Hybrid-VNet bridge: all from the hybrid range 192.168.31.0/24 accepted"
 MYSQL_30 = "firewall: database: MySQL 3306 from Hybrid-VNet 192.168.30.0/24 accepted"
 MYSQL_31 = "firewall: database: MySQL 3306 from Hybrid-VNet 192.168.31.0/24 accepted"
-VPC_STRANGER = "firewall: Hybrid-VPC bridge: SSH from another internet address 198.51.100.253 refused"
+VPC_STRANGER = (
+    "firewall: Hybrid-VPC bridge: SSH from another internet address 198.51.100.253 refused"
+)
 DB_EGRESS = "firewall: database: starts no connection"
 
 
@@ -86,3 +89,13 @@ def test_firewall_database_egress_opened_fails_exactly_the_egress_check(lab: Lab
     assert _failed(lab, replace(g, firewall=replace(g.firewall, egress=(ANYWHERE,))), "db") == {
         DB_EGRESS
     }
+
+
+def test_firewall_checks_are_in_hybrid_lab_test(
+    dev: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYBRID_LAB_DIR", str(dev.root))
+    assert main(["lab", "test", "--stack", dev.ref]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "  firewall: " in ln]
+    assert len(lines) == 15
+    assert all(ln.startswith("PASS  firewall: ") for ln in lines)
