@@ -170,7 +170,12 @@ class Ec2Bridge(pulumi.ComponentResource):
             tags={"Name": f"{site.name}-bridge"},
             # The lookup finds the newest Debian image; a newer one must not replace a running
             # bridge on the next `pulumi up` (`pulumi up --replace` takes it on purpose).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[eip], ignore_changes=["ami"]),
+            # The primary ENI is a separate resource that outlives the instance: a replacement
+            # can attach it only once the old instance is gone (InvalidNetworkInterface.InUse
+            # with Pulumi's default create-before-delete).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[eip], ignore_changes=["ami"], delete_before_replace=True
+            ),
         )
         self.softether = converge(name, args, self, self.public_ip, self.instance)
         self.register_outputs({"publicIp": self.public_ip, "eniId": self.eni.id})
@@ -256,10 +261,19 @@ class AzureVmBridge(pulumi.ComponentResource):
                     },
                 },
             },
+            # The NIC is a Pulumi resource that outlives the VM: `Detach`, or Azure deletes it
+            # together with the replaced VM.
             network_profile={
-                "network_interfaces": [{"id": self.nic.id, "primary": True, "delete_option": "Delete"}]
+                "network_interfaces": [{"id": self.nic.id, "primary": True, "delete_option": "Detach"}]
             },
-            opts=child,
+            # Azure refuses to change customData or the image of an existing VM
+            # (PropertyChangeNotAllowed) while azure-native plans both as updates; the new VM
+            # needs the NIC and the computer name of the old one, so it goes first.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                replace_on_changes=["osProfile.customData", "storageProfile.imageReference"],
+                delete_before_replace=True,
+            ),
         )
         self.softether = converge(name, args, self, self.public_ip, self.vm)
         self.register_outputs({"publicIp": self.public_ip})

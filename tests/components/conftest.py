@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import pulumi
 import pytest
 
+from components import program
 from components.testing import ProgramRun, run_program
+from topology import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "stacks" / "Pulumi.dev.yaml"
@@ -46,3 +51,29 @@ def home_host_key() -> str:
 def dev_unpinned() -> ProgramRun:
     """The reference stack before the user pinned the home server's host key."""
     return run_program(DEV)
+
+
+# Each resource's options as the SDK sends them with its registration, by (type, name). The
+# mocks see inputs only; a stack transformation registered before the program builds sees
+# every resource's final `ResourceOptions` (`delete_before_replace`, `replace_on_changes`...).
+Options = dict[tuple[str, str], pulumi.ResourceOptions]
+
+
+def recording(options: Options) -> Callable[[Stack], Mapping[str, Any]]:
+    """`program.build` that first registers a transformation filling `options`."""
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        options[(args.type_, args.name)] = args.opts
+
+    def build(stack: Stack) -> Mapping[str, Any]:
+        pulumi.runtime.register_stack_transformation(record)
+        return program.build(stack)
+
+    return build
+
+
+@pytest.fixture(scope="module", params=[DEV, FOUR_SITE], ids=["dev", "four-site"])
+def with_options(request: pytest.FixtureRequest) -> tuple[ProgramRun, Options]:
+    """A run of each stack file (host key pinned) with the options of every resource."""
+    options: Options = {}
+    return run_program(request.param, recording(options), config=PINNED), options
