@@ -31,6 +31,10 @@ from topology import (
 from .args import add_stack, stack_ref
 
 PRICES = Path(__file__).with_name("prices.yaml")
+# An Azure budget above this multiple of the stack's own Azure estimate is no backstop: most
+# likely its amounts are in another currency than the billing account's (the blog's 1,000 and
+# 4,000 are yen; on a USD account they alert at $4,000).
+BUDGET_CEILING = 10
 
 # The provider's own config key that sets a site's region when `region` is not set on the site.
 REGION_KEY = {"aws": "aws:region", "azure": "azure-native:location"}
@@ -63,6 +67,7 @@ class Prices:
     hours_per_month: float
     assumptions: Mapping[str, Any]
     table: Mapping[str, Mapping[str, Any]]
+    per_usd: Mapping[str, float]  # approximate exchange rates, for the budget check
 
     def price(
         self, key: str, region: tuple[str, str], size: tuple[str, str] | None = None
@@ -98,6 +103,7 @@ def load_prices(path: Path = PRICES) -> Prices:
         hours_per_month=float(doc["hours_per_month"]),
         assumptions=doc["assumptions"],
         table=doc["prices"],
+        per_usd={k: float(v) for k, v in doc["exchange"]["per_usd"].items()},
     )
 
 
@@ -207,6 +213,17 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                     region,
                 ),
             ]
+            if site.cpu_credits == "unlimited":
+                source = stack.network.softether.source
+                links.append(
+                    line(
+                        site.name,
+                        "aws_cpu_credits",
+                        f"bridge surplus CPU credits, {source} install at first boot",
+                        a["aws_bridge_build_vcpu_minutes"][source] / 60,
+                        region,
+                    )
+                )
             shared.append(
                 line(site.name, "aws_egress", "data transfer out", a["egress_gb_per_site"], region)
             )
@@ -282,6 +299,27 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
     return Estimate(tuple(links), tuple(shared), tuple(managed), prices)
 
 
+def budget_problems(stack: Stack, est: Estimate) -> list[str]:
+    """Azure budgets whose amounts cannot be in `budgets.azure.currency`: more than
+    `BUDGET_CEILING` times the stack's own Azure estimate in that currency."""
+    budgets = stack.budgets
+    azure = budgets.azure if budgets is not None and budgets.enabled else None
+    if azure is None:
+        return []
+    currency, rates = azure.currency, est.prices.per_usd
+    if currency not in rates:
+        return [
+            f"budgets.azure.currency: {currency} has no exchange rate in {PRICES.name} (known: {', '.join(sorted(rates))})"
+        ]
+    monthly = est.by_cloud().get("azure", 0.0) * rates[currency]
+    return [
+        f"budgets.azure.budgets[{i}].amount: {b.amount:g} {currency} is more than {BUDGET_CEILING} times"
+        f" this stack's Azure estimate ({monthly:.2f} {currency}/month); is budgets.azure.currency right?"
+        for i, b in enumerate(azure.budgets)
+        if b.amount > BUDGET_CEILING * monthly
+    ]
+
+
 def render(est: Estimate, source: str, stack: Stack) -> list[str]:
     p = est.prices
     out = [
@@ -319,6 +357,21 @@ def render(est: Estimate, source: str, stack: Stack) -> list[str]:
         out.append(
             f"AWS budgets (USD/month): {listed}; a full month up crosses {len(crossed)} of {len(stack.budgets.aws)}"
         )
+    if stack.budgets is not None and stack.budgets.azure is not None:
+        azure = stack.budgets.azure
+        listed = ", ".join(f"{b.name} {b.amount:g}" for b in azure.budgets)
+        rate = p.per_usd.get(azure.currency)
+        if rate is not None:
+            out.append(
+                f"Azure budgets ({azure.currency}/month): {listed}; this stack's Azure estimate is"
+                f" {clouds.get('azure', 0.0) * rate:.0f} {azure.currency}/month (approximate rate)"
+            )
+    modes = {s.cpu_credits for s in stack.network.sites if s.cpu_credits}
+    if modes:
+        out.append(
+            f"AWS bridge CPU credits: {', '.join(sorted(modes))}; the surplus of one first-boot install"
+            " per `pulumi up` is priced above (repaid by earned credits on a bridge left up for a day)"
+        )
     if stack.ttl_hours is not None:
         session = est.softether_total / p.hours_per_month * stack.ttl_hours
         out.append(
@@ -348,6 +401,9 @@ def cost(args: argparse.Namespace) -> int:
         est = estimate(stack, config, load_prices())
     except PriceError as e:
         raise TopologyError(str(path), [str(e)]) from None
+    found = budget_problems(stack, est)
+    if found:
+        raise TopologyError(str(path), found)
     if args.json:
         print(json.dumps(est.to_json(), indent=2))
     else:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from topology import plan_routes
+from topology import TopologyError, plan_routes, project_config, read_stack_file, stack_file
+from topology.load import parse_stack
 
 from .args import add_stack, stack_of, stack_ref
+from .cost import PriceError, budget_problems, estimate, load_prices
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    stack = stack_of(args)
+    path = stack_file(stack_ref(args))
+    config = read_stack_file(path)
+    stack = parse_stack(project_config(config), str(path))
+    # The Azure budgets' amounts against the stack's own estimate (cli/cost.py).
+    budgets_note, found = "", []
+    if stack.budgets is not None and stack.budgets.azure is not None:
+        try:
+            found = budget_problems(stack, estimate(stack, config, load_prices()))
+        except PriceError as e:
+            budgets_note = f"  budgets.azure: amounts not checked against the estimate ({e})"
+    if found:
+        raise TopologyError(str(path), found)
     net = stack.network
     sites = ", ".join(f"{s.name} ({s.cloud}, {len(s.subnets)} subnets)" for s in net.sites)
     extras = [k for k in ("database", "app", "budgets") if getattr(stack, k) is not None]
@@ -30,6 +43,8 @@ def check(args: argparse.Namespace) -> int:
     print(f"  transit {net.transit.hub}: {net.transit.cidr}")
     print(f"  sites: {sites}")
     print(f"  routes: {len(plan_routes(net).rows())}; paas: {', '.join(extras) or 'none'}")
+    if budgets_note:
+        print(budgets_note)
     return 0
 
 

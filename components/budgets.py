@@ -81,7 +81,8 @@ class Budgets(pulumi.ComponentResource):
             # Azure accepts only the 1st of a month as a start (checked in topology/validate.py),
             # and refuses a past month on create: without a configured date, the budget starts
             # this month and later runs ignore the (then past) date instead of replacing it.
-            first = azure.start_date or datetime.date.today().replace(day=1)
+            # The month is UTC's: a local date west of UTC is last month on a month's last evening.
+            first = azure.start_date or datetime.datetime.now(datetime.UTC).date().replace(day=1)
             start = f"{first.isoformat()}T00:00:00Z"
             budget_opts = (
                 child
@@ -96,7 +97,9 @@ class Budgets(pulumi.ComponentResource):
                         consumption.Budget(
                             f"{name}-azure{suffix}-{b.name}",
                             scope=scope,
-                            amount=b.amount,  # in the billing account's currency
+                            # In the billing account's currency, stated as budgets.azure.currency
+                            # and checked against the stack's estimate (`hybrid check`).
+                            amount=b.amount,
                             category="Cost",
                             time_grain="Monthly",
                             time_period=consumption.BudgetTimePeriodArgs(start_date=start),

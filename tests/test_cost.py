@@ -55,6 +55,7 @@ def test_cost_dev_prices_each_billable_resource_once():
         "Hybrid-VPC: bridge VM t4g.nano (ap-northeast-1)",
         "Hybrid-VPC: bridge public IPv4 (ap-northeast-1)",
         "Hybrid-VPC: bridge root volume 8 GiB (ap-northeast-1)",
+        "Hybrid-VPC: bridge surplus CPU credits, upstream install at first boot (ap-northeast-1)",
         "Hybrid-VNet: bridge VM Standard_B1ls (japaneast)",
         "Hybrid-VNet: bridge public IP (japaneast)",
         "Hybrid-VNet: bridge OS disk S4 (japaneast)",
@@ -257,3 +258,70 @@ def test_cost_prices_every_billable_resource_the_program_records(path: Path):
         t: recorded[t] for t in BILLABLE
     }
 
+
+
+def test_cost_aws_bridge_credit_mode_is_unlimited_and_its_build_is_priced(capsys: pytest.CaptureFixture[str]):
+    # t4g bursts in unlimited mode (AWS's default, set explicitly by components/bridge.py):
+    # the first-boot build's surplus credits are billed per vCPU-hour (audit #12).
+    est, prices = dev(), load_prices()
+    (credits,) = [ln for ln in est.links if ln.key == "aws_cpu_credits"]
+    minutes = prices.assumptions["aws_bridge_build_vcpu_minutes"]["upstream"]
+    assert (credits.site, credits.unit, credits.quantity) == ("Hybrid-VPC", "vCPU-h", minutes / 60)
+    assert credits.unit_price == prices.table["aws_cpu_credits"]["regions"]["ap-northeast-1"]
+    assert main(["cost", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU credits: unlimited" in out
+    debian = priced(stack_file("dev"), **{"hybrid-cloud:network": _network(softether={"source": "debian"})})
+    (cheap,) = [ln for ln in debian.links if ln.key == "aws_cpu_credits"]
+    assert cheap.quantity < credits.quantity
+
+
+def _network(**changes: Any) -> dict[str, Any]:
+    net = yaml.safe_load(stack_file("dev").read_text())["config"]["hybrid-cloud:network"]
+    return net | changes
+
+
+def _budget_stack(tmp_path: Path, currency: str, amounts: tuple[float, float] = (1000, 4000)) -> Path:
+    doc = yaml.safe_load(stack_file("dev").read_text())
+    azure = doc["config"]["hybrid-cloud:budgets"]["azure"]
+    azure["currency"] = currency
+    for budget, amount in zip(azure["budgets"], amounts, strict=True):
+        budget["amount"] = amount
+    path = tmp_path / "Pulumi.budget.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "cost"])
+def test_cost_azure_budget_far_above_the_estimate_is_refused(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # The blog's 1,000 and 4,000 are yen; on a USD billing account they would alert at
+    # $4,000, 150 times this stack's Azure bill (audit #11).
+    path = _budget_stack(tmp_path, "USD")
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    azure = dev().by_cloud()["azure"]
+    assert err == [
+        f"{path}: budgets.azure.budgets[{i}].amount: {amount} USD is more than 10 times this"
+        f" stack's Azure estimate ({azure:.2f} USD/month); is budgets.azure.currency right?"
+        for i, amount in ((0, 1000), (1, 4000))
+    ]
+
+
+def test_cost_azure_budget_in_the_stated_currency_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["check", "--stack", "dev"]) == 0
+    assert main(["check", str(_budget_stack(tmp_path, "USD", (7, 27)))]) == 0
+    assert main(["cost", "--stack", "dev"]) == 0
+    rate = load_prices().per_usd["JPY"]
+    assert (
+        f"Azure budgets (JPY/month): used-nothing 1000, self-restraint 4000; this stack's Azure"
+        f" estimate is {dev().by_cloud()['azure'] * rate:.0f} JPY/month" in capsys.readouterr().out
+    )
+
+
+def test_cost_azure_budget_currency_without_a_rate_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = _budget_stack(tmp_path, "XAU")
+    assert main(["check", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{path}: budgets.azure.currency: XAU has no exchange rate in prices.yaml (known: ")

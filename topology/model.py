@@ -8,6 +8,7 @@ Cross-field rules (overlaps, reserved addresses, references) live in `validate.p
 from __future__ import annotations
 
 import datetime
+import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
@@ -84,6 +85,11 @@ class Bridge(Model):
 
 # The smallest sizes that run a SoftEther bridge (ARM on AWS: the cheapest per hour).
 DEFAULT_BRIDGE_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
+# AWS burstable (T) instances bill CPU above their baseline as credits. The bridges run in
+# unlimited mode, AWS's default for T3/T4g, set explicitly: in standard mode a t4g.nano without
+# a credit balance runs at its 5 % baseline, and the first-boot build would take hours. The
+# surplus is priced by `hybrid cost`.
+AWS_CPU_CREDITS = "unlimited"
 
 
 class CloudSite(Model):
@@ -97,6 +103,12 @@ class CloudSite(Model):
     @property
     def bridge_size(self) -> str:
         return self.bridge.size or DEFAULT_BRIDGE_SIZE[self.cloud]
+
+    @property
+    def cpu_credits(self) -> str | None:
+        """The bridge's CPU credit mode: `AWS_CPU_CREDITS` for an AWS T family, else None."""
+        family = self.bridge_size.split(".")[0]
+        return AWS_CPU_CREDITS if self.cloud == "aws" and re.fullmatch(r"t\d+[a-z]*", family) else None
 
     @property
     def cascade_user(self) -> str:
@@ -173,6 +185,9 @@ class AzureBudget(Model):
 
 class AzureBudgets(Model):
     scope: Literal["subscription", "resourceGroup"] = "subscription"
+    # Azure budgets count in the billing account's currency, which the API does not take: the
+    # stack states it (ISO 4217) so the amounts can be checked against the estimate.
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
     # Unset: the first day of the month of the first `pulumi up`.
     start_date: datetime.date | None = None
     budgets: tuple[AzureBudget, ...] = Field(min_length=1)

@@ -9,7 +9,7 @@ import pytest
 
 from components import program
 from components.testing import ProgramRun, run_program
-from topology import Stack
+from topology import Stack, load_stack
 
 AWS = "aws:budgets/budget:Budget"
 AZURE = "azure-native:consumption:Budget"
@@ -35,8 +35,8 @@ def per_group() -> ProgramRun:
 
 
 @pytest.fixture(scope="module")
-def no_start_date() -> ProgramRun:
-    return run_program("dev", build=_with_budgets(start=None))
+def fixed_start() -> ProgramRun:
+    return run_program("dev", build=_with_budgets(start=datetime.date(2026, 12, 1)))
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +79,13 @@ def test_budgets_aws_alerts_on_actual_and_forecasted_spend_in_usd(
     [("used-nothing", 1000, (50, 100)), ("self-restraint", 4000, (80, 100))],
 )
 def test_budgets_azure_alerts_per_threshold_from_the_configured_month(
-    dev: ProgramRun, name: str, amount: int, thresholds: tuple[int, ...]
+    fixed_start: ProgramRun, name: str, amount: int, thresholds: tuple[int, ...]
 ) -> None:
-    budget = dev.one(AZURE, f"budgets-azure-{name}")
+    budget = fixed_start.one(AZURE, f"budgets-azure-{name}")
     assert budget.input("amount") == amount
     assert (budget.input("category"), budget.input("timeGrain")) == ("Cost", "Monthly")
     assert budget.input("timePeriod") == {"startDate": "2026-12-01T00:00:00Z"}
+    assert budget.ignore_changes == ()
     notifications = budget.input("notifications").values()
     assert {(n["thresholdType"], n["threshold"]) for n in notifications} == {
         (kind, t) for t in thresholds for kind in ("Actual", "Forecasted")
@@ -123,12 +124,46 @@ def test_budgets_switched_off_creates_no_budget(switched_off: ProgramRun) -> Non
     assert switched_off.of_type("aws:rds/instance:Instance")
 
 
-def test_budgets_azure_without_start_date_starts_this_month_and_keeps_it(
-    dev: ProgramRun, no_start_date: ProgramRun
-) -> None:
-    first = datetime.date.today().replace(day=1).isoformat()
-    assert len(no_start_date.of_type(AZURE)) == 2 and len(dev.of_type(AZURE)) == 2
-    for budget in no_start_date.of_type(AZURE):
+def test_budgets_azure_without_start_date_starts_this_month_and_keeps_it(dev: ProgramRun) -> None:
+    # The reference stack sets no startDate: a fixed one becomes a past month, which Azure
+    # refuses on create (audit #6), and the 8-hour stack is created again and again.
+    first = datetime.datetime.now(datetime.UTC).date().replace(day=1).isoformat()
+    assert len(dev.of_type(AZURE)) == 2
+    for budget in dev.of_type(AZURE):
         assert budget.input("timePeriod") == {"startDate": f"{first}T00:00:00Z"}
         assert budget.ignore_changes == ("timePeriod",)
-    assert all(b.ignore_changes == () for b in dev.of_type(AZURE))
+
+
+def test_budgets_reference_stack_has_no_fixed_start_date() -> None:
+    azure = load_stack("dev").budgets
+    assert azure is not None and azure.azure is not None
+    assert azure.azure.start_date is None
+
+
+class _Clock(datetime.datetime):
+    """2026-11-30 20:00 in New York, which is already 2026-12-01 01:00 UTC."""
+
+    INSTANT = datetime.datetime(2026, 12, 1, 1, 0, tzinfo=datetime.UTC)
+    LOCAL = datetime.timezone(datetime.timedelta(hours=-5))
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
+        # Without a zone: the machine's local wall clock, as `datetime.now()` gives it.
+        return cls.INSTANT.astimezone(tz) if tz else cls.INSTANT.astimezone(cls.LOCAL).replace(tzinfo=None)
+
+
+class _Date(datetime.date):
+    @classmethod
+    def today(cls) -> datetime.date:
+        return _Clock.now().date()
+
+
+def test_budgets_default_start_is_the_month_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # West of UTC on the last evening of a month, the local date is still last month: a past
+    # start, which Azure refuses (audit #14). Azure's months are UTC months.
+    from components import budgets
+
+    clock = type("clock", (), {"datetime": _Clock, "date": _Date, "UTC": datetime.UTC, "timezone": datetime.timezone})
+    monkeypatch.setattr(budgets, "datetime", clock)
+    run = run_program("dev", build=_with_budgets(start=None))
+    assert {b.input("timePeriod")["startDate"] for b in run.of_type(AZURE)} == {"2026-12-01T00:00:00Z"}

@@ -62,3 +62,10 @@ def test_azure_bridge_vm_detaches_its_managed_nic_on_delete(with_options: Record
 def test_resource_options_recorder_sees_every_custom_resource(with_options: Recorded) -> None:
     run, options = with_options
     assert {(r.type, r.name) for r in run.records if r.custom} <= set(options)
+
+
+def test_ec2_bridge_credit_mode_is_stated(with_options: Recorded) -> None:
+    # Unlimited, AWS's default for t4g, set so the billed mode is the one `hybrid cost` prices.
+    run, _ = with_options
+    for name in _bridges(run, "aws"):
+        assert run.one(INSTANCE, name).input("creditSpecification") == {"cpuCredits": "unlimited"}
