@@ -1,4 +1,4 @@
-"""`hybrid`: check, routes, plan, lab, cost, diagram, softether.
+"""`hybrid`: check, routes, plan, lab, cost, diagram, softether, cloud-init.
 
 Every command that takes a stack accepts `--stack NAME` (stacks/Pulumi.NAME.yaml) or a path.
 Errors a user can fix are printed one per line on stderr, never as a traceback.
@@ -14,7 +14,7 @@ import sys
 from topology import TopologyError
 
 # Each module has `register(subparsers)`; its commands set `func(args) -> int`.
-MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab", "cli.plan")
+MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab", "cli.plan", "cli.cloudinit")
 
 
 def build_parser() -> argparse.ArgumentParser:

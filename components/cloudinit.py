@@ -8,6 +8,7 @@ resource converges it over SSH once the VM answers with the pinned host key.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -118,7 +119,10 @@ def bridge_cloud_config(options: SoftEtherOptions, host_key: HostKey, authorized
     """
     doc = {
         "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
+        # Unused while `ssh_keys` is given (cloud-init then writes those and generates none);
+        # should it ever run, only the pinned type, so a mismatch fails at the host-key check.
+        # The schema refuses an empty list.
+        "ssh_genkeytypes": ["ed25519"],
         "ssh_keys": {
             "ed25519_private": host_key.private_openssh,
             "ed25519_public": host_key.public_openssh.strip(),
@@ -145,6 +149,14 @@ def bridge_cloud_config(options: SoftEtherOptions, host_key: HostKey, authorized
             ]
         ],
     }
+    return cloud_config_text(doc)
+
+
+def cloud_config_text(doc: dict[str, Any]) -> str:
+    """`doc` as a `#cloud-config` document (multi-line strings as literal blocks, key order kept).
+
+    `cloud_config_text(yaml.safe_load(text)) == text` for every document made here.
+    """
     return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)
 
 

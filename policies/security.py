@@ -232,9 +232,12 @@ def host_key_pinned(cloud_config: str | None) -> bool:
     if not isinstance(doc, dict):
         return False
     keys = doc.get("ssh_keys") or {}
+    # The schema needs a non-empty `ssh_genkeytypes`; naming only the given types keeps any
+    # other key from being generated (cloud-init generates none while `ssh_keys` is given).
+    given = {k.removesuffix("_private") for k in keys if k.endswith("_private")}
     return (
         doc.get("ssh_deletekeys") is True
-        and doc.get("ssh_genkeytypes") == []
+        and set(doc.get("ssh_genkeytypes") or []) <= given
         and PRIVATE_KEY_BLOCK in str(keys.get("ed25519_private", ""))
         and str(keys.get("ed25519_public", "")).startswith("ssh-ed25519 ")
     )

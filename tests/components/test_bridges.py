@@ -144,7 +144,7 @@ def test_bridge_cloud_init_pins_the_generated_host_key(dev: ProgramRun, site: st
         "ed25519_private": host_key["privateKeyOpenssh"],
         "ed25519_public": host_key["publicKeyOpenssh"].strip(),
     }
-    assert (doc["ssh_deletekeys"], doc["ssh_genkeytypes"]) == (True, [])
+    assert (doc["ssh_deletekeys"], doc["ssh_genkeytypes"]) == (True, ["ed25519"])
     assert doc["ssh_authorized_keys"] == [operator["publicKeyOpenssh"].strip()]
     assert (doc["ssh_pwauth"], doc["disable_root"]) == (False, False)
 

@@ -19,7 +19,7 @@ SG = "aws:ec2/securityGroup:SecurityGroup"
 NSG = "azure-native:network:NetworkSecurityGroup"
 NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 PINNED_CLOUD_CONFIG = (
-    "#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n"
+    "#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: [ed25519]\nssh_keys:\n"
     "  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    abc\n    -----END OPENSSH PRIVATE KEY-----\n"
     "  ed25519_public: ssh-ed25519 AAAA host\n"
 )
@@ -106,7 +106,7 @@ def test_policy_no_plain_secret_catches_plain_passwords_and_keys(props: dict[str
         ("aws:ec2/instance:Instance", {"userData": _secret(PINNED_CLOUD_CONFIG)}, False),
         ("aws:ec2/instance:Instance", {"userData": _secret("#cloud-config\npackages: [vim]\n")}, True),
         ("aws:ec2/instance:Instance", {}, True),
-        ("aws:ec2/instance:Instance", {"userData": _secret(PINNED_CLOUD_CONFIG.replace("ssh_genkeytypes: []", "ssh_genkeytypes: [ed25519]"))}, True),
+        ("aws:ec2/instance:Instance", {"userData": _secret(PINNED_CLOUD_CONFIG.replace("ssh_genkeytypes: [ed25519]", "ssh_genkeytypes: [ed25519, rsa]"))}, True),
         (
             "azure-native:compute:VirtualMachine",
             {"osProfile": _secret({"customData": base64.b64encode(PINNED_CLOUD_CONFIG.encode()).decode()})},
