@@ -24,9 +24,11 @@ from topology import (
     TopologyError,
     parse_stack,
     project_config,
+    provider_regions,
     read_stack_file,
     stack_file,
 )
+from topology.model import REGION_KEY
 
 from .args import add_stack, stack_ref
 
@@ -36,8 +38,6 @@ PRICES = Path(__file__).with_name("prices.yaml")
 # 4,000 are yen; on a USD account they alert at $4,000).
 BUDGET_CEILING = 10
 
-# The provider's own config key that sets a site's region when `region` is not set on the site.
-REGION_KEY = {"aws": "aws:region", "azure": "azure-native:location"}
 MANAGED_GATEWAY_SKU = "VpnGw1"
 
 
@@ -396,7 +396,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cost(args: argparse.Namespace) -> int:
     path = stack_file(stack_ref(args))
     config = read_stack_file(path)
-    stack = parse_stack(project_config(config), str(path))
+    stack = parse_stack(project_config(config), str(path), provider_regions(config))
     try:
         est = estimate(stack, config, load_prices())
     except PriceError as e:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from topology import TopologyError, plan_routes, project_config, read_stack_file, stack_file
-from topology.load import parse_stack
+from topology import (
+    TopologyError,
+    parse_stack,
+    plan_routes,
+    project_config,
+    provider_regions,
+    read_stack_file,
+    stack_file,
+)
 
 from .args import add_stack, stack_of, stack_ref
 from .cost import PriceError, budget_problems, estimate, load_prices
@@ -25,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check(args: argparse.Namespace) -> int:
     path = stack_file(stack_ref(args))
     config = read_stack_file(path)
-    stack = parse_stack(project_config(config), str(path))
+    stack = parse_stack(project_config(config), str(path), provider_regions(config))
     # The Azure budgets' amounts against the stack's own estimate (cli/cost.py).
     budgets_note, found = "", []
     if stack.budgets is not None and stack.budgets.azure is not None:

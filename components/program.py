@@ -10,6 +10,7 @@ import pulumi
 
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
+from topology.model import REGION_KEY
 
 from .app import WordPressApp, WordPressAppArgs
 from .aws_network import HybridVpc, HybridVpcArgs
@@ -30,7 +31,12 @@ def stack_from_config(source: str | None = None) -> Stack:
     cfg = pulumi.Config(PROJECT)
     keys = (f.alias or name for name, f in Stack.model_fields.items())
     config = {k: _value(v) for k in keys if (v := cfg.get(k)) is not None}
-    return parse_stack(config, source or f"stack {pulumi.get_stack()}")
+    regions = {
+        cloud: region
+        for cloud, key in REGION_KEY.items()
+        if (region := pulumi.Config(key.split(":")[0]).get(key.split(":")[1]))
+    }
+    return parse_stack(config, source or f"stack {pulumi.get_stack()}", regions)
 
 
 def _value(raw: str) -> Any:

@@ -10,6 +10,7 @@ from .load import (
     load_stack,
     parse_stack,
     project_config,
+    provider_regions,
     read_stack_file,
     stack_file,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "parse_stack",
     "plan_routes",
     "project_config",
+    "provider_regions",
     "read_stack_file",
     "stack_file",
 ]

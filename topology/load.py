@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .model import Stack
+from .model import REGION_KEY, Stack
 from .validate import problems
 
 PROJECT = "hybrid-cloud"
@@ -43,13 +43,16 @@ def _line(err: Any) -> str:
             return f"{path}: {value!r} is invalid: {err['msg']}"
 
 
-def parse_stack(config: Mapping[str, Any], source: str = "stack") -> Stack:
-    """Validate `config` (keys without the `hybrid-cloud:` prefix); raise TopologyError."""
+def parse_stack(
+    config: Mapping[str, Any], source: str = "stack", regions: Mapping[str, str] | None = None
+) -> Stack:
+    """Validate `config` (keys without the `hybrid-cloud:` prefix); raise TopologyError.
+    `regions`: the providers' regions by cloud (`provider_regions`), for the zone checks."""
     try:
         stack = Stack.model_validate(dict(config))
     except ValidationError as e:
         raise TopologyError(source, [_line(err) for err in e.errors(include_url=False)]) from None
-    found = problems(stack)
+    found = problems(stack, regions or {})
     if found:
         raise TopologyError(source, found)
     return stack
@@ -59,6 +62,11 @@ def project_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The project's own keys of a stack file's `config:` section, prefix removed."""
     prefix = f"{PROJECT}:"
     return {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+def provider_regions(config: Mapping[str, Any]) -> dict[str, str]:
+    """The providers' regions by cloud from a stack file's whole `config:` map."""
+    return {cloud: str(config[key]) for cloud, key in REGION_KEY.items() if config.get(key)}
 
 
 def stack_file(name_or_path: str) -> Path:
@@ -84,4 +92,5 @@ def read_stack_file(path: Path) -> dict[str, Any]:
 
 def load_stack(name_or_path: str) -> Stack:
     path = stack_file(name_or_path)
-    return parse_stack(project_config(read_stack_file(path)), str(path))
+    config = read_stack_file(path)
+    return parse_stack(project_config(config), str(path), provider_regions(config))

@@ -83,6 +83,8 @@ class Bridge(Model):
     cascade_user: Name | None = None
 
 
+# The provider config key that sets a cloud's region for every site without its own `region`.
+REGION_KEY = {"aws": "aws:region", "azure": "azure-native:location"}
 # The smallest sizes that run a SoftEther bridge (ARM on AWS: the cheapest per hour).
 DEFAULT_BRIDGE_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
 # AWS burstable (T) instances bill CPU above their baseline as credits. The bridges run in

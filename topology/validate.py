@@ -5,11 +5,13 @@ Every rule runs (no stop at the first problem), so a user sees all of them at on
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections import Counter
-from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Iterator, Mapping
+from ipaddress import IPv4Address, IPv4Network, ip_address
 
-from .model import CloudSite, Stack, Topology
+from .model import REGION_KEY, CloudSite, Stack, Topology
 
 RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
@@ -21,13 +23,28 @@ RESERVED_LOW = {"aws": 4, "azure": 4}
 AWS_MAX_ALERTS, AWS_MAX_SUBSCRIBERS, AZURE_MAX_ALERTS = 5, 10, 2
 # Smallest subnet each cloud accepts.
 MAX_PREFIX = {"aws": 28, "azure": 29}
+# RDS for MySQL major versions and the end of their RDS standard support; after it, RDS
+# enrolls the instance in Extended Support, billed per vCPU-hour on top of the instance. From
+# AWS's "Supported MySQL major versions on Amazon RDS" (read 2026-12): 5.7 ended 2024-02-29,
+# 8.0 2026-07-31; 8.4 (LTS) runs to 2029-07-31.
+RDS_MYSQL_STANDARD_SUPPORT = {
+    "5.7": datetime.date(2024, 2, 29),
+    "8.0": datetime.date(2026, 7, 31),
+    "8.4": datetime.date(2029, 7, 31),
+}
+# An availability zone is its region's name plus a letter (ap-northeast-1a), or for a Local
+# Zone plus a location (us-west-2-lax-1a).
+_ZONE_SUFFIX = re.compile(r"[a-z]|-[a-z]+-\d+[a-z]")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
-def problems(stack: Stack) -> list[str]:
-    return [*_network(stack.network), *_paas(stack)]
+def problems(stack: Stack, regions: Mapping[str, str] | None = None) -> list[str]:
+    """Every cross-field problem; `regions` holds the providers' regions by cloud (from
+    `aws:region` / `azure-native:location`) for sites without their own `region`."""
+    return [*_network(stack.network, regions or {}), *_paas(stack)]
 
 
-def _network(net: Topology) -> Iterator[str]:
+def _network(net: Topology, regions: Mapping[str, str]) -> Iterator[str]:
     ranges = _ranges(net)
     for path, cidr in ranges:
         if not any(cidr.subnet_of(p) for p in RFC1918):
@@ -42,7 +59,22 @@ def _network(net: Topology) -> Iterator[str]:
     yield from _transit(net)
     yield from _names(net)
     for i, site in enumerate(net.sites):
-        yield from _site(f"network.sites[{i}]", site)
+        path = f"network.sites[{i}]"
+        yield from _site(path, site)
+        if site.region:
+            yield from _zones(path, site, site.region, f"{path}.region")
+        elif site.cloud in regions:
+            yield from _zones(path, site, regions[site.cloud], REGION_KEY[site.cloud])
+
+
+def _zones(path: str, site: CloudSite, region: str, region_field: str) -> Iterator[str]:
+    """AWS subnets' zones in the site's region: a subnet is created in its zone's region."""
+    for j, subnet in enumerate(site.subnets):
+        zone = subnet.zone
+        if site.cloud == "aws" and zone and not (
+            zone.startswith(region) and _ZONE_SUFFIX.fullmatch(zone[len(region) :])
+        ):
+            yield f"{path}.subnets[{j}].zone: {zone} is not a zone of {region} (the region set by {region_field})"
 
 
 def _ranges(net: Topology) -> list[tuple[str, IPv4Network]]:
@@ -95,6 +127,28 @@ def _home(net: Topology) -> Iterator[str]:
             yield f"network.home.gateway: {home.gateway} {why}"
     if server.lan_hub == net.transit.hub:
         yield f"network.home.vpnServer.lanHub: {server.lan_hub} is also the transit hub"
+    why = _host_name_problem(server.public_host)
+    if why:
+        yield f"network.home.vpnServer.publicHost: {server.public_host!r} {why}"
+
+
+def _host_name_problem(host: str) -> str | None:
+    """Why the cascades cannot dial `host` as a SoftEther server address (None if they can)."""
+    if "://" in host or "/" in host:
+        return "is a URL; give the host name alone"
+    if any(c.isspace() for c in host):
+        return "has spaces; a host name has none"
+    if re.fullmatch(r"[^:]+:\d*", host):
+        return "carries a port; the port is network.home.vpnServer.port"
+    try:
+        ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return "is not a host name or IP address"
+    return None
 
 
 def _transit(net: Topology) -> Iterator[str]:
@@ -173,6 +227,7 @@ def _paas(stack: Stack) -> Iterator[str]:
             yield f"database.site: {db.site} is not an AWS site of this stack"
         elif len({s.zone for s in site.subnets}) < 2:
             yield f"database.site: {db.site} has no subnets in two availability zones (RDS needs them)"
+        yield from _engine_version(db.engine_version)
         for i, name in enumerate(db.allowed_from):
             if name not in sites and name != net.home.name:
                 yield f"database.allowedFrom[{i}]: {name} is not a site of this stack"
@@ -213,6 +268,30 @@ def _paas(stack: Stack) -> Iterator[str]:
         for i, name in enumerate(names):
             if names.index(name) != i:
                 yield f"budgets.aws[{i}].name: {name} is not unique"
+
+
+def _engine_version(version: str) -> Iterator[str]:
+    """RDS for MySQL, within standard support today (UTC): after it, Extended Support bills."""
+    supported = [v for v, end in RDS_MYSQL_STANDARD_SUPPORT.items() if end >= _today()]
+    match = re.fullmatch(r"(\d+\.\d+)(\.\d+.*)?", version)
+    if match is None:
+        yield f"database.engineVersion: {version} is not a MySQL version ({supported[-1]}, or {supported[-1]}.<minor>)"
+        return
+    end = RDS_MYSQL_STANDARD_SUPPORT.get(match[1])
+    if end is None:
+        yield (
+            f"database.engineVersion: {version} is not an RDS for MySQL major version in standard"
+            f" support ({', '.join(supported)})"
+        )
+    elif end < _today():
+        yield (
+            f"database.engineVersion: {version} is past RDS standard support (ended {end}): RDS"
+            f" bills Extended Support for it; use {supported[-1]}"
+        )
+
+
+def _today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()
 
 
 def _thresholds(path: str, values: tuple[float, ...], most: int) -> Iterator[str]:

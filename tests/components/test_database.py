@@ -26,7 +26,7 @@ def options() -> ProgramRun:
             update={
                 "multi_az": True,
                 "skip_final_snapshot": False,
-                "engine_version": "8.0.40",
+                "engine_version": "8.4.7",
                 "instance_class": "db.t4g.small",
                 "allowed_from": ("Hybrid-VNet", "home"),
             }
@@ -108,7 +108,7 @@ def test_private_mysql_exports_the_private_host_never_the_password(dev: ProgramR
 
 def test_private_mysql_options_override_the_defaults(options: ProgramRun) -> None:
     rds = _rds(options)
-    assert rds.input("engineVersion") == "8.0.40"
+    assert rds.input("engineVersion") == "8.4.7"
     assert rds.input("instanceClass") == "db.t4g.small"
     assert rds.input("multiAz") is True
     # AWS places a Multi-AZ standby itself and rejects an explicit zone.

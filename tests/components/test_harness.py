@@ -48,3 +48,13 @@ def test_program_run_stops_a_bad_stack_with_its_problems_and_no_resource() -> No
         program.run()
     assert str(e.value).splitlines() == ["stack bad: network.transit: missing", "network.home: missing", "network.sites: missing"]
     assert monitor.records == []
+
+
+def test_program_checks_subnet_zones_against_the_providers_region() -> None:
+    # The program reads `aws:region` itself: a VPC moved to another region keeps its zones.
+    with pytest.raises(TopologyError) as e:
+        run_program("dev", config={"aws:region": "us-east-1"})
+    assert e.value.problems == [
+        f"network.sites[0].subnets[{i}].zone: ap-northeast-1{z} is not a zone of us-east-1 (the region set by aws:region)"
+        for i, z in enumerate("ac")
+    ]

@@ -17,6 +17,7 @@ from topology import (
     load_stack,
     parse_stack,
     project_config,
+    provider_regions,
     read_stack_file,
     stack_file,
 )
@@ -52,7 +53,7 @@ def test_corpus_is_large_enough():
 @pytest.mark.parametrize("case", EDITS, ids=[e["name"] for e in EDITS])
 def test_validation_refuses_bad_stack(case: dict[str, Any]):
     with pytest.raises(TopologyError) as err:
-        parse_stack(edited(case["set"]))
+        parse_stack(edited(case["set"]), regions=provider_regions(REFERENCE))
     lines = err.value.problems
     assert any(case["error"] in line for line in lines), lines
     assert all("\n" not in line for line in lines)
@@ -94,6 +95,11 @@ CLI_CASES = [
         "public-range-home",
         "duplicate-transit-address",
         "unknown-field",
+        "subnet-zone-of-another-region",
+        "rds-engine-extended-support",
+        "public-host-url",
+        "public-host-with-port",
+        "public-host-with-spaces",
     }
 ]
 
