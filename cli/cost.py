@@ -286,7 +286,7 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
         ]
     if stack.app is not None:
         region = _region(stack, config, stack.network.site(stack.app.site))
-        shared.append(
+        shared += [
             line(
                 stack.app.site,
                 "azure_app_service",
@@ -294,8 +294,15 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                 hours,
                 region,
                 ("app.sku", stack.app.sku),
-            )
-        )
+            ),
+            line(
+                stack.app.site,
+                "azure_files",
+                f"wp-content share {a['azure_files_gb']} GiB",
+                a["azure_files_gb"],
+                region,
+            ),
+        ]
     return Estimate(tuple(links), tuple(shared), tuple(managed), prices)
 
 

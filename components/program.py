@@ -178,6 +178,7 @@ def build_paas(stack: Stack, net: Network) -> dict[str, Any]:
             WordPressAppArgs(
                 config=stack.app,
                 resource_group_name=vnet.resource_group.name,
+                resource_group_id=vnet.resource_group.id,
                 location=vnet.resource_group.location,
                 subnet=vnet.subnets[stack.app.subnet],
                 # The RDS endpoint's private address, resolved here: App Service reaches it

@@ -230,6 +230,9 @@ def _ami(args: mocks.MockCallArgs) -> Props:
 
 CALLS: dict[str, Callable[[mocks.MockCallArgs], Props]] = {
     "aws:ec2/getAmi:getAmi": _ami,
+    "azure-native:storage:listStorageAccountKeys": lambda a: {
+        "keys": [{"keyName": "key1", "permissions": "FULL", "value": _digest("key", a.args.get("accountName", ""), size=64)}]
+    },
     "aws:index/getCallerIdentity:getCallerIdentity": lambda a: {
         "accountId": "123456789012",
         "arn": "arn:aws:iam::123456789012:user/test",

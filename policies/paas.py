@@ -25,8 +25,9 @@ from .security import is_wire_secret, policy_props
 
 MYSQL_PORT = 3306
 INTERNET = ("0.0.0.0/0", "::/0")
-# App setting names that hold credentials (WORDPRESS_DB_PASSWORD, *_SECRET, *_TOKEN, *_KEY).
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
+# App setting names that hold credentials (WORDPRESS_DB_PASSWORD, *_SECRET, *_TOKEN, *_KEY,
+# and WordPress's *_SALT).
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|SALT", re.IGNORECASE)
 
 SettingPath = tuple[str | int, ...]
 RDS_INSTANCES = ("aws:rds/instance:Instance", "aws:rds/clusterInstance:ClusterInstance")

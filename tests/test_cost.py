@@ -64,6 +64,7 @@ def test_cost_dev_prices_each_billable_resource_once():
         "Hybrid-VPC: RDS MySQL db.t4g.micro Single-AZ (ap-northeast-1)",
         "Hybrid-VPC: RDS storage 20 GB (ap-northeast-1)",
         "Hybrid-VNet: App Service plan B1 (japaneast)",
+        "Hybrid-VNet: wp-content share 1 GiB (japaneast)",
     ]
     vm = est.links[0]
     assert (vm.quantity, vm.unit, vm.unit_price) == (
@@ -214,9 +215,10 @@ BILLABLE = {
     "azure-native:compute:VirtualMachine": "azure_vm",
     "azure-native:network:PublicIPAddress": "azure_public_ip",
     "azure-native:web:AppServicePlan": "azure_app_service",
+    "azure-native:storage:FileShare": "azure_files",
 }
 # Resource types with no charge of their own: the network plumbing, budgets, the web app (billed
-# through its plan), NICs (the EC2 root volume and the Azure OS disk come with the VM and are
+# through its plan), the storage account and the app's mount of it (billed through the share), NICs (the EC2 root volume and the Azure OS disk come with the VM and are
 # priced from the price table's assumptions), and what never leaves Pulumi's state
 # (generated passwords and keys, the SoftEther configuration applied over SSH).
 FREE = {
@@ -239,6 +241,8 @@ FREE = {
     "azure-native:network:VirtualNetwork",
     "azure-native:resources:ResourceGroup",
     "azure-native:web:WebApp",
+    "azure-native:web:WebAppAzureStorageAccounts",
+    "azure-native:storage:StorageAccount",
     "random:index/randomPassword:RandomPassword",
     "tls:index/privateKey:PrivateKey",
     "pulumi-python:dynamic/softether:SoftEtherNode",

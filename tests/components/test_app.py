@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network
 
 import pytest
 
 from components import program
 from components.testing import ProgramRun, Record, is_secret, plain, run_program
+from policies.paas import plain_secret_settings
 from topology import Stack, TopologyError
 
 PLAN = "azure-native:web:AppServicePlan"
 SITE = "azure-native:web:WebApp"
 SUBNET = "azure-native:network:Subnet"
+ACCOUNT = "azure-native:storage:StorageAccount"
+SHARE = "azure-native:storage:FileShare"
+MOUNT = "azure-native:web:WebAppAzureStorageAccounts"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+# What wp-config-docker.php reads from the environment; without them the image's wp-config.php
+# gets new random keys and salts whenever the container starts, logging every user out.
+WP_KEYS = tuple(
+    f"{kind}_{part}" for part in ("KEY", "SALT") for kind in ("AUTH", "SECURE_AUTH", "LOGGED_IN", "NONCE")
+)
 
 
 def _site(run: ProgramRun) -> Record:
@@ -36,11 +47,15 @@ def options() -> ProgramRun:
     return run_program("dev", build=build)
 
 
-def test_wordpress_app_is_one_component_owning_plan_and_site(dev: ProgramRun) -> None:
+def test_wordpress_app_is_one_component_owning_plan_site_content_and_keys(dev: ProgramRun) -> None:
     component = dev.one("hybrid:azure:WordPressApp", "wordpress")
     assert {(r.type, r.name) for r in dev.children(component)} == {
         (PLAN, "wordpress-plan"),
         (SITE, "wordpress-site"),
+        (ACCOUNT, "wordpress-storage"),
+        (SHARE, "wordpress-content"),
+        (MOUNT, "wordpress-content-mount"),
+        *((PASSWORD, f"wordpress-{k.lower().replace('_', '-')}") for k in WP_KEYS),
     }
 
 
@@ -93,12 +108,70 @@ def test_wordpress_app_reaches_the_database_only_over_the_private_path(dev: Prog
 def test_wordpress_app_database_settings_come_from_the_rds_component(dev: ProgramRun) -> None:
     rds = dev.one("aws:rds/instance:Instance", "wordpress-db-instance")
     password = dev.one("random:index/randomPassword:RandomPassword", "wordpress-db-password")
-    assert _settings(dev) == {
+    assert {k: v for k, v in _settings(dev).items() if k.startswith("WORDPRESS_DB_")} == {
         "WORDPRESS_DB_HOST": f"{rds.outputs['address']}:3306",
         "WORDPRESS_DB_NAME": "wordpress",
         "WORDPRESS_DB_USER": "wpadmin",
         "WORDPRESS_DB_PASSWORD": password.outputs["result"],
     }
+
+
+def test_wordpress_app_keys_and_salts_are_generated_secrets_kept_in_the_stack(dev: ProgramRun) -> None:
+    # Generated once and stored in the state: every restart and every new instance of the
+    # container reads the same keys, so sessions survive (audit #9).
+    settings = _settings(dev)
+    component = dev.one("hybrid:azure:WordPressApp", "wordpress")
+    values = set()
+    for key in WP_KEYS:
+        generator = dev.one(PASSWORD, f"wordpress-{key.lower().replace('_', '-')}")
+        assert generator.parent == component.urn
+        assert generator.input("length") >= 64
+        assert settings[f"WORDPRESS_{key}"] == generator.outputs["result"]
+        values.add(generator.outputs["result"])
+    assert len(values) == len(WP_KEYS)
+    # The SDK marks the whole siteConfig secret, so each of them is encrypted in the state.
+    assert is_secret(_site(dev).inputs["siteConfig"])
+    assert plain_secret_settings(SITE, _site(dev).inputs) == []
+
+
+def test_wordpress_app_content_lives_on_an_azure_files_share(dev: ProgramRun) -> None:
+    account, share, mount = dev.one(ACCOUNT, "wordpress-storage"), dev.one(SHARE, "wordpress-content"), dev.one(MOUNT, "wordpress-content-mount")
+    rg = dev.one("azure-native:resources:ResourceGroup", "Hybrid-VNet-rg")
+    name = account.input("accountName")
+    assert re.fullmatch(r"[a-z0-9]{3,24}", name), name
+    assert (account.input("kind"), account.input("sku")) == ("StorageV2", {"name": "Standard_LRS"})
+    assert account.input("allowBlobPublicAccess") is False
+    assert account.input("minimumTlsVersion") == "TLS1_2"
+    assert account.input("resourceGroupName") == rg.outputs["name"]
+    assert share.input("accountName") == account.outputs["name"]
+    assert share.input("enabledProtocols") == "SMB"
+    assert share.input("shareQuota") >= 1
+    assert mount.input("name") == _site(dev).outputs["name"]
+    (volume,) = mount.input("properties").values()
+    assert volume == {
+        "type": "AzureFiles",
+        "accountName": account.outputs["name"],
+        "shareName": share.outputs["name"],
+        "mountPath": "/var/www/html/wp-content",
+        "accessKey": volume["accessKey"],
+    }
+    assert volume["accessKey"]
+
+
+def test_wordpress_app_storage_key_is_secret(dev: ProgramRun) -> None:
+    mount = dev.one(MOUNT, "wordpress-content-mount")
+    properties = mount.inputs["properties"]
+    (volume,) = plain(properties).values()
+    key = volume["accessKey"]
+    assert is_secret(properties) or is_secret(next(iter(properties.values()))["accessKey"])
+    assert all(key not in str(e.value) for e in dev.exports.values())
+
+
+def test_wordpress_app_storage_account_name_is_stable_across_runs(dev: ProgramRun) -> None:
+    # A global DNS name, derived from the resource group's id (which holds the subscription):
+    # the same on every run, so an `up` never replaces the account with the content.
+    name = dev.one(ACCOUNT, "wordpress-storage").input("accountName")
+    assert name == run_program("dev").one(ACCOUNT, "wordpress-storage").input("accountName")
 
 
 def test_wordpress_app_password_setting_is_secret(dev: ProgramRun) -> None:

@@ -189,15 +189,17 @@ def test_policies_paas_secret_settings_remediation_encrypts_a_plain_password(
     site = dev.one("azure-native:web:WebApp", "wordpress-site")
     wire = _edited(site, siteConfig=plain(site.inputs["siteConfig"]))
     settings = wire["siteConfig"]["appSettings"]
-    index = next(i for i, s in enumerate(settings) if s["name"] == "WORDPRESS_DB_PASSWORD")
-    assert plain_secret_settings(site.type, wire) == [("siteConfig", "appSettings", index, "value")]
+    # The database password and WordPress's keys and salts.
+    credentials = [i for i, s in enumerate(settings) if s["name"] == "WORDPRESS_DB_PASSWORD" or s["name"].endswith(("_KEY", "_SALT"))]
+    assert len(credentials) == 9
+    assert plain_secret_settings(site.type, wire) == [("siteConfig", "appSettings", i, "value") for i in credentials]
 
     fixed = _remediate(site.type, wire)
     assert fixed is not None
     fixed_settings = fixed["siteConfig"]["appSettings"]
-    assert isinstance(fixed_settings[index]["value"], Secret)
-    assert [s["value"] for i, s in enumerate(fixed_settings) if i != index] == [
-        s["value"] for i, s in enumerate(settings) if i != index
+    assert all(isinstance(fixed_settings[i]["value"], Secret) for i in credentials)
+    assert [s["value"] for i, s in enumerate(fixed_settings) if i not in credentials] == [
+        s["value"] for i, s in enumerate(settings) if i not in credentials
     ]
     assert plain_secret_settings(site.type, dict(serialize_properties(fixed))) == []
 
