@@ -327,6 +327,17 @@ def budget_problems(stack: Stack, est: Estimate) -> list[str]:
     ]
 
 
+def check_budgets(stack: Stack, config: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """`budget_problems` of a stack with Azure budgets, from its whole `config:` map; when the
+    stack cannot be priced, no problems and the reason it was not checked."""
+    if stack.budgets is None or stack.budgets.azure is None:
+        return [], None
+    try:
+        return budget_problems(stack, estimate(stack, config, load_prices())), None
+    except PriceError as e:
+        return [], f"budgets.azure: amounts not checked against the estimate ({e})"
+
+
 def render(est: Estimate, source: str, stack: Stack) -> list[str]:
     p = est.prices
     out = [

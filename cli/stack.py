@@ -16,7 +16,7 @@ from topology import (
 )
 
 from .args import add_stack, stack_of, stack_ref
-from .cost import PriceError, budget_problems, estimate, load_prices
+from .cost import check_budgets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,13 +33,8 @@ def check(args: argparse.Namespace) -> int:
     path = stack_file(stack_ref(args))
     config = read_stack_file(path)
     stack = parse_stack(project_config(config), str(path), provider_regions(config))
-    # The Azure budgets' amounts against the stack's own estimate (cli/cost.py).
-    budgets_note, found = "", []
-    if stack.budgets is not None and stack.budgets.azure is not None:
-        try:
-            found = budget_problems(stack, estimate(stack, config, load_prices()))
-        except PriceError as e:
-            budgets_note = f"  budgets.azure: amounts not checked against the estimate ({e})"
+    # The Azure budgets' amounts against the stack's own estimate.
+    found, budgets_note = check_budgets(stack, config)
     if found:
         raise TopologyError(str(path), found)
     net = stack.network
@@ -51,7 +46,7 @@ def check(args: argparse.Namespace) -> int:
     print(f"  sites: {sites}")
     print(f"  routes: {len(plan_routes(net).rows())}; paas: {', '.join(extras) or 'none'}")
     if budgets_note:
-        print(budgets_note)
+        print(f"  {budgets_note}")
     return 0
 
 

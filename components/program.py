@@ -8,6 +8,7 @@ from typing import Any
 
 import pulumi
 
+from cli.cost import check_budgets
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
 from topology.model import REGION_KEY
@@ -36,7 +37,13 @@ def stack_from_config(source: str | None = None) -> Stack:
         for cloud, key in REGION_KEY.items()
         if (region := pulumi.Config(key.split(":")[0]).get(key.split(":")[1]))
     }
-    return parse_stack(config, source or f"stack {pulumi.get_stack()}", regions)
+    source = source or f"stack {pulumi.get_stack()}"
+    stack = parse_stack(config, source, regions)
+    # As `hybrid check` does: Azure budget amounts against the stack's own estimate.
+    found, _ = check_budgets(stack, {REGION_KEY[cloud]: r for cloud, r in regions.items()})
+    if found:
+        raise TopologyError(source, found)
+    return stack
 
 
 def _value(raw: str) -> Any:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import pytest
 
 from components import program
 from components.testing import ProgramRun, run_program
-from topology import Stack, load_stack
+from topology import Stack, TopologyError, load_stack
 
 AWS = "aws:budgets/budget:Budget"
 AZURE = "azure-native:consumption:Budget"
@@ -167,3 +168,17 @@ def test_budgets_default_start_is_the_month_in_utc(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(budgets, "datetime", clock)
     run = run_program("dev", build=_with_budgets(start=None))
     assert {b.input("timePeriod")["startDate"] for b in run.of_type(AZURE)} == {"2026-12-01T00:00:00Z"}
+
+
+def test_budgets_program_refuses_azure_amounts_far_above_the_estimate() -> None:
+    # Under `pulumi up` too, before any resource: the blog's yen amounts on a USD account.
+    budgets = load_stack("dev").budgets
+    assert budgets is not None and budgets.azure is not None
+    config = budgets.model_dump(by_alias=True, mode="json")
+    config["azure"]["currency"] = "USD"
+    with pytest.raises(TopologyError) as e:
+        run_program("dev", config={"hybrid-cloud:budgets": json.dumps(config)})
+    assert [p.split(":")[0] for p in e.value.problems] == [
+        "budgets.azure.budgets[0].amount",
+        "budgets.azure.budgets[1].amount",
+    ]
