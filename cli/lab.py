@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("status", status, "what runs, cascade states, connectivity matrix"),
         ("test", test, "the blog's checks as PASS/FAIL lines; exit 1 on any failure"),
         ("down", down, "stop the lab's processes, delete its namespaces and state"),
+        ("outputs", outputs, "the lab's outputs as JSON, shaped like `pulumi stack output`"),
     ):
         c = cmds.add_parser(name, help=text)
         add_stack(c)
@@ -65,3 +66,19 @@ def down(args: argparse.Namespace) -> int:
     from lab.down import down as lab_down
 
     return lab_down(stack_ref(args)) if _root() else 2
+
+
+def outputs(args: argparse.Namespace) -> int:
+    import json
+
+    from lab.outputs import lab_outputs
+    from lab.up import open_lab
+
+    if not _root():
+        return 2
+    lab = open_lab(stack_ref(args))
+    if not lab.state.path.exists():
+        print(f"hybrid lab outputs: no lab for stack {stack_ref(args)}: hybrid lab up", file=sys.stderr)
+        return 1
+    print(json.dumps(lab_outputs(lab), indent=2))
+    return 0

@@ -295,12 +295,22 @@ class Session:
 
     # ---- read ----------------------------------------------------------------------------
     def read_node(self) -> NodeState:
-        pairs = self._vpncmd(read_commands(self.spec), self.read_timeout_s)
-        return parse_state(
+        return self.read()[0]
+
+    def read(
+        self, extra: Sequence[v.Command] = ()
+    ) -> tuple[NodeState, dict[str, v.Reply]]:
+        """The node state, and the replies (by command name) of `extra` read-only commands run
+        in the same admin session (e.g. `ServerInfoGet` for `hybrid status`)."""
+        if any(c.mutating for c in extra):
+            raise ValueError("read() runs read-only commands only")
+        pairs = self._vpncmd([*read_commands(self.spec), *extra], self.read_timeout_s)
+        state = parse_state(
             pairs,
             admin_password_set=self._prompted,
             server=isinstance(self.spec, ServerSpec),
         )
+        return state, {c.name: r for c, r in pairs[len(pairs) - len(extra) :]}
 
     def read_host(self) -> hostos.HostFacts | None:
         script = hostos.facts_script(self.spec)

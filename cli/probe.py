@@ -1,0 +1,257 @@
+"""One look at every deployed VPN node, read-only, all nodes in parallel: `hybrid status`.
+
+Per node, one SSH connection (host key pinned, `softether.transport`) carrying: one vpncmd
+admin session (`Session.read`: the reconciler's own read script plus `ServerInfoGet` and
+`ServerStatusGet`), the OS facts, and on a bridge one shell command that pings, all at once,
+the L3 switch across the tunnel and a host of every other site. The drift is the
+reconciler's plan (`Session.compare`) for that state; nothing is applied. A cascade that says
+"Established" while the pings get nothing back is a tunnel that is down.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from ipaddress import IPv4Address
+
+from softether import vpncmd as v
+from softether.facts import CascadeState
+from softether.session import Session, SoftEtherError
+from softether.spec import BridgeSpec, ServerSpec, spec_from_dict
+from softether.transport import SshTransport, Transport, TransportError
+
+from .outputs import NodeOutput
+
+SockFactory = Callable[[str, int, float], socket.socket]
+PING_COUNT = 3
+PING_DEADLINE_S = 3
+SSH_DEADLINE_S = 8.0
+READ_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A bounded ping from a bridge: `to` is "switch" or a site name."""
+
+    to: str
+    address: str
+    sent: int
+    received: int
+    rtt_s: float | None  # average round trip of the replies
+
+    @property
+    def up(self) -> bool:
+        return self.received > 0
+
+    @property
+    def loss(self) -> float:
+        return 1.0 - self.received / self.sent if self.sent else 1.0
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    site: str
+    role: str
+    host: str
+    reachable: bool  # SSH worked
+    error: str = ""  # why SSH or SoftEther could not be read
+    version: str = ""
+    uptime_s: float | None = None
+    cascades: tuple[CascadeState, ...] = ()
+    pings: tuple[Ping, ...] = ()
+    drift: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def switch_ping(self) -> Ping | None:
+        return next((p for p in self.pings if p.to == "switch"), None)
+
+    @property
+    def problems(self) -> list[str]:
+        """Empty when the node is healthy; otherwise one phrase per problem."""
+        out = [self.error] if self.error else []
+        out += [f"cascade {c.name} {c.status or 'absent'}" for c in self.cascades if not c.established]
+        for p in self.pings:
+            if not p.up:
+                out.append(
+                    f"tunnel DOWN (no reply from the L3 switch {p.address})"
+                    if p.to == "switch"
+                    else f"no reply from {p.to} {p.address}"
+                )
+        if self.drift:
+            out.append(f"{len(self.drift)} drift change(s)")
+        return out
+
+
+@dataclass
+class Report:
+    stack: str
+    nodes: list[NodeReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 healthy, 1 degraded, 2 a node unreachable."""
+        if any(not n.reachable for n in self.nodes):
+            return 2
+        return 1 if any(n.problems for n in self.nodes) else 0
+
+    @property
+    def verdict(self) -> str:
+        return ("HEALTHY", "DEGRADED", "UNREACHABLE")[self.exit_code]
+
+
+def ping_script(targets: Mapping[str, str], source: IPv4Address | None = None) -> str:
+    """All pings at once, each line of each ping's summary prefixed `@@<name> `; the pings to
+    other sites leave from `source` (the L3 switch is pinged from the tap's own address)."""
+    parts = [
+        f"(ping -n -q -c {PING_COUNT} -i 0.2 -W 1 -w {PING_DEADLINE_S}"
+        + (f" -I {source}" if source is not None and name != "switch" else "")
+        + f" {shlex.quote(addr)} 2>&1 | sed 's|^|@@{name} |') &"
+        for name, addr in targets.items()
+    ]
+    return " ".join(parts) + " wait"
+
+
+def parse_pings(text: str, targets: Mapping[str, str]) -> tuple[Ping, ...]:
+    lines: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        m = re.match(r"^@@(\S+) (.*)$", line)
+        if m:
+            lines.setdefault(m.group(1), []).append(m.group(2))
+    out = []
+    for name, addr in targets.items():
+        body = "\n".join(lines.get(name, ()))
+        m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", body)
+        sent, got = (int(m.group(1)), int(m.group(2))) if m else (PING_COUNT, 0)
+        r = re.search(r"= [\d.]+/([\d.]+)/", body)
+        out.append(Ping(name, addr, sent, got, float(r.group(1)) / 1000 if r and got else None))
+    return tuple(out)
+
+
+def uptime(status: Mapping[str, str]) -> float | None:
+    """From `ServerStatusGet`: "Current Time" minus "Server Started at"."""
+
+    def when(text: str) -> datetime | None:
+        text = re.sub(r"\s*\([A-Za-z]+\)\s*", " ", text).split(".")[0].strip()
+        try:
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return None
+
+    start, now = when(status.get("Server Started at", "")), when(status.get("Current Time", ""))
+    return (now - start).total_seconds() if start and now else None
+
+
+def version(info: Mapping[str, str]) -> str:
+    """`Version 5.01 Build 9674   (English)` -> `5.01 build 9674`."""
+    m = re.search(r"Version (\S+) Build (\d+)", info.get("Version", ""))
+    return f"{m.group(1)} build {m.group(2)}" if m else info.get("Version", "").strip()
+
+
+def ping_targets(
+    site: str, switch: IPv4Address, hosts: Mapping[str, IPv4Address]
+) -> dict[str, str]:
+    return {"switch": str(switch)} | {s: str(a) for s, a in hosts.items() if s != site}
+
+
+def probe(
+    site: str,
+    node: NodeOutput,
+    transport: Transport,
+    targets: Mapping[str, str],
+) -> NodeReport:
+    """Read one node over `transport` (connected or not); never raises for a node problem."""
+    t0 = time.monotonic()
+    spec = spec_from_dict(node.spec)
+    base = {"site": site, "role": node.role, "host": node.ssh.host}
+    if isinstance(transport, SshTransport):
+        try:
+            transport.connect()
+        except TransportError as e:
+            return NodeReport(**base, reachable=False, error=str(e), seconds=time.monotonic() - t0)
+    session = Session(transport, spec, read_timeout_s=READ_TIMEOUT_S, service_wait_s=0.0)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pinging: Future[tuple[Ping, ...]] | None = None
+        if isinstance(spec, BridgeSpec):
+            pinging = pool.submit(_ping, transport, targets, node.private_address)
+        try:
+            report = _read(session, spec, base)
+        except TransportError as e:
+            report = NodeReport(**base, reachable=False, error=str(e))
+        pings = pinging.result() if pinging is not None else ()
+    return replace(report, pings=pings, seconds=time.monotonic() - t0)
+
+
+def _ping(
+    transport: Transport, targets: Mapping[str, str], source: IPv4Address | None
+) -> tuple[Ping, ...]:
+    try:
+        res = transport.run(ping_script(targets, source), timeout=PING_DEADLINE_S + 10)
+    except TransportError:
+        return parse_pings("", targets)
+    return parse_pings(res.stdout, targets)
+
+
+def _read(session: Session, spec: ServerSpec | BridgeSpec, base: dict[str, str]) -> NodeReport:
+    extra = [v.Command("ServerInfoGet"), v.Command("ServerStatusGet")]
+    try:
+        state, replies = session.read(extra)
+        host = session.read_host()
+    except SoftEtherError as e:
+        return NodeReport(**base, reachable=True, error=f"SoftEther: {e}")
+    cascades = tuple(c for h in spec.hubs if (hub := state.hub(h.name)) for c in hub.cascades)
+    if isinstance(spec, BridgeSpec):
+        have = {c.name.lower() for c in cascades}
+        cascades += tuple(CascadeState(c.name) for c in spec.cascades if c.name.lower() not in have)
+    return NodeReport(
+        **base,
+        reachable=True,
+        version=version(v.items(replies["ServerInfoGet"].output)),
+        uptime_s=uptime(v.items(replies["ServerStatusGet"].output)),
+        cascades=cascades,
+        drift=tuple(session.mask(ln) for ln in session.compare((state, host)).lines()),
+    )
+
+
+def probe_all(
+    nodes: Mapping[str, NodeOutput],
+    switch: IPv4Address,
+    hosts: Mapping[str, IPv4Address],
+    private_key: str,
+    sock_factory: SockFactory | None = None,
+) -> list[NodeReport]:
+    """Every node at once, one SSH connection each (closed at the end)."""
+
+    def one(site: str, node: NodeOutput) -> NodeReport:
+        if node.ssh.host_key is None:
+            return NodeReport(
+                site,
+                node.role,
+                node.ssh.host,
+                reachable=False,
+                error="host key not pinned (config homeHostKey): not contacted",
+            )
+        transport = SshTransport(
+            host=node.ssh.host,
+            port=node.ssh.port,
+            user=node.ssh.user,
+            host_key=node.ssh.host_key,
+            private_key=private_key,
+            connect_deadline_s=SSH_DEADLINE_S,
+            attempt_timeout_s=3.0,
+            sock_factory=sock_factory,
+        )
+        try:
+            return probe(site, node, transport, ping_targets(site, switch, hosts))
+        finally:
+            transport.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return list(pool.map(lambda kv: one(*kv), nodes.items()))

@@ -1,0 +1,51 @@
+"""`hybrid lab outputs`: the lab's outputs in the shape of a Pulumi stack's (cli/outputs.py).
+
+The nodes are reached at their addresses on the lab's internet from the operator's
+namespace (`lab.operatorNamespace`), with the lab's operator key (`lab.operatorKeyFile`);
+the specs are the ones `lab up` converges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cli.outputs import LAB, STATUS, node_output, status_output
+from softether.spec import spec_to_dict
+from topology import plan_routes
+
+from .state import stack_name
+from .up import Lab, specs
+
+
+def lab_outputs(lab: Lab) -> dict[str, Any]:
+    net = lab.stack.network
+    nodes = specs(lab)
+    by_site = {net.home.name: nodes.server, **nodes.bridges}
+    private = {s.name: s.bridge.private_address for s in net.sites}
+    hosts: dict[str, Any] = {}
+    for h in lab.layout.hosts:
+        hosts.setdefault(h.site, h.address)
+    return {
+        "routes": plan_routes(net).to_json(),
+        STATUS: status_output(
+            stack_name(lab.ref),
+            net.home.vpn_server.transit_address,
+            hosts,
+            {
+                site: node_output(
+                    node.kind,
+                    node.host,
+                    node.ssh_port,
+                    "root",
+                    node.host_key,
+                    spec_to_dict(by_site[site], reveal=True),
+                    private.get(site),
+                )
+                for site, node in lab.nodes.items()
+            },
+        ),
+        LAB: {
+            "operatorNamespace": lab.layout.operator_ns,
+            "operatorKeyFile": str(lab.state.directory / "client" / "id_ed25519"),
+        },
+    }
