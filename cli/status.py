@@ -215,12 +215,14 @@ def _labels(**kv: str) -> str:
 
 def prometheus(report: Report) -> str:
     """OpenMetrics text: one family per metric, `# EOF` last."""
-    fam: dict[str, tuple[str, str, list[str]]] = {}
+    fam: dict[str, tuple[str, str, str, list[str]]] = {}
 
-    def gauge(name: str, text: str, labels: dict[str, str], value: float | None, unit: str = "") -> None:
-        entry = fam.setdefault(name, (text, unit, []))
+    def gauge(
+        name: str, text: str, labels: dict[str, str], value: float | None, unit: str = ""
+    ) -> None:
+        entry = fam.setdefault(name, ("gauge", text, unit, []))
         if value is not None:
-            entry[2].append(f"{name}{_labels(**labels)} {value:g}")
+            entry[3].append(f"{name}{_labels(**labels)} {value:g}")
 
     s = report.stack
     gauge("hybrid_status", "0 healthy, 1 degraded, 2 unreachable", {"stack": s}, report.exit_code)
@@ -228,7 +230,8 @@ def prometheus(report: Report) -> str:
         node = {"stack": s, "node": n.site, "role": n.role}
         gauge("hybrid_node_up", "1 if SSH and SoftEther answered", node, int(n.reachable and not n.error))
         if n.version:
-            gauge("hybrid_softether_version_info", "SoftEther version", {**node, "version": n.version}, 1)
+            info = fam.setdefault("hybrid_softether", ("info", "SoftEther version", "", []))
+            info[3].append(f"hybrid_softether_info{_labels(**node, version=n.version)} 1")
         gauge("hybrid_node_uptime_seconds", "SoftEther uptime", node, n.uptime_s, "seconds")
         if n.reachable and not n.error:
             gauge("hybrid_node_drift_changes", "changes the reconciler would make", node, len(n.drift))
@@ -244,8 +247,8 @@ def prometheus(report: Report) -> str:
             gauge("hybrid_ping_loss_ratio", "ping loss from the bridge", labels, round(p.loss, 3))
             gauge("hybrid_ping_rtt_seconds", "ping RTT from the bridge", labels, p.rtt_s, "seconds")
     out: list[str] = []
-    for name, (text, unit, samples) in fam.items():
-        out.append(f"# TYPE {name} gauge")
+    for name, (kind, text, unit, samples) in fam.items():
+        out.append(f"# TYPE {name} {kind}")
         if unit:
             out.append(f"# UNIT {name} {unit}")
         out.append(f"# HELP {name} {text}")

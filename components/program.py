@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any
 
 import pulumi
 
 from cli.cost import check_budgets
+from cli.outputs import node_output, status_output
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
 from topology.model import REGION_KEY
@@ -75,6 +77,8 @@ class Network:
     secrets: HybridSecrets
     sites: dict[str, HybridVpc | HybridVnet] = field(default_factory=dict)
     bridges: dict[str, Ec2Bridge | AzureVmBridge] = field(default_factory=dict)
+    # What `hybrid status` needs of each node (cli/outputs.py): a secret, it holds the specs.
+    status: dict[str, pulumi.Output[dict[str, Any]]] = field(default_factory=dict)
 
 
 def build(stack: Stack) -> dict[str, Any]:
@@ -94,6 +98,10 @@ def build_network(stack: Stack) -> Network:
         HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, stack.home_host_key),
     )
     out = Network(plan=plan, home=home, secrets=secrets)
+    ssh = topo.home.vpn_server.ssh
+    out.status[topo.home.name] = spec_of(specs, None).apply(
+        lambda spec: node_output("server", ssh.host, ssh.port, ssh.user, stack.home_host_key, spec)
+    )
     if home.softether is not None:
         # Once the home server is converged, its certificate is pinned in every cascade.
         specs = node_specs(topo, plan, secrets, home.softether.certificate)
@@ -121,6 +129,13 @@ def build_network(stack: Stack) -> Network:
             vnet = HybridVnet(site.name, HybridVnetArgs(topo, site, table, delegated))
             out.sites[site.name] = vnet
             out.bridges[site.name] = AzureVmBridge(f"{site.name}-bridge", args, vnet)
+        out.status[site.name] = pulumi.Output.all(
+            out.bridges[site.name].public_ip, host_key.public_key_openssh, args.spec
+        ).apply(
+            lambda v, a=site.bridge.private_address: node_output(
+                "bridge", v[0], 22, SSH_USER, v[1].strip(), v[2], a
+            )
+        )
     return out
 
 
@@ -143,6 +158,21 @@ def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
             for s in topo.sites
         },
         "checks": check_commands(topo),
+        "status": pulumi.Output.secret(
+            pulumi.Output.all(**net.status).apply(
+                lambda nodes: status_output(
+                    pulumi.get_stack(), topo.home.vpn_server.transit_address, status_hosts(topo), nodes
+                )
+            )
+        ),
+    }
+
+
+def status_hosts(topo: Topology) -> dict[str, IPv4Address]:
+    """An address per site for `hybrid status` to ping: the home VPN server, each bridge."""
+    server = topo.home.vpn_server
+    return {topo.home.name: server.host_address or server.lan_address} | {
+        s.name: s.bridge.private_address for s in topo.sites
     }
 
 

@@ -28,14 +28,20 @@ def _secret_values(run: ProgramRun) -> set[str]:
     }
 
 
+# `hybrid status` reads the nodes' specs (their SoftEther passwords) from this one export.
+SECRET_EXPORTS = {"status"}
+
+
 def leaked(run: ProgramRun) -> Iterator[str]:
-    """Export names whose value holds a generated password or private key, or any private-key
-    block; or that is a secret at all (no export needs one)."""
+    """Export names whose value holds any private-key block; or a generated password, unless
+    it is one of SECRET_EXPORTS and a Pulumi secret; or that is a secret without need."""
     secrets = _secret_values(run)
     assert secrets, "the program generates passwords and keys"
     for name, export in run.exports.items():
         text = json.dumps(export.value)
-        if export.secret or "PRIVATE KEY" in text or any(s in text for s in secrets):
+        wrongly_secret = export.secret != (name in SECRET_EXPORTS)
+        in_clear = not export.secret and any(s in text for s in secrets)
+        if "PRIVATE KEY" in text or wrongly_secret or in_clear:
             yield name
 
 
@@ -73,3 +79,21 @@ def test_exports_give_addresses_ssh_commands_and_checks(dev: ProgramRun) -> None
 def test_exports_check_every_pair_of_sites(four_site: ProgramRun) -> None:
     checks = four_site.exports["checks"].value
     assert len(checks) == 4 and all(len(targets) == 3 for targets in checks.values())
+
+
+def test_exports_status_names_every_node_with_its_pinned_key_and_spec(dev: ProgramRun) -> None:
+    from cli.outputs import Outputs
+
+    status = Outputs.model_validate({"status": dev.exports["status"].value}).status
+    assert set(status.nodes) == {"home", "Hybrid-VPC", "Hybrid-VNet"}
+    assert str(status.switch) == "192.168.10.1"
+    assert {k: str(a) for k, a in status.hosts.items()} == {
+        "home": "192.168.1.250",
+        "Hybrid-VPC": "192.168.20.100",
+        "Hybrid-VNet": "192.168.30.100",
+    }
+    vpc = status.nodes["Hybrid-VPC"]
+    assert vpc.role == "bridge" and vpc.ssh.host_key and vpc.ssh.host_key.startswith("ssh-ed25519 ")
+    assert str(vpc.private_address) == "192.168.20.100"
+    assert vpc.spec["kind"] == "bridge" and "*" not in vpc.spec["admin_password"]
+    assert status.nodes["home"].spec["kind"] == "server"
