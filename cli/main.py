@@ -14,7 +14,7 @@ import sys
 from topology import TopologyError
 
 # Each module has `register(subparsers)`; its commands set `func(args) -> int`.
-MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab", "cli.plan", "cli.cloudinit", "cli.status")
+MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab", "cli.plan", "cli.cloudinit", "cli.status", "cli.preflight")
 
 
 def build_parser() -> argparse.ArgumentParser:
