@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.outputs import LAB, STATUS, node_output, status_output
+from cli.outputs import LAB, STATUS, Outputs, node_output, status_output
+from cli.probe import Report
 from softether.spec import spec_to_dict
 from topology import plan_routes
 
@@ -49,3 +50,15 @@ def lab_outputs(lab: Lab) -> dict[str, Any]:
             "operatorKeyFile": str(lab.state.directory / "client" / "id_ed25519"),
         },
     }
+
+
+def lab_report(lab: Lab) -> Report:
+    """`hybrid status` of the lab, from its outputs, as the operator in `inet` sees it."""
+    from cli.status import run
+
+    from .node import netns_socket
+
+    outputs = Outputs.model_validate(lab_outputs(lab))
+    ns = lab.layout.operator_ns
+    key = lab.client_key[0]
+    return run(outputs, key, lambda host, port, timeout: netns_socket(ns, host, port, timeout))

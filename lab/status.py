@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from softether.spec import BRIDGE_HUB
-
 from . import netns, paas
 from .layout import Host, Layout
 
@@ -89,7 +87,10 @@ def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
 
 def status(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     """Print what runs, the cascades, and the matrix; 0 if all is up and green."""
-    from .up import open_lab, refresh_pids, session, specs
+    from cli.status import text_lines
+
+    from .outputs import lab_report
+    from .up import open_lab, refresh_pids
 
     lab = open_lab(ref, root)
     layout, st = lab.layout, lab.state
@@ -114,17 +115,11 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
             f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {what.get(key, '')}"
         )
     if healthy:
-        nodes = specs(lab)
-        for site, spec in nodes.bridges.items():
-            s = session(lab, site, spec)
-            try:
-                state = s.read_node()
-            finally:
-                s.transport.close()
-            hub = state.hub(BRIDGE_HUB)
-            for c in hub.cascades if hub else ():
-                healthy &= c.established
-                say(f"  cascade {site}/{c.name}: {c.status}")
+        # What `hybrid lab outputs | hybrid status --outputs -` reports (cli/status.py).
+        report = lab_report(lab)
+        for line in text_lines(report):
+            say("  " + line)
+        healthy &= report.exit_code == 0
     probes = matrix(layout)
     for line in format_matrix(layout, probes):
         say("  " + line)
