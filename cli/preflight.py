@@ -92,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         except (ValueError, paramiko.SSHException) as e:
             problems.append(f"host key: {target.host_key[:40]!r} is not a public key ({e})")
     key_file = Path(args.key or os.environ.get(KEY_ENV) or DEFAULT_KEY).expanduser()
+    private_key = ""
     try:
         private_key = key_file.read_text()
     except OSError as e:

@@ -108,13 +108,13 @@ class Report:
 
 
 def ping_script(targets: Mapping[str, str], source: IPv4Address | None = None) -> str:
-    """All pings at once, each line of each ping's summary prefixed `@@<name> `; the pings to
-    other sites leave from `source` (the L3 switch is pinged from the tap's own address)."""
+    """All pings at once, each output line prefixed `@@<i> ` (i: the target's position); the
+    pings to other sites leave from `source` (the L3 switch's from the tap's own address)."""
     parts = [
         f"(ping -n -q -c {PING_COUNT} -i 0.2 -W 1 -w {PING_DEADLINE_S}"
         + (f" -I {source}" if source is not None and name != "switch" else "")
-        + f" {shlex.quote(addr)} 2>&1 | sed 's|^|@@{name} |') &"
-        for name, addr in targets.items()
+        + f" {shlex.quote(addr)} 2>&1 | sed 's/^/@@{i} /') &"
+        for i, (name, addr) in enumerate(targets.items())
     ]
     return " ".join(parts) + " wait"
 
@@ -126,8 +126,8 @@ def parse_pings(text: str, targets: Mapping[str, str]) -> tuple[Ping, ...]:
         if m:
             lines.setdefault(m.group(1), []).append(m.group(2))
     out = []
-    for name, addr in targets.items():
-        body = "\n".join(lines.get(name, ()))
+    for i, (name, addr) in enumerate(targets.items()):
+        body = "\n".join(lines.get(str(i), ()))
         m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", body)
         sent, got = (int(m.group(1)), int(m.group(2))) if m else (PING_COUNT, 0)
         r = re.search(r"= [\d.]+/([\d.]+)/", body)
@@ -170,21 +170,21 @@ def probe(
     """Read one node over `transport` (connected or not); never raises for a node problem."""
     t0 = time.monotonic()
     spec = spec_from_dict(node.spec)
-    base = {"site": site, "role": node.role, "host": node.ssh.host}
+    blank = NodeReport(site, node.role, node.ssh.host, reachable=True)
     if isinstance(transport, SshTransport):
         try:
             transport.connect()
         except TransportError as e:
-            return NodeReport(**base, reachable=False, error=str(e), seconds=time.monotonic() - t0)
+            return replace(blank, reachable=False, error=str(e), seconds=time.monotonic() - t0)
     session = Session(transport, spec, read_timeout_s=READ_TIMEOUT_S, service_wait_s=0.0)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pinging: Future[tuple[Ping, ...]] | None = None
         if isinstance(spec, BridgeSpec):
             pinging = pool.submit(_ping, transport, targets, node.private_address)
         try:
-            report = _read(session, spec, base)
+            report = _read(session, spec, blank)
         except TransportError as e:
-            report = NodeReport(**base, reachable=False, error=str(e))
+            report = replace(blank, reachable=False, error=str(e))
         pings = pinging.result() if pinging is not None else ()
     return replace(report, pings=pings, seconds=time.monotonic() - t0)
 
@@ -199,20 +199,19 @@ def _ping(
     return parse_pings(res.stdout, targets)
 
 
-def _read(session: Session, spec: ServerSpec | BridgeSpec, base: dict[str, str]) -> NodeReport:
+def _read(session: Session, spec: ServerSpec | BridgeSpec, blank: NodeReport) -> NodeReport:
     extra = [v.Command("ServerInfoGet"), v.Command("ServerStatusGet")]
     try:
         state, replies = session.read(extra)
         host = session.read_host()
     except SoftEtherError as e:
-        return NodeReport(**base, reachable=True, error=f"SoftEther: {e}")
+        return replace(blank, error=f"SoftEther: {e}")
     cascades = tuple(c for h in spec.hubs if (hub := state.hub(h.name)) for c in hub.cascades)
     if isinstance(spec, BridgeSpec):
         have = {c.name.lower() for c in cascades}
         cascades += tuple(CascadeState(c.name) for c in spec.cascades if c.name.lower() not in have)
-    return NodeReport(
-        **base,
-        reachable=True,
+    return replace(
+        blank,
         version=version(v.items(replies["ServerInfoGet"].output)),
         uptime_s=uptime(v.items(replies["ServerStatusGet"].output)),
         cascades=cascades,

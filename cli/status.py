@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         print_report(report, args, print)
         sys.stdout.flush()
         code = report.exit_code
-        if i + 1 < rounds:
+        if args.watch is not None and i + 1 < rounds:
             time.sleep(max(0.0, args.watch - (time.monotonic() - t0)))
     return code
 
