@@ -67,6 +67,7 @@ class NodeReport:
     pings: tuple[Ping, ...] = ()
     drift: tuple[str, ...] = ()
     seconds: float = 0.0
+    ssh_connections: int = 0
 
     @property
     def switch_ping(self) -> Ping | None:
@@ -186,7 +187,9 @@ def probe(
         except TransportError as e:
             report = replace(blank, reachable=False, error=str(e))
         pings = pinging.result() if pinging is not None else ()
-    return replace(report, pings=pings, seconds=time.monotonic() - t0)
+    return replace(
+        report, pings=pings, seconds=time.monotonic() - t0, ssh_connections=transport.connects
+    )
 
 
 def _ping(

@@ -199,6 +199,8 @@ def to_json(report: Report) -> dict[str, Any]:
                     for p in n.pings
                 },
                 "drift": list(n.drift),
+                "seconds": round(n.seconds, 3),
+                "sshConnections": n.ssh_connections,
                 "problems": n.problems,
             }
             for n in report.nodes

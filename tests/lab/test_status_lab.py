@@ -67,6 +67,9 @@ def test_status_lab_json_and_prometheus(outputs: Path, capsys: pytest.CaptureFix
     assert vpc["pings"]["switch"]["up"] and vpc["pings"]["switch"]["rttSeconds"] > 0
     assert set(vpc["pings"]) == {"switch", "home", "Hybrid-VNet"}
     assert vpc["version"].startswith("5.01 build ")
+    assert {n: r["sshConnections"] for n, r in report["nodes"].items()} == dict.fromkeys(
+        ("home", "Hybrid-VPC", "Hybrid-VNet"), 1
+    )
     code, out = status(capsys, "--outputs", str(outputs), "--prometheus")
     assert code == 0 and out.endswith("# EOF\n")
     assert 'hybrid_tunnel_up{stack="dev",node="Hybrid-VNet",role="bridge"} 1' in out
