@@ -98,6 +98,19 @@ def test_preflight_unpinned_or_changed_host_key_prints_the_line_to_pin(
     assert checks["host key"].level == "FAIL" and "the pinned key is ssh-ed25519 SHA256:" in lines[-1]
 
 
+def test_preflight_no_ssh_service_fails_first_and_stops(bed: Testbed, stack: Stack) -> None:
+    home = bed.nodes["home"]
+    checks = preflight(
+        stack,
+        Target(home.host, 2222, "root", home.host_key),
+        bed.client_key,
+        PASSWORD,
+        lambda h, p, t: netns_socket(home.netns, h, p, t),
+    )
+    assert [c.line().split(":")[0] for c in checks] == ["FAIL ssh"]
+    assert f"root@{home.host}:2222: no SSH service answers (ConnectionRefusedError" in checks[0].text
+
+
 def test_preflight_refused_operator_key_fails_root_login(bed: Testbed, stack: Stack) -> None:
     stranger = generate_client_key(Path(bed.root) / "stranger")[0]
     checks, _, _ = run(bed, stack, key=stranger)
