@@ -1,7 +1,7 @@
 """`hybrid status --stack NAME --outputs FILE|-`: is the deployed network healthy right now?
 
 Reads what `pulumi stack output --json --show-secrets` prints (or `hybrid lab outputs`),
-probes every node at once (cli/probe.py) and prints one report: text, `--json`, or
+probes every node at once (softether/health.py) and prints one report: text, `--json`, or
 `--prometheus` (OpenMetrics text, for node_exporter's textfile collector). Exit 0 healthy,
 1 degraded, 2 a node unreachable (3: the outputs or the key cannot be used).
 """
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .outputs import Outputs, OutputsError, parse_outputs
-from .probe import NodeReport, Report, SockFactory, probe_all
+from softether.health import Report, SockFactory, check, text_lines
+from softether.outputs import Outputs, OutputsError, parse_outputs
 
 DEFAULT_KEY = "~/.ssh/hybrid-cloud"
 KEY_ENV = "HYBRID_OPERATOR_KEY"
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     code = 0
     for i in range(rounds):
         t0 = time.monotonic()
-        report = run(outputs, key, sock)
+        report = check(outputs, key, sock)
         print_report(report, args, print)
         sys.stdout.flush()
         code = report.exit_code
@@ -107,13 +107,6 @@ def prepare(args: argparse.Namespace) -> tuple[Outputs, str, SockFactory | None]
     return outputs, key, sock
 
 
-def run(outputs: Outputs, key: str, sock: SockFactory | None) -> Report:
-    t0 = time.monotonic()
-    st = outputs.status
-    nodes = probe_all(st.nodes, st.switch, st.hosts, key, sock)
-    return Report(st.stack, nodes, time.monotonic() - t0)
-
-
 def print_report(report: Report, args: argparse.Namespace, say: Callable[[str], None]) -> None:
     if args.json:
         say(json.dumps(to_json(report), indent=2))
@@ -125,53 +118,6 @@ def print_report(report: Report, args: argparse.Namespace, say: Callable[[str], 
 
 
 # ---- formats ------------------------------------------------------------------------------
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(seconds)
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    return f"{d}d{h:02d}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s"
-
-
-def text_lines(report: Report) -> list[str]:
-    bad = [n for n in report.nodes if n.problems]
-    lines = [
-        f"stack {report.stack}: {report.verdict}"
-        + (f" ({', '.join(n.site for n in bad)})" if bad else "")
-        + f" in {report.seconds:.2f} s"
-    ]
-    for n in report.nodes:
-        lines += _node_lines(n)
-    return lines
-
-
-def _node_lines(n: NodeReport) -> list[str]:
-    head = f"{n.site} ({n.role} {n.host}):"
-    if not n.reachable:
-        return [f"{head} UNREACHABLE: {n.error}"]
-    if n.error:
-        return [f"{head} {n.error}"]
-    lines = [f"{head} SoftEther {n.version}, up {_duration(n.uptime_s)}"]
-    lines += [f"  cascade {c.name}: {c.status or 'absent'}" for c in n.cascades]
-    for p in n.pings:
-        what = "tunnel -> L3 switch" if p.to == "switch" else f"site -> {p.to}"
-        state = "UP  " if p.up else "DOWN"
-        lines.append(
-            f"  {state} {what} {p.address}: {p.received}/{p.sent} replies,"
-            f" {p.loss:.0%} loss, rtt {_ms(p.rtt_s)}"
-        )
-    if n.drift:
-        lines.append(f"  drift: {len(n.drift)} change(s) the next `pulumi up` would make:")
-        lines += [f"    {d}" for d in n.drift]
-    else:
-        lines.append("  drift: none")
-    return lines
-
-
 def to_json(report: Report) -> dict[str, Any]:
     return {
         "stack": report.stack,

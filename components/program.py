@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 
 from cli.cost import check_budgets
-from cli.outputs import node_output, status_output
+from softether.outputs import node_output, status_output
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.load import PROJECT
 from topology.model import REGION_KEY
@@ -77,7 +77,7 @@ class Network:
     secrets: HybridSecrets
     sites: dict[str, HybridVpc | HybridVnet] = field(default_factory=dict)
     bridges: dict[str, Ec2Bridge | AzureVmBridge] = field(default_factory=dict)
-    # What `hybrid status` needs of each node (cli/outputs.py): a secret, it holds the specs.
+    # What `hybrid status` needs of each node (softether/outputs.py): a secret, it holds the specs.
     status: dict[str, pulumi.Output[dict[str, Any]]] = field(default_factory=dict)
 
 

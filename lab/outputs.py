@@ -1,4 +1,4 @@
-"""`hybrid lab outputs`: the lab's outputs in the shape of a Pulumi stack's (cli/outputs.py).
+"""`hybrid lab outputs`: the lab's outputs in the shape of a Pulumi stack's (softether/outputs.py).
 
 The nodes are reached at their addresses on the lab's internet from the operator's
 namespace (`lab.operatorNamespace`), with the lab's operator key (`lab.operatorKeyFile`);
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.outputs import LAB, STATUS, Outputs, node_output, status_output
-from cli.probe import Report
+from softether.health import Report, check
+from softether.outputs import LAB, STATUS, Outputs, node_output, status_output
 from softether.spec import spec_to_dict
 from topology import plan_routes
 
@@ -54,11 +54,9 @@ def lab_outputs(lab: Lab) -> dict[str, Any]:
 
 def lab_report(lab: Lab) -> Report:
     """`hybrid status` of the lab, from its outputs, as the operator in `inet` sees it."""
-    from cli.status import run
-
     from .node import netns_socket
 
     outputs = Outputs.model_validate(lab_outputs(lab))
     ns = lab.layout.operator_ns
     key = lab.client_key[0]
-    return run(outputs, key, lambda host, port, timeout: netns_socket(ns, host, port, timeout))
+    return check(outputs, key, lambda host, port, timeout: netns_socket(ns, host, port, timeout))

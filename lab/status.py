@@ -87,7 +87,7 @@ def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
 
 def status(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     """Print what runs, the cascades, and the matrix; 0 if all is up and green."""
-    from cli.status import text_lines
+    from softether.health import text_lines
 
     from .outputs import lab_report
     from .up import open_lab, refresh_pids
@@ -115,7 +115,7 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
             f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {what.get(key, '')}"
         )
     if healthy:
-        # What `hybrid lab outputs | hybrid status --outputs -` reports (cli/status.py).
+        # What `hybrid lab outputs | hybrid status --outputs -` reports (softether/health.py).
         report = lab_report(lab)
         for line in text_lines(report):
             say("  " + line)

@@ -9,11 +9,20 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from cli.outputs import OutputsError, node_output, parse_outputs, status_output
 from cli.preflight import _about, _listeners
-from cli.probe import NodeReport, Ping, Report, parse_pings, ping_script, uptime, version
-from cli.status import prometheus, text_lines, to_json
+from cli.status import prometheus, to_json
 from softether.facts import CascadeState
+from softether.health import (
+    NodeReport,
+    Ping,
+    Report,
+    parse_pings,
+    ping_script,
+    text_lines,
+    uptime,
+    version,
+)
+from softether.outputs import OutputsError, node_output, parse_outputs, status_output
 
 PING_OK = """@@0 PING 192.168.10.1 (192.168.10.1) 56(84) bytes of data.
 @@1 PING 192.168.1.10 (192.168.1.10) from 192.168.20.100 : 56(84) bytes of data.

@@ -82,7 +82,7 @@ def test_exports_check_every_pair_of_sites(four_site: ProgramRun) -> None:
 
 
 def test_exports_status_names_every_node_with_its_pinned_key_and_spec(dev: ProgramRun) -> None:
-    from cli.outputs import Outputs
+    from softether.outputs import Outputs
 
     status = Outputs.model_validate({"status": dev.exports["status"].value}).status
     assert set(status.nodes) == {"home", "Hybrid-VPC", "Hybrid-VNet"}

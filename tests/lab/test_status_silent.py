@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.outputs import Outputs, node_output, status_output
-from cli.probe import NodeReport, Report, probe_all
-from cli.status import text_lines
 from lab.node import Testbed, netns_socket
+from softether.health import NodeReport, Report, probe_all, text_lines
+from softether.outputs import Outputs, node_output, status_output
 from softether.session import Session
 from softether.spec import spec_to_dict
 

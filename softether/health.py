@@ -1,4 +1,5 @@
-"""One look at every deployed VPN node, read-only, all nodes in parallel: `hybrid status`.
+"""One look at every deployed VPN node, read-only, all nodes in parallel (`hybrid status`,
+`hybrid lab status`).
 
 Per node, one SSH connection (host key pinned, `softether.transport`) carrying: one vpncmd
 admin session (`Session.read`: the reconciler's own read script plus `ServerInfoGet` and
@@ -20,13 +21,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from ipaddress import IPv4Address
 
-from softether import vpncmd as v
-from softether.facts import CascadeState
-from softether.session import Session, SoftEtherError
-from softether.spec import BridgeSpec, ServerSpec, spec_from_dict
-from softether.transport import SshTransport, Transport, TransportError
-
-from .outputs import NodeOutput
+from . import vpncmd as v
+from .facts import CascadeState
+from .outputs import NodeOutput, Outputs
+from .session import Session, SoftEtherError
+from .spec import BridgeSpec, ServerSpec, spec_from_dict
+from .transport import SshTransport, Transport, TransportError
 
 SockFactory = Callable[[str, int, float], socket.socket]
 PING_COUNT = 3
@@ -257,3 +257,59 @@ def probe_all(
 
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         return list(pool.map(lambda kv: one(*kv), nodes.items()))
+
+
+def check(outputs: Outputs, key: str, sock: SockFactory | None = None) -> Report:
+    """The report of every node the outputs name."""
+    t0 = time.monotonic()
+    st = outputs.status
+    nodes = probe_all(st.nodes, st.switch, st.hosts, key, sock)
+    return Report(st.stack, nodes, time.monotonic() - t0)
+
+
+# ---- the text report ----------------------------------------------------------------------
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    return f"{d}d{h:02d}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s"
+
+
+def text_lines(report: Report) -> list[str]:
+    bad = [n for n in report.nodes if n.problems]
+    lines = [
+        f"stack {report.stack}: {report.verdict}"
+        + (f" ({', '.join(n.site for n in bad)})" if bad else "")
+        + f" in {report.seconds:.2f} s"
+    ]
+    for n in report.nodes:
+        lines += _node_lines(n)
+    return lines
+
+
+def _node_lines(n: NodeReport) -> list[str]:
+    head = f"{n.site} ({n.role} {n.host}):"
+    if not n.reachable:
+        return [f"{head} UNREACHABLE: {n.error}"]
+    if n.error:
+        return [f"{head} {n.error}"]
+    lines = [f"{head} SoftEther {n.version}, up {_duration(n.uptime_s)}"]
+    lines += [f"  cascade {c.name}: {c.status or 'absent'}" for c in n.cascades]
+    for p in n.pings:
+        what = "tunnel -> L3 switch" if p.to == "switch" else f"site -> {p.to}"
+        state = "UP  " if p.up else "DOWN"
+        lines.append(
+            f"  {state} {what} {p.address}: {p.received}/{p.sent} replies,"
+            f" {p.loss:.0%} loss, rtt {_ms(p.rtt_s)}"
+        )
+    if n.drift:
+        lines.append(f"  drift: {len(n.drift)} change(s) the next `pulumi up` would make:")
+        lines += [f"    {d}" for d in n.drift]
+    else:
+        lines.append("  drift: none")
+    return lines
