@@ -82,6 +82,16 @@ def test_status_lab_watch_repeats_count_times(outputs: Path, capsys: pytest.Capt
     assert code == 0 and out.count("stack dev: HEALTHY") == 2
 
 
+def test_status_lab_status_prints_the_same_report(dev: RunningLab) -> None:
+    from lab.status import status as lab_status
+
+    lines: list[str] = []
+    assert lab_status(dev.ref, lines.append, dev.root) == 0
+    assert any(ln.startswith("  stack dev: HEALTHY in ") for ln in lines)
+    assert sum("UP   tunnel -> L3 switch 192.168.10.1" in ln for ln in lines) == 2
+    assert lines[-1] == "matrix: 16/16 reachable"
+
+
 def vpncmd(dev: RunningLab, site: str, command: str) -> str:
     lab = open_lab(dev.ref, dev.root)
     password = lab.state.secrets((f"admin/{site}",))[f"admin/{site}"]
