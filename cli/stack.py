@@ -14,9 +14,9 @@ from topology import (
     read_stack_file,
     stack_file,
 )
+from topology.cost import check_budgets
 
 from .args import add_stack, stack_of, stack_ref
-from .cost import check_budgets
 
 
 def register(sub: argparse._SubParsersAction) -> None:

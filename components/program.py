@@ -9,9 +9,9 @@ from typing import Any
 
 import pulumi
 
-from cli.cost import check_budgets
 from softether.outputs import node_output, status_output
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
+from topology.cost import check_budgets
 from topology.load import PROJECT
 from topology.model import REGION_KEY
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["topology", "cli.stack", "cli.cost", "cli.ttl", "cli.diagram"])
+@pytest.mark.parametrize("module", ["topology", "topology.cost", "cli.stack", "cli.cost", "cli.ttl", "cli.diagram"])
 def test_boundary_pure_package_imports_no_pulumi(module: str):
     code = (
         f"import sys, {module}\n"

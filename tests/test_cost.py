@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.cost import Estimate, PriceError, Prices, estimate, load_prices
 from cli.main import main
 from topology import parse_stack, project_config, read_stack_file, stack_file
+from topology.cost import Estimate, PriceError, Prices, estimate, load_prices
 
 FOUR_SITE = Path(__file__).parent / "stacks" / "Pulumi.four-site.yaml"
 
@@ -255,7 +255,7 @@ def test_cost_prices_every_billable_resource_the_program_records(path: Path):
 
     recorded = Counter(r.type for r in run_program(path).records if r.custom)
     unclassified = set(recorded) - set(BILLABLE) - FREE
-    assert not unclassified, "a new resource type: price it in cli/cost.py, or list it in FREE"
+    assert not unclassified, "a new resource type: price it in topology/cost.py, or list it in FREE"
     est = priced(path)
     priced_keys = Counter(line.key for line in (*est.links, *est.shared))
     assert {t: priced_keys[key] for t, key in BILLABLE.items()} == {
