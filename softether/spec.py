@@ -169,6 +169,11 @@ class HostOsSpec(Model):
 
     device: Device  # the kernel name, e.g. tap_vpntap
     address: IPv4Interface
+    # The tap's MAC, the same for every VM of the site: SoftEther gives each new tap a random
+    # one, and the home L3 switch never replaces the MAC it learned for an address while ARP
+    # for it keeps coming (Cedar/Layer3.c `L3InsertArpTable` only extends the entry), so a
+    # rebuilt bridge VM with a new MAC would get no replies. None: SoftEther's own.
+    mac: str | None = Field(default=None, pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
     routes: tuple[OsRoute, ...] = ()
     ip_forward: bool = True
     unit_dir: str = "/etc/systemd/system"
@@ -230,8 +235,9 @@ class ServerSpec(_Node):
     kind: Literal["server"] = "server"
     hardening: Hardening = Hardening()
     l3_switches: tuple[L3Switch, ...] = ()
-    # Hubs not listed are deleted (a fresh server's DEFAULT too, unless listed).
-    prune_hubs: bool = True
+    # True: hubs not listed are deleted (a fresh server's DEFAULT too, unless listed). Off by
+    # default: a home server is the user's, and its other hubs are not the stack's to delete.
+    prune_hubs: bool = False
 
     @model_validator(mode="after")
     def _l3(self) -> ServerSpec:

@@ -80,7 +80,7 @@ def test_plan_fresh_server_builds_everything_in_dependency_order() -> None:
             ],
         ),
         ("extra_user", ["- user HYBRID/intruder"]),
-        ("extra_hub", ["- hub EXTRA"]),
+        ("extra_hub", []),  # the home server's other hubs are the user's: left alone
         ("listener", ["- listener TCP 443"]),
         ("password_changed", ["~ user HYBRID/hybrid-vpc: password"]),
         ("securenat", ["~ hub HYBRID: SecureNAT -> off"]),
@@ -131,7 +131,7 @@ def test_plan_switch_changes_are_bracketed_by_stop_and_start() -> None:
 
 
 def test_plan_removes_undesired_switch_before_undesired_hub() -> None:
-    spec = ServerSpec(admin_password=SecretStr("a"), hubs=(Hub(name="KEEP"),))
+    spec = ServerSpec(admin_password=SecretStr("a"), hubs=(Hub(name="KEEP"),), prune_hubs=True)
     st = NodeState(
         admin_password_set=True,
         listeners={5555: True},
@@ -140,6 +140,8 @@ def test_plan_removes_undesired_switch_before_undesired_hub() -> None:
         protocols=Protocols(),
     )
     assert names(st, spec) == ["- L3 switch SW", "- hub OLD"]
+    # Pruning is an explicit opt-in: by default a hub the spec does not list is kept.
+    assert names(st, spec.model_copy(update={"prune_hubs": False})) == ["- L3 switch SW"]
 
 
 def test_plan_password_note_depends_on_every_input() -> None:
