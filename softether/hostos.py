@@ -47,6 +47,7 @@ class HostFacts:
     links: dict[str, str] = field(default_factory=dict)  # symlink path -> target ("" if absent)
     offloads: dict[str, dict[str, bool]] = field(default_factory=dict)  # dev -> short -> on
     own_service_unit: bool = False  # unit_dir holds the SoftEther service's unit itself
+    mac: str = ""  # the device's link address, lower case ("" if unknown)
 
 
 def unit_text(h: HostOsSpec) -> str:
@@ -68,6 +69,7 @@ def unit_text(h: HostOsSpec) -> str:
         "Type=oneshot",
         "RemainAfterExit=yes",
         f"ExecStart={wait}",
+        *([f"ExecStart=/sbin/ip link set dev {dev} address {h.mac}"] if h.mac else []),
         f"ExecStart=/sbin/ip address replace {h.address} dev {dev}",
         f"ExecStart=/sbin/ip link set {dev} up",
         *(f"ExecStart=/sbin/ip route replace {r.network} via {r.via} dev {dev}" for r in h.routes),
@@ -133,6 +135,7 @@ def parse_facts(text: str) -> HostFacts:
         elif sections:
             sections[-1][1].append(line)
     exists = up = fwd = False
+    mac = ""
     addrs: list[IPv4Interface] = []
     routes: list[tuple[IPv4Network, IPv4Address]] = []
     files: dict[str, str] = {}
@@ -147,6 +150,8 @@ def parse_facts(text: str) -> HostFacts:
                 exists = bool(first)
                 m = re.search(r"<([^>]*)>", first)
                 up = bool(m and "UP" in m.group(1).split(","))
+                ether = re.search(r"link/ether ([0-9a-fA-F:]{17})", first)
+                mac = ether.group(1).lower() if ether else ""
             case "addr":
                 for b in body:
                     m = re.search(r"\binet (\S+)", b)
@@ -176,7 +181,7 @@ def parse_facts(text: str) -> HostFacts:
                     offloads[arg] = state
             case _:
                 pass
-    return HostFacts(exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own)
+    return HostFacts(exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac)
 
 
 def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, ...]:
@@ -222,6 +227,10 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
                 f"~ net.ipv4.ip_forward = {int(h.ip_forward)}",
                 f"echo {int(h.ip_forward)} > /proc/sys/net/ipv4/ip_forward",
             )
+        )
+    if h.mac and (facts.mac != h.mac or not facts.device_exists):
+        out.append(
+            HostChange(f"~ {h.device} MAC {h.mac}", f"ip link set dev {dev} address {h.mac}")
         )
     if h.address not in facts.addresses or not facts.device_exists:
         out.append(

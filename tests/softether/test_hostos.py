@@ -18,7 +18,7 @@ def host_os() -> HostOsSpec:
 H = host_os()
 
 CONVERGED = f"""@@dev
-3: tap_vpntap: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UNKNOWN
+3: tap_vpntap: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UNKNOWN mode DEFAULT group default qlen 1000\\    link/ether {H.mac} brd ff:ff:ff:ff:ff:ff
 @@addr
 3: tap_vpntap    inet 192.168.10.2/24 scope global tap_vpntap\\       valid_lft forever
 @@route
@@ -50,6 +50,17 @@ def test_hostos_facts_parse_ip_output() -> None:
 
 def test_hostos_converged_plan_is_empty() -> None:
     assert hostos.plan(BRIDGE, hostos.parse_facts(CONVERGED)) == ()
+
+
+def test_hostos_tap_with_softethers_random_mac_gets_the_sites_mac() -> None:
+    # A rebuilt VM's tap: SoftEther picked a random MAC; the site's fixed one is applied, and
+    # re-applied by the unit whenever SoftEther re-creates the tap.
+    assert H.mac is not None
+    facts = hostos.parse_facts(CONVERGED.replace(f"link/ether {H.mac}", "link/ether 5e:6a:3e:29:98:48"))
+    assert [(c.summary, c.shell) for c in hostos.plan(BRIDGE, facts)] == [
+        (f"~ tap_vpntap MAC {H.mac}", f"ip link set dev tap_vpntap address {H.mac}")
+    ]
+    assert f"ExecStart=/sbin/ip link set dev tap_vpntap address {H.mac}" in hostos.unit_text(H)
 
 
 def test_hostos_missing_tap_plans_address_routes_and_persistence() -> None:
