@@ -8,6 +8,7 @@ bridge.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -60,6 +61,13 @@ def secret_names(net: Topology) -> tuple[str, ...]:
     )
 
 
+def tap_mac(site: str) -> str:
+    """A site's bridge tap MAC: locally administered, unicast, from the site's name, so every
+    VM of the site has the same one (see `HostOsSpec.mac`)."""
+    digest = hashlib.sha256(f"hybrid-cloud tap {site}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 @dataclass(frozen=True)
 class NodeSpecs:
     server: ServerSpec
@@ -74,13 +82,17 @@ def derive(
     server_address: str | None = None,
     restart_command: str | None = None,
     server_cert: str | None = None,
+    home_ready: bool = True,
 ) -> NodeSpecs:
     """Specs for the home server and each cloud bridge.
 
     `server_address` overrides what the bridges dial (default: the server's `public_host`;
     the lab passes its namespace address); `restart_command` overrides how a bridge process
     is restarted (default: the systemd unit of the VM); `server_cert` (PEM, e.g. from
-    `Session(server).server_certificate()`) is pinned in every cascade.
+    `Session(server).server_certificate()`) is pinned in every cascade. `home_ready` False:
+    the home server is not configured by this stack yet (its host key is not pinned), so a
+    bridge's cascade cannot carry traffic yet and its traffic check is left out (deferred
+    to the first converge after the home server's).
     """
     missing = [n for n in secret_names(net) if n not in secrets]
     if missing:
@@ -131,7 +143,9 @@ def derive(
         ),
     )
     bridges = {
-        s.name: _bridge(net, routes, s, secret, server_address, restart_command, server_cert)
+        s.name: _bridge(
+            net, routes, s, secret, server_address, restart_command, server_cert, home_ready
+        )
         for s in net.sites
     }
     return NodeSpecs(server_spec, bridges)
@@ -145,6 +159,7 @@ def _bridge(
     server_address: str | None,
     restart_command: str | None,
     server_cert: str | None,
+    home_ready: bool,
 ) -> BridgeSpec:
     server = net.home.vpn_server
     host = routes.bridge(site.name)
@@ -169,8 +184,9 @@ def _bridge(
         host_os=HostOsSpec(
             device=host.tap_device,
             address=host.tap_address,
+            mac=tap_mac(site.name),
             routes=tuple(OsRoute(network=r.destination, via=r.via) for r in host.routes),
         ),
-        traffic_check=TrafficCheck(target=server.transit_address),
+        traffic_check=TrafficCheck(target=server.transit_address) if home_ready else None,
         restart_command=restart_command or DEFAULT_RESTART,
     )

@@ -2,10 +2,19 @@
 
 Type token: `pulumi-python:dynamic/softether:SoftEtherNode`.
 - create/update: `Session(ssh_transport(target), spec).converge()`;
-- diff: compares the normalised spec (a keyed digest, so no secret is stored) and the target;
-  a different host means a different machine: replace;
-- delete: best effort (the VM usually goes away with it): remove what the spec created;
-- outputs: host, kind, digest, last diff (masked): never a secret;
+- diff: compares the normalised spec (a keyed digest) and the target. A bridge's `machine`
+  input is its VM's identity (`instance.id` / `vm.vm_id`): another machine (also at the same
+  public address) is a replacement; a node without one (the home server) is replaced when its
+  host changes. During preview any input may be unknown (`pulumi.output.Unknown`): the answer
+  is then "changes", a replacement only if the machine is the unknown or changed part;
+- read (`pulumi refresh`, `preview --refresh`): reads the node over SSH and plans against
+  the spec; drift made by hand shows as `drift` (the planned changes, masked) and a digest
+  that no longer matches, so the next up updates (converges) the node; a converged node
+  reads back exactly as stored;
+- delete: a no-op (the VM goes away with the stack; the home server is the user's);
+- outputs: host, kind, digest, last diff and drift (masked), traffic, what a server's first
+  converge adopted and what it leaves alone; and, as Pulumi secrets, the spec and target
+  that `read` needs to reach the node (the engine passes Read only the stored outputs);
 - pickled by reference (dill): the provider holds no attributes, heavy imports are inside
   the methods, and everything lives in this importable module.
 """
@@ -19,21 +28,50 @@ import logging
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
 
 log = logging.getLogger("softether.dynamic")
+
+NODE_TYPE = "pulumi-python:dynamic/softether:SoftEtherNode"
+# Inputs the program passes as Pulumi secrets (also stored as secret outputs for `read`).
+SECRET_INPUTS = ("spec", "target")
+DRIFTED = "drifted"  # the digest a node with hand-made drift reads back with
+
+
+def _plain(value: Any) -> Any:
+    """A property with any wire-form secret unwrapped (the engine unwraps them for a provider
+    that does not accept secrets; this keeps the provider right either way)."""
+    value = rpc.unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unknown(value: Any) -> bool:
+    """True if a preview value is, or holds, a value not known yet."""
+    if isinstance(value, Unknown):
+        return True
+    if isinstance(value, dict):
+        return any(_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_unknown(v) for v in value)
+    return False
 
 
 def _spec(props: dict[str, Any]) -> Any:
     from softether.spec import spec_from_dict
 
-    return spec_from_dict(dict(props["spec"]))
+    return spec_from_dict(_plain(props["spec"]))
 
 
 def _target(props: dict[str, Any]) -> Any:
     from softether.spec import SshTarget
 
-    return SshTarget.model_validate(dict(props["target"]))
+    return SshTarget.model_validate(_plain(props["target"]))
 
 
 def spec_digest(props: dict[str, Any]) -> str:
@@ -52,7 +90,32 @@ def spec_digest(props: dict[str, Any]) -> str:
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def _converge(props: dict[str, Any]) -> dict[str, Any]:
+def _footprint(spec: Any, node: Any) -> tuple[list[str], list[str]]:
+    """(what of the spec a server already had, the hubs it has that the spec leaves alone)."""
+    wanted = {h.name.lower() for h in spec.hubs}
+    adopted = [f"hub {h.name}" for h in spec.hubs if node.hub(h.name) is not None]
+    adopted += [
+        f"local bridge {b.hub} -> {b.device}"
+        for b in spec.local_bridges
+        if any((c.hub.lower(), c.device) == (b.hub.lower(), b.device) for c in node.bridges)
+    ]
+    untouched = [f"hub {h.name}" for k, h in sorted(node.hubs.items()) if k not in wanted]
+    return adopted, untouched
+
+
+def _traffic(spec: Any, checked: bool) -> str | None:
+    if spec.kind != "bridge":
+        return None
+    if checked:
+        return "verified"
+    if spec.traffic_check is None:
+        return "deferred: the home server is not configured by the stack yet"
+    return "not checked: the cascade did not change"
+
+
+def _converge(props: dict[str, Any], footprint: tuple[list[str], list[str]] | None) -> dict[str, Any]:
+    """Converge the node; `footprint` None: the first converge, which records what the
+    server already had (else the recorded one is kept)."""
     from softether.session import Session
     from softether.transport import ssh_transport
 
@@ -60,6 +123,8 @@ def _converge(props: dict[str, Any]) -> dict[str, Any]:
     transport = ssh_transport(target)
     try:
         session = Session(transport, spec)
+        if footprint is None:
+            footprint = _footprint(spec, session.read_node()) if spec.kind == "server" else ([], [])
         result = session.converge()
         # A server's certificate is public; the bridges' cascades pin it.
         certificate = session.server_certificate() if spec.kind == "server" else None
@@ -70,23 +135,50 @@ def _converge(props: dict[str, Any]) -> dict[str, Any]:
         "host": target.host,
         "port": target.port,
         "kind": spec.kind,
+        "machine": props.get("machine"),
         "digest": spec_digest(props),
         "changed": result.changed,
         "diff": result.diff,
+        "drift": [],
+        "traffic": _traffic(spec, result.traffic_checked),
+        "adopted": footprint[0],
+        "untouched": footprint[1],
+        **{k: rpc.wrap_rpc_secret(_plain(props[k])) for k in SECRET_INPUTS},
     }
+
+
+def _drift(props: dict[str, Any]) -> list[str]:
+    """The changes a converge would make now (masked): empty for a converged node."""
+    from softether.session import Session
+    from softether.transport import ssh_transport
+
+    spec, target = _spec(props), _target(props)
+    transport = ssh_transport(target)
+    try:
+        session = Session(transport, spec)
+        return [session.mask(line) for line in session.compare().lines()]
+    finally:
+        transport.close()
 
 
 class SoftEtherProvider(ResourceProvider):
     """Create/update converge the node; see the module docstring."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = _converge(props)
+        outs = _converge(props, None)
         return CreateResult(id_=f"softether-{outs['kind']}-{outs['host']}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        target = _target(news)
-        replaces = ["target"] if olds.get("host") != target.host else []
-        changed = bool(replaces) or olds.get("digest") != spec_digest(news)
+        machine = news.get("machine")
+        if machine is not None:
+            moved = _unknown(machine) or machine != olds.get("machine")
+            replaces = ["machine"] if moved else []
+        else:
+            target = news["target"]
+            host = None if _unknown(target) else _plain(target).get("host")
+            replaces = ["target"] if host is not None and host != olds.get("host") else []
+        unknown = any(_unknown(news.get(k)) for k in SECRET_INPUTS)
+        changed = bool(replaces) or unknown or olds.get("digest") != spec_digest(news)
         return DiffResult(
             changes=changed,
             replaces=replaces,
@@ -94,12 +186,23 @@ class SoftEtherProvider(ResourceProvider):
             delete_before_replace=False,
         )
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=_converge(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        footprint = (list(olds.get("adopted") or []), list(olds.get("untouched") or []))
+        return UpdateResult(outs=_converge(news, footprint))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        outs = {k: v for k, v in props.items() if k != "__provider"}
+        if not all(k in props for k in SECRET_INPUTS):
+            return ReadResult(id_, outs)  # state written before outputs held what Read needs
+        drift = _drift(props)
+        outs |= {k: rpc.wrap_rpc_secret(_plain(props[k])) for k in SECRET_INPUTS}
+        outs["drift"] = drift
+        outs["digest"] = DRIFTED if drift else spec_digest(props)
+        return ReadResult(id_, outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # Outputs hold no secret, so there is nothing to log in to the node with: the node
-        # (a VM) is destroyed with its stack. Best effort by design.
+        # The node (a VM) is destroyed with its stack; the home server is the user's and
+        # keeps its configuration (README "Left behind on purpose").
         log.info("softether node %s: nothing to undo remotely", props.get("host"))
 
 
@@ -112,23 +215,37 @@ class SoftEtherNode(pulumi.dynamic.Resource, module="softether", name="SoftEther
     digest: pulumi.Output[str]
     diff: pulumi.Output[str]
     certificate: pulumi.Output[str | None]  # a server's certificate (PEM), for the cascades
+    traffic: pulumi.Output[str | None]  # a bridge's: verified / deferred / not checked
+    adopted: pulumi.Output[list[str]]  # what a server already had at its first converge
+    untouched: pulumi.Output[list[str]]  # hubs of the server the stack leaves alone
 
     def __init__(
         self,
         name: str,
         spec: pulumi.Input[dict[str, Any]],
         target: pulumi.Input[dict[str, Any]],
+        machine: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {
-            "spec": pulumi.Output.secret(spec),
-            "target": pulumi.Output.secret(target),
-            "host": None,
-            "kind": None,
-            "digest": None,
-            "diff": None,
-            "changed": None,
-            "port": None,
-            "certificate": None,
-        }
+        props = node_props(pulumi.Output.secret(spec), pulumi.Output.secret(target), machine)
         super().__init__(SoftEtherProvider(), name, props, opts)
+
+
+def node_props(spec: Any, target: Any, machine: Any = None) -> dict[str, Any]:
+    """The inputs of a SoftEtherNode as the program registers them (outputs declared None)."""
+    return {
+        "spec": spec,
+        "target": target,
+        "machine": machine,
+        "host": None,
+        "kind": None,
+        "digest": None,
+        "diff": None,
+        "changed": None,
+        "port": None,
+        "certificate": None,
+        "drift": None,
+        "traffic": None,
+        "adopted": None,
+        "untouched": None,
+    }

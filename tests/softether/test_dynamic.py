@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.output import Unknown
 
 from lab.node import Node, Testbed
 from softether.derive import NodeSpecs
@@ -44,6 +45,22 @@ def test_dynamic_diff_no_change_update_and_replace() -> None:
     moved = props_for(specs, host="198.51.100.7")
     r = p.diff("id", olds, moved)
     assert r.changes and r.replaces == ["target"]
+
+
+def test_dynamic_diff_with_unknown_inputs_answers_changes_never_raises() -> None:
+    # During preview the host hands unknown inputs in as pulumi.output.Unknown.
+    props = props_for(reference_specs())
+    olds = {"host": "198.51.100.1", "digest": spec_digest(props), "machine": "i-1"}
+    p = SoftEtherProvider()
+    spec = p.diff("id", olds, {**props, "spec": Unknown(), "machine": "i-1"})
+    assert (spec.changes, spec.replaces) == (True, [])
+    target = p.diff("id", olds, {**props, "target": Unknown(), "machine": "i-1"})
+    assert (target.changes, target.replaces) == (True, [])
+    machine = p.diff("id", olds, {**props, "target": Unknown(), "machine": Unknown()})
+    assert (machine.changes, machine.replaces) == (True, ["machine"])
+    rebuilt = p.diff("id", olds, {**props, "machine": "i-2"})
+    assert (rebuilt.changes, rebuilt.replaces) == (True, ["machine"])
+    assert not p.diff("id", olds, {**props, "machine": "i-1"}).changes
 
 
 def test_dynamic_digest_is_keyed_and_normalised() -> None:
