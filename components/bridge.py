@@ -63,8 +63,16 @@ class BridgeArgs:
     after: tuple[pulumi.Resource, ...] = ()
 
 
-def converge(name: str, args: BridgeArgs, parent: pulumi.Resource, public_ip: pulumi.Output[str], vm: pulumi.Resource) -> SoftEtherNode:
-    """The bridge's SoftEther node, over SSH to its public address with the pinned host key."""
+def converge(
+    name: str,
+    args: BridgeArgs,
+    parent: pulumi.Resource,
+    public_ip: pulumi.Output[str],
+    vm: pulumi.Resource,
+    machine: pulumi.Output[str],
+) -> SoftEtherNode:
+    """The bridge's SoftEther node, over SSH to its public address with the pinned host key;
+    `machine` (the VM's identity) tells a rebuilt VM at the same address from the old one."""
     target = ssh_target(
         public_ip, args.host_key_public, args.operator_private_key, user=SSH_USER, deadline_s=BRIDGE_CONNECT_DEADLINE_S
     )
@@ -72,6 +80,7 @@ def converge(name: str, args: BridgeArgs, parent: pulumi.Resource, public_ip: pu
         f"{name}-softether",
         args.spec,
         target,
+        machine,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[vm, *args.after]),
     )
 
@@ -179,7 +188,7 @@ class Ec2Bridge(pulumi.ComponentResource):
                 parent=self, depends_on=[eip], ignore_changes=["ami"], delete_before_replace=True
             ),
         )
-        self.softether = converge(name, args, self, self.public_ip, self.instance)
+        self.softether = converge(name, args, self, self.public_ip, self.instance, self.instance.id)
         self.register_outputs({"publicIp": self.public_ip, "eniId": self.eni.id})
 
 
@@ -277,5 +286,5 @@ class AzureVmBridge(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
-        self.softether = converge(name, args, self, self.public_ip, self.vm)
+        self.softether = converge(name, args, self, self.public_ip, self.vm, self.vm.vm_id)
         self.register_outputs({"publicIp": self.public_ip})

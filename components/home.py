@@ -14,6 +14,7 @@ from topology import RoutingPlan, Topology
 from topology.load import PROJECT
 
 from .node import HOME_CONNECT_DEADLINE_S, ssh_target
+from .secrets import HOME_ADMIN_CONFIG, SET_HOME_ADMIN
 
 HOST_KEY_CONFIG = "homeHostKey"
 
@@ -34,7 +35,17 @@ class ManualSteps:
         }
 
 
-def manual_steps(net: Topology, plan: RoutingPlan, host_key_known: bool) -> ManualSteps:
+def pin_command(net: Topology) -> str:
+    ssh = net.home.vpn_server.ssh
+    return (
+        f"pulumi config set {PROJECT}:{HOST_KEY_CONFIG}"
+        f' "$(ssh-keyscan -p {ssh.port} -t ed25519 {ssh.host} | cut -d\' \' -f2-)"'
+    )
+
+
+def manual_steps(
+    net: Topology, plan: RoutingPlan, host_key_known: bool, admin_password_known: bool = True
+) -> ManualSteps:
     server = net.home.vpn_server
     ssh = server.ssh
     target = server.host_address or ssh.host
@@ -45,10 +56,14 @@ def manual_steps(net: Topology, plan: RoutingPlan, host_key_known: bool) -> Manu
     if not host_key_known:
         # The program never accepts an unknown host key: the user pins it once.
         access.append(
-            f"pin the server's host key: pulumi config set {PROJECT}:{HOST_KEY_CONFIG}"
-            f' "$(ssh-keyscan -p {ssh.port} -t ed25519 {ssh.host} | cut -d\' \' -f2-)"'
+            f"pin the server's host key: {pin_command(net)}"
             " (check it against the server's own /etc/ssh/ssh_host_ed25519_key.pub), then"
             " pulumi up again: SoftEther on the home server is configured once it is set"
+        )
+    if not admin_password_known:
+        access.append(
+            f"give the stack the server's SoftEther admin password (it outlives pulumi"
+            f" destroy): {SET_HOME_ADMIN}, then pulumi up again"
         )
     return ManualSteps(
         port_forward=(
@@ -74,21 +89,27 @@ class HomeLanArgs:
     spec: pulumi.Input[dict[str, Any]]
     operator_private_key: pulumi.Input[str]
     host_key: str | None
+    admin_password_known: bool = True  # the stack secret homeAdminPassword is set
 
 
 class HomeLan(pulumi.ComponentResource):
     """The home site: the manual steps, and `softether`, the VPN server's SoftEther
-    configuration over SSH (None until the server's host key is pinned)."""
+    configuration over SSH (None until the server's host key is pinned and its admin
+    password is in the stack); `pending`: what the user must do before the next up
+    finishes the home side, each with its command (empty once `softether` exists)."""
 
     steps: ManualSteps
+    pending: list[str]
     softether: SoftEtherNode | None
 
     def __init__(self, name: str, args: HomeLanArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid:home:HomeLan", name, None, opts)
         ssh = args.network.home.vpn_server.ssh
-        self.steps = manual_steps(args.network, args.routes, args.host_key is not None)
+        known = (args.host_key is not None, args.admin_password_known)
+        self.steps = manual_steps(args.network, args.routes, *known)
+        self.pending = pending(args.network, *known)
         self.softether = None
-        if args.host_key is not None:
+        if args.host_key is not None and args.admin_password_known:
             target = ssh_target(
                 ssh.host,
                 args.host_key,
@@ -101,3 +122,24 @@ class HomeLan(pulumi.ComponentResource):
                 f"{name}-softether", args.spec, target, opts=pulumi.ResourceOptions(parent=self)
             )
         self.register_outputs(self.steps.to_json())
+
+
+def pending(net: Topology, host_key_known: bool, admin_password_known: bool) -> list[str]:
+    """What is left before the home VPN server is configured, and the commands to finish it."""
+    if host_key_known and admin_password_known:
+        return []
+    ssh = net.home.vpn_server.ssh
+    todo = [
+        f"authorize the operator key (stack output operatorPublicKey) for {ssh.user}@{ssh.host}",
+    ]
+    if not host_key_known:
+        todo.append(f"pin the home server's host key ({HOST_KEY_CONFIG}): {pin_command(net)}")
+    if not admin_password_known:
+        todo.append(f"set the home server's admin password ({HOME_ADMIN_CONFIG}): {SET_HOME_ADMIN}")
+    sites = ", ".join(s.name for s in net.sites)
+    return [
+        "home VPN server: not configured by this stack yet; to finish: " + "; ".join(todo)
+        + "; then pulumi up",
+        f"bridges ({sites}): cascades created; their traffic check is deferred until the home"
+        " server is configured (the next pulumi up verifies it)",
+    ]

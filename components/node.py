@@ -27,10 +27,13 @@ def node_specs(
     plan: RoutingPlan,
     secrets: HybridSecrets,
     server_cert: pulumi.Input[str | None] = None,
+    *,
+    home_ready: bool = True,
 ) -> pulumi.Output[NodeSpecs]:
-    """`server_cert`: the home server's certificate (PEM), pinned in every bridge's cascade."""
+    """`server_cert`: the home server's certificate (PEM), pinned in every bridge's cascade;
+    `home_ready`: see `softether.derive.derive`."""
     return pulumi.Output.all(secrets.values(), server_cert).apply(
-        lambda v: derive(net, plan, v[0], server_cert=v[1])
+        lambda v: derive(net, plan, v[0], server_cert=v[1], home_ready=home_ready)
     )
 
 

@@ -23,7 +23,7 @@ from .budgets import Budgets, BudgetsArgs
 from .database import PrivateMysql, PrivateMysqlArgs
 from .home import HomeLan, HomeLanArgs
 from .node import node_specs, spec_of
-from .secrets import HybridSecrets
+from .secrets import HybridSecrets, home_admin_password
 
 KEY_FILE = "~/.ssh/hybrid-cloud"
 
@@ -90,12 +90,20 @@ def build(stack: Stack) -> dict[str, Any]:
 def build_network(stack: Stack) -> Network:
     topo = stack.network
     plan = plan_routes(topo)
-    secrets = HybridSecrets("secrets", topo)
+    home_admin = home_admin_password(f"stack {pulumi.get_stack()}")
+    secrets = HybridSecrets("secrets", topo, home_admin)
     specs = node_specs(topo, plan, secrets)
     operator_key = secrets.operator_key.private_key_openssh
     home = HomeLan(
         topo.home.name,
-        HomeLanArgs(topo, plan, spec_of(specs, None), operator_key, stack.home_host_key),
+        HomeLanArgs(
+            topo,
+            plan,
+            spec_of(specs, None),
+            operator_key,
+            stack.home_host_key,
+            admin_password_known=home_admin is not None,
+        ),
     )
     out = Network(plan=plan, home=home, secrets=secrets)
     ssh = topo.home.vpn_server.ssh
@@ -105,6 +113,10 @@ def build_network(stack: Stack) -> Network:
     if home.softether is not None:
         # Once the home server is converged, its certificate is pinned in every cascade.
         specs = node_specs(topo, plan, secrets, home.softether.certificate)
+    else:
+        # Nothing configures the home server in this run: the bridges' cascades cannot
+        # carry traffic yet, so their traffic check waits for it (outputs `pending`).
+        specs = node_specs(topo, plan, secrets, home_ready=False)
     for site in topo.sites:
         host_key = secrets.host_keys[site.name]
         args = BridgeArgs(
@@ -143,7 +155,8 @@ def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
     """Public facts only: addresses, commands, the manual steps; no secret."""
     return {
         "routes": net.plan.to_json(),
-        "home": net.home.steps.to_json(),
+        "home": net.home.steps.to_json() | home_softether(net.home),
+        "pending": net.home.pending,
         "operatorPublicKey": net.secrets.operator_key.public_key_openssh,
         "bridges": {
             s.name: {
@@ -174,6 +187,13 @@ def status_hosts(topo: Topology) -> dict[str, IPv4Address]:
     return {topo.home.name: server.host_address or server.lan_address} | {
         s.name: s.bridge.private_address for s in topo.sites
     }
+
+
+def home_softether(home: HomeLan) -> dict[str, Any]:
+    """What the home node took over on the user's server and what it leaves alone."""
+    if home.softether is None:
+        return {}
+    return {"adopted": home.softether.adopted, "untouched": home.softether.untouched}
 
 
 def check_commands(topo: Topology) -> dict[str, list[str]]:

@@ -1,6 +1,9 @@
-"""`HybridSecrets`: every generated credential of a stack, all Pulumi secrets.
+"""`HybridSecrets`: every credential of a stack, all Pulumi secrets.
 
-Passwords: one per name of `softether.derive.secret_names` (pulumi-random); SSH: the
+Passwords: one per name of `softether.derive.secret_names` (pulumi-random), except the home
+server's admin password: the home server outlives the stack (`pulumi destroy` leaves its
+SoftEther configuration in place), so its admin password is the stack secret
+`homeAdminPassword` (`pulumi config set --secret`), which outlives a destroy too. SSH: the
 operator's key and one host key per cloud bridge (pulumi-tls, ed25519).
 """
 
@@ -12,10 +15,36 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from softether.derive import secret_names
-from topology import Topology
+from softether.derive import admin_secret, secret_names
+from topology import Topology, TopologyError
+from topology.load import PROJECT
 
 PASSWORD_LENGTH = 32
+HOME_ADMIN_CONFIG = "homeAdminPassword"
+SET_HOME_ADMIN = (
+    f"pulumi config set --secret {PROJECT}:{HOME_ADMIN_CONFIG} '<the home VPN server's admin"
+    " password; for a fresh server, a new one of letters and digits>'"
+)
+
+
+def home_admin_password(source: str) -> str | None:
+    """The stack secret `homeAdminPassword`, checked (one line naming the key, never the
+    value), or None if it is not set."""
+    key = f"{PROJECT}:{HOME_ADMIN_CONFIG}"
+    value = pulumi.runtime.get_config(key)
+    if value is None:
+        return None
+    problems = []
+    if not pulumi.runtime.is_config_secret(key):
+        problems.append(f"{HOME_ADMIN_CONFIG}: must be a secret: set it with pulumi config set --secret")
+    if not re.fullmatch(r"[^\s\"/-][^\s\"]*", value):
+        problems.append(
+            f"{HOME_ADMIN_CONFIG}: (value not shown) must be non-empty, not start with / or -,"
+            " and hold no space or quote (vpncmd reads it as an argument)"
+        )
+    if problems:
+        raise TopologyError(source, problems)
+    return value
 
 
 def password_name(component: str, secret_name: str) -> str:
@@ -30,9 +59,19 @@ class HybridSecrets(pulumi.ComponentResource):
     operator_key: tls.PrivateKey
     host_keys: dict[str, tls.PrivateKey]
 
-    def __init__(self, name: str, net: Topology, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        net: Topology,
+        home_admin: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """`home_admin`: the stack secret `homeAdminPassword`; None while it is not set
+        (the home server is then left alone, and a generated stand-in fills its slot)."""
         super().__init__("hybrid:secrets:HybridSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        configured = {admin_secret(net.home.name): home_admin} if home_admin is not None else {}
+        self.configured = {n: pulumi.Output.secret(v) for n, v in configured.items()}
         self.passwords = {
             n: random.RandomPassword(
                 password_name(name, n),
@@ -43,6 +82,7 @@ class HybridSecrets(pulumi.ComponentResource):
                 opts=child,
             )
             for n in secret_names(net)
+            if n not in configured
         }
         self.operator_key = tls.PrivateKey(f"{name}-operator-ssh", algorithm="ED25519", opts=child)
         self.host_keys = {
@@ -53,4 +93,5 @@ class HybridSecrets(pulumi.ComponentResource):
 
     def values(self) -> pulumi.Output[dict[str, str]]:
         """Every password by secret name, as one secret output (for `softether.derive`)."""
-        return pulumi.Output.secret(pulumi.Output.all(**{n: p.result for n, p in self.passwords.items()}))
+        generated = {n: p.result for n, p in self.passwords.items()}
+        return pulumi.Output.secret(pulumi.Output.all(**generated, **self.configured))

@@ -199,6 +199,8 @@ COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     "aws:ec2/eip:Eip": _public_ip,
     "aws:ec2/instance:Instance": _public_ip,
     "azure-native:network:PublicIPAddress": _public_ip,
+    # The VM's identity, a GUID Azure assigns (the bridge's SoftEtherNode input `machine`).
+    "azure-native:compute:VirtualMachine": lambda a: {"vmId": _digest("vm", a.name, size=32)},
     "aws:rds/instance:Instance": _rds,
 }
 
@@ -325,10 +327,12 @@ def run_program(
     build: Callable[[Stack], Mapping[str, Any]] | None = None,
     *,
     config: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
     preview: bool = False,
 ) -> ProgramRun:
     """Run the program (default `components.program.build`) for a stack name or file;
-    `config` adds or overrides keys of the stack file (`"hybrid-cloud:homeHostKey": ...`).
+    `config` adds or overrides keys of the stack file (`"hybrid-cloud:homeHostKey": ...`),
+    `secrets` keys set as with `pulumi config set --secret`.
 
     A stack that fails validation raises `topology.TopologyError` before any resource is
     registered, exactly as under `pulumi up`.
@@ -342,7 +346,8 @@ def run_program(
     # A fresh root stack per run: the previous run's stack resource lives in a context var.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks_, project=PROJECT, stack=name, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(_config_for_pulumi({**read_stack_file(path), **(config or {})}))
+    values = {**read_stack_file(path), **(config or {}), **(secrets or {})}
+    pulumi.runtime.set_all_config(_config_for_pulumi(values), list(secrets or {}))
     # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
     settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
     settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]

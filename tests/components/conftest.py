@@ -21,14 +21,17 @@ FOUR_SITE = ROOT / "tests" / "stacks" / "Pulumi.four-site.yaml"
 # program also converges the home server.
 HOME_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAv8diZe/uasM5E/P9jAglIPEAaEYcpRirCBd10iAPxU"
 PINNED = {"hybrid-cloud:homeHostKey": HOME_HOST_KEY}
+# The home server's admin password, a stack secret (`pulumi config set --secret`).
+HOME_ADMIN = {"hybrid-cloud:homeAdminPassword": "homeAdminFromStackSecret42"}
 
 _runs: dict[Path, ProgramRun] = {}
 
 
 def program_run(path: Path) -> ProgramRun:
-    """The run of the program for `path` (home host key pinned), once per test session."""
+    """The run of the program for `path` (home host key pinned, admin password set), once
+    per test session."""
     if path not in _runs:
-        _runs[path] = run_program(path, config=PINNED)
+        _runs[path] = run_program(path, config=PINNED, secrets=HOME_ADMIN)
     return _runs[path]
 
 

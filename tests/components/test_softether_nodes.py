@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from components.secrets import password_name
-from components.testing import ProgramRun, is_secret, plain
-from softether.derive import derive, secret_names
+from components.secrets import HOME_ADMIN_CONFIG, password_name
+from components.testing import ProgramRun, is_secret, plain, run_program
+from softether.derive import admin_secret, derive, secret_names
 from softether.spec import spec_from_dict, spec_to_dict
-from topology import plan_routes
+from tests.components.conftest import DEV, HOME_ADMIN, PINNED
+from topology import TopologyError, plan_routes
 
 NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 KEY = "tls:index/privateKey:PrivateKey"
@@ -19,10 +20,13 @@ RUNS = ["dev", "four_site"]
 def _expected_specs(run: ProgramRun) -> dict[str, dict]:
     """derive() over the topology and the passwords the program generated."""
     net = run.stack.network
+    home_admin = admin_secret(net.home.name)
     passwords = {
         n: run.one("random:index/randomPassword:RandomPassword", password_name("secrets", n)).outputs["result"]
         for n in secret_names(net)
+        if n != home_admin
     }
+    passwords[home_admin] = HOME_ADMIN[f"hybrid-cloud:{HOME_ADMIN_CONFIG}"]
     # The home server's certificate, as its converge returned it, is pinned in the cascades.
     home = run.one(NODE, f"{net.home.name}-softether")
     specs = derive(net, plan_routes(net), passwords, server_cert=home.outputs["certificate"])
@@ -83,6 +87,49 @@ def test_home_node_waits_until_its_host_key_is_pinned(dev_unpinned: ProgramRun) 
     assert all(not any("home-softether" in d for d in r.dependencies) for r in run.of_type(NODE))
     access = run.exports["home"].value["vpnServerAccess"]
     assert any("pulumi config set hybrid-cloud:homeHostKey" in step and "ssh-keyscan" in step for step in access)
+
+
+def test_first_up_defers_the_bridges_traffic_check_and_says_what_is_pending(dev_unpinned: ProgramRun, dev: ProgramRun) -> None:
+    pending = dev_unpinned.exports["pending"].value
+    assert len(pending) == 2
+    assert "pulumi config set hybrid-cloud:homeHostKey" in pending[0] and "ssh-keyscan" in pending[0]
+    assert f"pulumi config set --secret hybrid-cloud:{HOME_ADMIN_CONFIG}" in pending[0]
+    assert "operatorPublicKey" in pending[0] and pending[0].endswith("then pulumi up")
+    assert "traffic check is deferred" in pending[1]
+    for site in ("Hybrid-VPC", "Hybrid-VNet"):
+        unpinned = plain(dev_unpinned.one(NODE, f"{site}-bridge-softether").inputs["spec"])
+        assert unpinned.get("traffic_check") is None  # nothing can answer yet: no create fails
+        assert plain(dev.one(NODE, f"{site}-bridge-softether").inputs["spec"]).get("traffic_check") is not None
+    assert dev.exports["pending"].value == []
+
+
+def test_home_waits_for_its_admin_password_from_a_stack_secret() -> None:
+    pinned_only = run_program(DEV, config=PINNED)
+    assert "home-softether" not in [r.name for r in pinned_only.of_type(NODE)]
+    (home_step, _) = pinned_only.exports["pending"].value
+    assert "homeHostKey" not in home_step and HOME_ADMIN_CONFIG in home_step
+    with pytest.raises(TopologyError, match=f"{HOME_ADMIN_CONFIG}: must be a secret"):
+        run_program(DEV, config=PINNED | HOME_ADMIN)
+    with pytest.raises(TopologyError, match=f"{HOME_ADMIN_CONFIG}: \\(value not shown\\) must be non-empty") as err:
+        run_program(DEV, config=PINNED, secrets={f"hybrid-cloud:{HOME_ADMIN_CONFIG}": "two words"})
+    assert "two words" not in str(err.value)
+
+
+def test_home_admin_password_is_the_stack_secret_not_a_generated_one(dev: ProgramRun) -> None:
+    spec = plain(dev.one(NODE, "home-softether").inputs["spec"])
+    assert spec["admin_password"] == HOME_ADMIN[f"hybrid-cloud:{HOME_ADMIN_CONFIG}"]
+    generated = [r.name for r in dev.of_type("random:index/randomPassword:RandomPassword")]
+    assert password_name("secrets", admin_secret("home")) not in generated
+    assert spec["prune_hubs"] is False  # the user's other hubs are not the stack's
+
+
+def test_bridge_nodes_carry_their_vm_identity(dev: ProgramRun) -> None:
+    aws = dev.one(NODE, "Hybrid-VPC-bridge-softether")
+    azure = dev.one(NODE, "Hybrid-VNet-bridge-softether")
+    assert aws.inputs["machine"] == dev.one("aws:ec2/instance:Instance", "Hybrid-VPC-bridge-vm").id
+    vm = dev.one("azure-native:compute:VirtualMachine", "Hybrid-VNet-bridge-vm")
+    assert azure.inputs["machine"] == vm.outputs["vmId"]
+    assert "machine" not in dev.one(NODE, "home-softether").inputs
 
 
 def test_home_manual_steps_are_the_port_forward_and_the_plan_routes(dev: ProgramRun) -> None:
