@@ -6,7 +6,10 @@ the program's (conftest.Lab), the nodes real SoftEther behind real sshd.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from pulumi.runtime import rpc
 
 from lab.node import Node
 from softether.derive import admin_secret
@@ -90,6 +93,12 @@ def test_up_on_a_converged_stack_changes_nothing(lab: Lab) -> None:
     assert [(s.calls, s.changes) for s in again] == [(["Check", "Diff"], False)] * 2
     # No Update, so no vpncmd session at all: the nodes' configurations are as they were.
     assert (lab.home.config_file.read_text(), lab.aws.config_file.read_text(), lab.aws.softether_pid()) == before
+    # What Read needs is stored as secrets (the engine encrypts them); nothing else holds one.
+    for name in (HOME, BRIDGE):
+        outs = lab.host.state[name].outputs
+        assert all(rpc.is_rpc_secret(outs[k]) for k in ("spec", "target"))
+        public = json.dumps({k: v for k, v in outs.items() if k not in ("spec", "target")})
+        assert [v for v in secrets.values() if v in public] == [] and "PRIVATE KEY" not in public
 
 
 def test_destroy_then_up_with_fresh_secrets_converges_with_no_hand_step(lab: Lab) -> None:

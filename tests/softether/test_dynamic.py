@@ -103,11 +103,15 @@ def test_dynamic_provider_create_in_subprocess_converges_live_node(
     }
     code = (
         "import base64, json, sys, dill\n"
+        "from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret\n"
         "p = dill.loads(base64.b64decode(sys.argv[1]))\n"
         "props = json.load(sys.stdin)\n"
         "r = p.create(props)\n"
-        "d = p.diff(r.id, r.outs, props)\n"
-        "print(json.dumps({'id': r.id, 'outs': r.outs, 'changes': d.changes}))\n"
+        "olds = {k: unwrap_rpc_secret(v) for k, v in r.outs.items()}\n"
+        "d = p.diff(r.id, olds, props)\n"
+        "public = {k: v for k, v in r.outs.items() if not is_rpc_secret(v)}\n"
+        "secret = sorted(k for k, v in r.outs.items() if is_rpc_secret(v))\n"
+        "print(json.dumps({'id': r.id, 'outs': public, 'secret': secret, 'changes': d.changes}))\n"
     )
     res = subprocess.run(
         ["ip", "netns", "exec", aws.netns, sys.executable, "-c", code, blob],
@@ -123,6 +127,8 @@ def test_dynamic_provider_create_in_subprocess_converges_live_node(
     assert got["id"] == f"softether-server-{home.host}"
     assert got["outs"]["kind"] == "server" and got["outs"]["host"] == home.host
     assert got["changes"] is False
+    # Spec and target (what `read` needs) are outputs only as Pulumi secrets.
+    assert got["secret"] == ["spec", "target"]
     everything = res.stdout + res.stderr
     assert [s for s in live_specs.server.secrets() if s in everything] == []
     assert "PRIVATE KEY" not in everything
