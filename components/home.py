@@ -44,7 +44,7 @@ def pin_command(net: Topology) -> str:
 
 
 def manual_steps(
-    net: Topology, plan: RoutingPlan, host_key_known: bool, admin_password_known: bool = True
+    net: Topology, plan: RoutingPlan, host_key_known: bool, admin_password_known: bool
 ) -> ManualSteps:
     server = net.home.vpn_server
     ssh = server.ssh

@@ -22,8 +22,8 @@ from topology.load import PROJECT
 PASSWORD_LENGTH = 32
 HOME_ADMIN_CONFIG = "homeAdminPassword"
 SET_HOME_ADMIN = (
-    f"pulumi config set --secret {PROJECT}:{HOME_ADMIN_CONFIG} '<the home VPN server's admin"
-    " password; for a fresh server, a new one of letters and digits>'"
+    f"pulumi config set --secret {PROJECT}:{HOME_ADMIN_CONFIG} '<admin password of the home VPN"
+    " server; for a fresh server, a new one of letters and digits>'"
 )
 
 
