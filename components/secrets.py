@@ -17,10 +17,10 @@ import pulumi_tls as tls
 
 from softether.derive import admin_secret, secret_names
 from topology import Topology, TopologyError
-from topology.load import PROJECT
+from topology.load import HOME_ADMIN_PASSWORD, PROJECT
 
 PASSWORD_LENGTH = 32
-HOME_ADMIN_CONFIG = "homeAdminPassword"
+HOME_ADMIN_CONFIG = HOME_ADMIN_PASSWORD
 SET_HOME_ADMIN = (
     f"pulumi config set --secret {PROJECT}:{HOME_ADMIN_CONFIG} '<admin password of the home VPN"
     " server; for a fresh server, a new one of letters and digits>'"

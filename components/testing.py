@@ -322,6 +322,9 @@ def _config_for_pulumi(config: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+MOCK_SECRET = "encrypted-secret-not-decrypted-under-mocks"
+
+
 def run_program(
     stack_ref: str | Path,
     build: Callable[[Stack], Mapping[str, Any]] | None = None,
@@ -346,8 +349,11 @@ def run_program(
     # A fresh root stack per run: the previous run's stack resource lives in a context var.
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks_, project=PROJECT, stack=name, preview=preview, monitor=monitor)
-    values = {**read_stack_file(path), **(config or {}), **(secrets or {})}
-    pulumi.runtime.set_all_config(_config_for_pulumi(values), list(secrets or {}))
+    file_config = read_stack_file(path)
+    # Values `pulumi config set --secret` wrote (encrypted): secrets the mocks cannot decrypt.
+    encrypted = {k: MOCK_SECRET for k, v in file_config.items() if isinstance(v, dict) and set(v) == {"secure"}}
+    values = {**file_config, **(config or {}), **encrypted, **(secrets or {})}
+    pulumi.runtime.set_all_config(_config_for_pulumi(values), [*encrypted, *(secrets or {})])
     # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
     settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
     settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]

@@ -58,10 +58,21 @@ def parse_stack(
     return stack
 
 
+# Stack secrets the program reads itself through Pulumi's config (components/secrets.py),
+# not part of the topology: a stack file holds them encrypted (`secure:`).
+HOME_ADMIN_PASSWORD = "homeAdminPassword"
+SECRET_KEYS = (HOME_ADMIN_PASSWORD,)
+
+
 def project_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's own keys of a stack file's `config:` section, prefix removed."""
+    """The project's own keys of a stack file's `config:` section, prefix removed (the
+    `SECRET_KEYS`, which are no topology, left out)."""
     prefix = f"{PROJECT}:"
-    return {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :]: v
+        for k, v in config.items()
+        if k.startswith(prefix) and k[len(prefix) :] not in SECRET_KEYS
+    }
 
 
 def provider_regions(config: Mapping[str, Any]) -> dict[str, str]:

@@ -3,14 +3,16 @@ produces from the topology, over SSH with the pinned host key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from components.secrets import HOME_ADMIN_CONFIG, password_name
-from components.testing import ProgramRun, is_secret, plain, run_program
+from components.testing import MOCK_SECRET, ProgramRun, is_secret, plain, run_program
 from softether.derive import admin_secret, derive, secret_names
 from softether.spec import spec_from_dict, spec_to_dict
 from tests.components.conftest import DEV, HOME_ADMIN, PINNED
-from topology import TopologyError, plan_routes
+from topology import TopologyError, load_stack, plan_routes
 
 NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 KEY = "tls:index/privateKey:PrivateKey"
@@ -211,3 +213,14 @@ def test_bridge_cascades_pin_the_home_servers_certificate(dev: ProgramRun, dev_u
         # Before the home server is pinned (and so converged), there is nothing to pin.
         spec = plain(dev_unpinned.one(NODE, f"{site}-bridge-softether").inputs["spec"])
         assert [c.get("server_cert") for h in spec["hubs"] for c in h["cascades"]] == [None]
+
+
+def test_a_stack_file_with_the_encrypted_admin_password_checks_and_plans(tmp_path: Path) -> None:
+    """What `pulumi config set --secret` writes into the stack file: `hybrid check` and the
+    mocks (`hybrid plan`) take it as the secret it is, not as topology."""
+    path = tmp_path / "Pulumi.secret.yaml"
+    path.write_text(DEV.read_text() + f"  hybrid-cloud:{HOME_ADMIN_CONFIG}:\n    secure: v1:AAAABBBBCCCC\n")
+    assert load_stack(str(path)).network == load_stack("dev").network
+    run = run_program(path, config=PINNED)
+    spec = run.one(NODE, "home-softether").inputs["spec"]
+    assert is_secret(spec) and plain(spec)["admin_password"] == MOCK_SECRET
