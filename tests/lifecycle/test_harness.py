@@ -5,7 +5,7 @@ from __future__ import annotations
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from .harness import CALLS, UNKNOWN, _decode, _struct
+from .harness import CALLS, UNKNOWN, _decode, _struct, _wire
 
 
 def test_secrets_travel_in_wire_form_only_to_a_provider_that_accepts_them() -> None:
@@ -17,10 +17,10 @@ def test_secrets_travel_in_wire_form_only_to_a_provider_that_accepts_them() -> N
 
 
 def test_unknowns_are_the_engine_sentinel_and_decode_as_the_sdks_unknown() -> None:
-    s = _struct({"spec": UNKNOWN, "target": {"host": UNKNOWN}, "none": None}, keep_secrets=False)
-    assert s["spec"] == rpc.UNKNOWN and s["target"]["host"] == rpc.UNKNOWN
-    assert "none" not in s  # the SDK registers no None-valued input
-    back = _decode(s)
+    props = {"spec": UNKNOWN, "target": {"host": UNKNOWN}, "none": None}
+    # The SDK registers no None-valued input.
+    assert _wire(props, keep_secrets=False) == {"spec": rpc.UNKNOWN, "target": {"host": rpc.UNKNOWN}}
+    back = _decode(_struct(props, keep_secrets=False))
     assert isinstance(back["spec"], Unknown) and isinstance(back["target"]["host"], Unknown)
 
 
