@@ -161,14 +161,15 @@ def vpncmd(node: Node, command: str) -> None:
     node.exec(f"vpncmd localhost:5555 /SERVER /PASSWORD:{PASSWORD} /CMD {command} >/dev/null")
 
 
-def test_preflight_foreign_hub_is_named_as_deleted(bed: Testbed, stack: Stack) -> None:
+def test_preflight_foreign_hub_is_named_as_left_alone(bed: Testbed, stack: Stack) -> None:
     home = bed.nodes["home"]
     vpncmd(home, "HubCreate FAMILY /PASSWORD:familyHub1")
     try:
         checks, _, mutating = run(bed, stack)
         assert mutating == 0
-        assert checks["hubs"].level == "WARN"
-        assert "FAMILY: not the stack's, pulumi up DELETES it" in checks["hubs"].text
+        # The home server's spec does not prune hubs (audit #13): the user's hub stays.
+        assert checks["hubs"].level == "PASS"
+        assert "FAMILY: not the stack's, left alone" in checks["hubs"].text
         assert "FAMILY" in home.exec(f"vpncmd localhost:5555 /SERVER /PASSWORD:{PASSWORD} /CSV /CMD HubList")
     finally:
         vpncmd(home, "HubDelete FAMILY")
