@@ -33,6 +33,7 @@ class CascadeState:
     username: str = ""
     max_tcp: int = 0
     verify_cert: bool = False
+    compress: bool = False
     cert_sha1: str = ""  # of the registered server certificate, "" if none
 
     @property
@@ -248,6 +249,7 @@ def _cascade(name: str, status: str, it: dict[str, str] | None) -> CascadeState:
         username=it.get("username", ""),
         max_tcp=v.number(it.get("max_tcp", "0")),
         verify_cert=v.yes(it.get("verify_cert", "Disable")),
+        compress=v.yes(it.get("compress", "Disable")),
         cert_sha1=_sha1(it.get("server_cert", "")),
     )
 

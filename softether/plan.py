@@ -271,6 +271,11 @@ def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change
     if c.max_tcp is not None and have.max_tcp != c.max_tcp:
         cmds += detail
         what.append(f"max TCP {have.max_tcp} -> {c.max_tcp}")
+    if have.compress:
+        # Off in every cascade the stack owns: on, it carried a third of the rate at three
+        # times the CPU per gigabit (bench/tunnel_settings.py, compress-on).
+        cmds.append(Command("CascadeCompressDisable", (c.name,), hub=hub))
+        what.append("compression off")
     want_sha1 = c.server_cert_sha1
     if want_sha1 and (have.cert_sha1 != want_sha1 or not have.verify_cert):
         cmds += _pin(hub, c)

@@ -358,6 +358,7 @@ ITEMS: Mapping[str, str] = {
     "User Name": "username",
     "Number of TCP Connections to Use in VPN Communication": "max_tcp",
     "Verify Server Certificate": "verify_cert",
+    "Data Compression": "compress",
     "Registered Server Individual Certificate": "server_cert",
     "SecureNAT": "securenat",
     "L2TP over IPsec Server Function Enabled": "l2tp_ipsec",

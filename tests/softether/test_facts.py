@@ -53,6 +53,7 @@ def test_facts_bridge_reads_cascade_details_and_status() -> None:
     assert hub is not None
     c = hub.cascade("HYBRID")
     assert c is not None
+    assert c.compress is False  # "Data Compression,Disable"
     assert (c.server, c.port, c.remote_hub, c.username, c.max_tcp) == (
         "198.51.100.1",
         5555,

@@ -188,6 +188,19 @@ def test_plan_bridge_offline_cascade_is_brought_online_only() -> None:
     assert [c.name for c in commands(plan(BRIDGE, st))] == ["CascadeOnline"]
 
 
+def test_plan_bridge_cascade_compression_is_turned_off() -> None:
+    st = converged_bridge()
+    hub = st.hubs["bridge"]
+    on = replace(hub.cascades[0], compress=True)
+    ch = plan(BRIDGE, replace(st, hubs={"bridge": replace(hub, cascades=(on,))}))
+    assert [c.name for c in commands(ch)] == [
+        "CascadeOffline",
+        "CascadeCompressDisable",
+        "CascadeOnline",
+    ]
+    assert ch[0].summary == "~ cascade BRIDGE/HYBRID: compression off"
+
+
 def test_plan_new_user_carries_its_password_note_and_masks_secret() -> None:
     spec = ServerSpec(
         admin_password=SecretStr("adm"),
