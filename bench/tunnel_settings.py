@@ -23,7 +23,8 @@ medians are compared. Candidates:
 
 Printed per candidate: Gbit/s and CPU s/Gbit (the two SoftEther processes on the path, from
 /proc) with the ratio to the defaults' medians. `--profile` adds where the CPU goes: the
-SoftEther threads' CPU (from /proc/PID/task) during one run of the defaults. Needs root. Not a
+SoftEther threads' CPU (from /proc/PID/task) during one run of the defaults, and, where perf
+works, its cpu-clock samples by binary (kernel, libcrypto, SoftEther). Needs root. Not a
 test. Everything it makes is torn down at the end.
 
     python bench/tunnel_settings.py [--seconds 5] [--repeat 3] [--only NAME,...] [--profile]
@@ -36,6 +37,7 @@ import contextlib
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -261,6 +263,12 @@ def thread_cpu(pids: list[int]) -> dict[tuple[int, int, str], float]:
 def profile(p: ProjectPath, seconds: int) -> None:
     pids = softether_pids(p.node_namespaces())
     role = {pid: ns for ns in p.node_namespaces() for pid in softether_pids([ns])}
+    perf = None
+    if shutil.which("perf"):  # software clock samples: this VM has no hardware counters
+        data = p.work / "perf.data"
+        argv = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-o", str(data)]
+        argv += ["-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)]
+        perf = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = thread_cpu(pids)
     s = p.sample(seconds)
     after = thread_cpu(pids)
@@ -272,6 +280,14 @@ def profile(p: ProjectPath, seconds: int) -> None:
     )
     for u, (pid, tid, comm) in used[:6]:
         print(f"  {role[pid]} {comm} tid {tid}: {u:.2f} s ({u / seconds:.0%} of a core)")
+    if perf is not None:
+        perf.wait(timeout=seconds + 30)
+        for sort, what in (("comm,dso", "by binary"), ("comm,sym", "by function")):
+            argv = ["perf", "report", "-i", str(p.work / "perf.data"), "--stdio", "-q"]
+            out = run([*argv, "--sort", sort], timeout=120)
+            print(f"perf (cpu-clock samples of the SoftEther processes, {what}):")
+            for line in [x for x in out.splitlines() if x.strip()][:12]:
+                print(f"  {line.strip()}")
 
 
 def main() -> int:
