@@ -133,7 +133,9 @@ class SoftEtherOptions(Model):
     # Measured side by side in bench/lab_throughput.py: with UDP acceleration off on the hubs,
     # TCP through the tunnel carries about twice what the stock settings carry. One TCP
     # connection per cascade instead of SoftEther's 8 was within the noise there (about +8 %
-    # in an earlier measurement on an idle machine); raise it for long, lossy internet paths.
+    # in an earlier measurement on an idle machine), and so were 2 and 4 in
+    # bench/tunnel_settings.py (1 and 2 both run 2 TCP connections, CascadeStatusGet); raise it
+    # for long, lossy internet paths.
     udp_acceleration: bool = False
     max_connections: int = Field(default=1, ge=1, le=32)
 
