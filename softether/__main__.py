@@ -12,9 +12,41 @@ import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from topology import read_text_file
+
 from .session import Session, SoftEtherError
-from .spec import spec_from_json
-from .transport import LocalTransport, SshTransport, Transport, TransportError
+from .spec import ServerSpec, BridgeSpec, spec_from_json
+from .transport import (
+    LocalTransport,
+    SshTransport,
+    Transport,
+    TransportError,
+    load_private_key,
+    parse_public_key,
+)
+
+
+class UsageError(Exception):
+    """Bad input named by its option: one line, exit 2, before anything is contacted."""
+
+
+def _read(path: Path, option: str) -> str:
+    try:
+        return read_text_file(path, f"{option} file {path}")
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
+
+
+def _spec(path: Path) -> ServerSpec | BridgeSpec:
+    text = _read(path, "--spec")
+    try:
+        return spec_from_json(text)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UsageError(f"--spec {path}: not a node spec: {where}: {first['msg']}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,15 +71,25 @@ def _parser() -> argparse.ArgumentParser:
 def _transport(a: argparse.Namespace) -> Transport:
     if a.local:
         return LocalTransport()
-    key = a.host_key or (a.host_key_file.read_text().strip() if a.host_key_file else None)
+    option = "--host-key" if a.host_key else "--host-key-file"
+    key = a.host_key or (_read(a.host_key_file, option).strip() if a.host_key_file else None)
     if not key or not a.identity:
-        raise SystemExit("--host needs --host-key (or --host-key-file) and --identity")
+        raise UsageError("--host needs --host-key (or --host-key-file) and --identity")
+    try:
+        parse_public_key(key)
+    except Exception as e:  # paramiko and base64 raise several types for a malformed key
+        raise UsageError(f"{option}: not a public key line '<type> <base64>': {e}") from None
+    identity = _read(a.identity, "--identity")
+    try:
+        load_private_key(identity)
+    except ValueError as e:
+        raise UsageError(f"--identity {a.identity}: {e}") from None
     return SshTransport(
         host=a.host,
         port=a.port,
         user=a.user,
         host_key=key,
-        private_key=a.identity.read_text(),
+        private_key=identity,
         connect_deadline_s=a.connect_deadline,
     )
 
@@ -55,8 +97,12 @@ def _transport(a: argparse.Namespace) -> Transport:
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s")
-    spec = spec_from_json(a.spec.read_text())
-    transport = _transport(a)
+    try:
+        spec = _spec(a.spec)
+        transport = _transport(a)
+    except UsageError as e:
+        print(f"python -m softether: {e}", file=sys.stderr)
+        return 2
     session = Session(transport, spec)
     try:
         if a.action == "plan":

@@ -145,6 +145,9 @@ class SshTransport:
     user: str = "root"
     connect_deadline_s: float = 120.0
     attempt_timeout_s: float = 5.0
+    # A reachable host that refuses the port: sshd may be seconds from starting (boot), not
+    # minutes; refused for this long in a row ends the retries early.
+    refused_deadline_s: float = 10.0
     # Opens the TCP connection (host, port, timeout); the lab opens it inside a netns.
     sock_factory: Callable[[str, int, float], socket.socket] | None = None
     records: list[RunRecord] = field(default_factory=list)
@@ -164,6 +167,7 @@ class SshTransport:
         known = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
         deadline = time.monotonic() + self.connect_deadline_s
         delay, attempts, last = 0.5, 0, "no attempt"
+        refused_since: float | None = None
         while True:
             attempts += 1
             client = paramiko.SSHClient()
@@ -208,6 +212,16 @@ class SshTransport:
             except (OSError, paramiko.SSHException, EOFError) as e:
                 client.close()
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                if not _refused(e):
+                    refused_since = None
+                else:
+                    refused_since = refused_since or time.monotonic()
+                    if time.monotonic() - refused_since >= self.refused_deadline_s:
+                        raise HostUnreachable(
+                            self._label,
+                            f"connection refused: nothing listens on port {self.port} "
+                            f"(refused for {self.refused_deadline_s:.0f} s, {attempts} attempts)",
+                        ) from None
             left = deadline - time.monotonic()
             if left <= 0:
                 raise HostUnreachable(
@@ -349,6 +363,15 @@ class LocalTransport:
 
     def close(self) -> None:
         pass
+
+
+def _refused(e: BaseException) -> bool:
+    """The host answered and refused the TCP connection (paramiko wraps it per address)."""
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+        return bool(e.errors) and all(
+            isinstance(x, ConnectionRefusedError) for x in e.errors.values()
+        )
+    return isinstance(e, ConnectionRefusedError)
 
 
 def _finished(

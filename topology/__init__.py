@@ -12,6 +12,7 @@ from .load import (
     project_config,
     provider_regions,
     read_stack_file,
+    read_text_file,
     stack_file,
 )
 from .model import (
@@ -72,5 +73,6 @@ __all__ = [
     "project_config",
     "provider_regions",
     "read_stack_file",
+    "read_text_file",
     "stack_file",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from .validate import problems
 
 PROJECT = "hybrid-cloud"
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
+MAX_FILE_BYTES = 1 << 20  # a stack file is a few KiB; anything this large is a mistake
 
 
 class TopologyError(ValueError):
@@ -87,12 +90,35 @@ def stack_file(name_or_path: str) -> Path:
     return STACKS_DIR / f"Pulumi.{name_or_path}.yaml"
 
 
+def read_text_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str:
+    """A small regular UTF-8 text file, read without blocking and bounded in size; anything
+    else (a device, a FIFO, a directory, binary data, a huge file) is one ValueError line."""
+    try:
+        # O_NONBLOCK: opening a FIFO nobody writes to returns at once instead of waiting.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ValueError(f"cannot read the {what}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"cannot read the {what}: not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"the {what} is larger than {limit} bytes ({st.st_size})")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"the {what} is larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the {what} is not UTF-8 text (byte {e.start})") from None
+
+
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The whole `config:` section of a stack file (all namespaces)."""
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise TopologyError(str(path), [f"cannot read the stack file: {e.strerror}"]) from None
+        doc = yaml.safe_load(read_text_file(path, "stack file"))
+    except ValueError as e:
+        raise TopologyError(str(path), [str(e)]) from None
     except yaml.YAMLError as e:
         raise TopologyError(str(path), [f"not valid YAML: {str(e).splitlines()[0]}"]) from None
     config = doc.get("config") if isinstance(doc, dict) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -137,3 +138,33 @@ def test_check_cli_refuses_unreadable_stack_file(text: str, message: str, tmp_pa
     path = tmp_path / "Pulumi.broken.yaml"
     path.write_text(text)
     _refused(path, message)
+
+
+# Hostile paths (issue 15, defect 8): refused at once with one line, bounded in size and time.
+def _hostile(kind: str, d: Path) -> Path:
+    path = d / f"Pulumi.{kind}.yaml"
+    match kind:
+        case "dev-zero" | "dev-urandom":
+            return Path("/dev") / kind.split("-")[1]
+        case "fifo":
+            os.mkfifo(path)  # nobody writes: reading it would wait forever
+        case "not-utf8":
+            path.write_bytes(b"config:\n  hybrid-cloud:x: \xff\xfe\n")
+        case "too-large":
+            path.write_bytes(b"#" * (2 << 20))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("dev-zero", "not a regular file"),
+        ("dev-urandom", "not a regular file"),
+        ("fifo", "not a regular file"),
+        ("not-utf8", "not UTF-8 text"),
+        ("too-large", "larger than"),
+    ],
+)
+def test_check_cli_refuses_hostile_stack_path(kind: str, message: str, tmp_path: Path) -> None:
+    run = _refused(_hostile(kind, tmp_path), message)
+    assert len(run.stderr.strip().splitlines()) == 1
