@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from topology import read_text_file
 
 from .session import Session, SoftEtherError
-from .spec import ServerSpec, BridgeSpec, spec_from_json
+from .spec import BridgeSpec, ServerSpec, spec_from_json
 from .transport import (
     LocalTransport,
     SshTransport,

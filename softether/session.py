@@ -11,8 +11,9 @@
   or changed, prove it carries traffic (restart the bridge process once if it does not).
 
 vpncmd never prompts: the admin password goes to its stdin from a 0600 file, the script is
-another 0600 file (both in a 0700 directory removed afterwards), every command carries all
-its switches, and a hard timeout kills it. A wrong password is recognised from vpncmd's
+another 0600 file, both on a private tmpfs of the command's own mount namespace (never on
+disk, gone with the command on every path), every command carries all its switches, and a
+hard timeout kills it. A wrong password is recognised from vpncmd's
 "Access has been denied" and fails at once. No password reaches argv, logs, errors or
 results: everything printed is masked with the spec's secrets.
 
@@ -43,6 +44,7 @@ log = logging.getLogger("softether")
 T = TypeVar("T")
 
 LAST_LINES = 6
+TMPFS_SIZE = "64m"  # the private tmpfs of one vpncmd run: script, password, files in and out
 
 
 class SoftEtherError(Exception):
@@ -163,9 +165,9 @@ class Session:
     ) -> tuple[list[str], RunResult]:
         """Run one vpncmd admin session with `commands` as its /IN script; raw result.
 
-        The script, any input files and the password travel on stdin into a fresh 0700
-        directory (vpncmd's working directory); output files come back on stderr after
-        `@@file NAME` lines; the directory is removed on exit.
+        The script, any input files and the password travel on stdin into a private tmpfs
+        (vpncmd's working directory, gone with the command however it ends); output files
+        come back on stderr after `@@file NAME` lines.
         """
         lines = v.script(commands)
         body = ("\n".join(lines) + "\n").encode()
@@ -179,14 +181,23 @@ class Session:
         collect = "".join(
             f'[ -f "{n}" ] && {{ echo "@@file {n}"; cat "{n}"; echo; }} >&2; ' for n in files_out
         )
-        shell = (
-            "umask 077; d=$(mktemp -d /tmp/hc-vpncmd.XXXXXX) || exit 125; "
-            'trap \'cd /; rm -rf "$d"\' EXIT; cd "$d" || exit 125; '
+        # The password and the script live only on a tmpfs mounted over /tmp in a mount
+        # namespace of this command's own: nothing else sees it, and the kernel frees it when
+        # the last process in it exits, however it ends (SIGKILL, SIGPIPE of a dropped
+        # connection, the hard timeout of vpncmd). Nothing holding a secret touches a disk.
+        inner = (
+            f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 hc-vpncmd /tmp && cd /tmp || exit 125; "
             f"head -c {len(body)} > in && {uploads}cat > pw || exit 125; "
             f"timeout -s KILL {int(timeout)} {shlex.quote(self.spec.vpncmd)} "
             f"localhost:{self.spec.admin_port} /SERVER /CSV /IN:in < pw & "
             'p=$!; echo "@@pid $p" >&2; wait $p; rc=$?; '
             f"{collect}exit $rc"
+        )
+        # Root (the nodes' admin user) mounts in a plain mount namespace; another user in a
+        # user namespace of its own, where it may.
+        shell = (
+            "umask 077; if [ \"$(id -u)\" = 0 ]; then u=; else u=-r; fi; "
+            f"exec unshare $u -m --propagation private sh -c {shlex.quote(inner)}"
         )
         self.vpncmd_sessions += 1
         self.vpncmd_commands += len(lines)

@@ -108,7 +108,10 @@ CLI_CASES = [
 def _refused(path: Path, message: str) -> subprocess.CompletedProcess[str]:
     """`hybrid check PATH` exits 2 with `message` on stderr and no traceback."""
     run = subprocess.run(
-        [sys.executable, "-m", "cli", "check", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 2
     assert message in run.stderr
