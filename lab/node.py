@@ -8,7 +8,10 @@ Each node gets
   and over /run/sshd;
 - a SoftEther VPN Server or Bridge instance started in that mount namespace;
 - an sshd in the same mount namespace, listening only on the node's address, with a host key
-  generated for this run and an authorized-keys file of this run (never /root/.ssh).
+  generated for this run and an authorized-keys file of this run (never /root/.ssh). Its
+  sessions are hermetic: HOME is a per-node empty directory (so the shell that runs each
+  command reads none of the operator's dotfiles, e.g. a ~/.bashrc that Debian's bash reads
+  for commands run by sshd), no ~/.ssh/rc, no ~/.ssh/environment.
 
 `Internet` is a namespace with a Linux bridge that joins the nodes' "wan" interfaces
 (addresses from 198.51.100.0/24, the documentation range). Nothing is configured in the root
@@ -215,6 +218,8 @@ class Node:
     pids: dict[str, int] = field(default_factory=dict)
     host_key: str = ""  # "ssh-ed25519 AAAA..." of this run
     admin_port: int = 5555  # start() returns once SoftEther listens here
+    # Extra environment of every process of the node (the lab's mark, see lab.state).
+    env: dict[str, str] = field(default_factory=dict)
 
     # ---- paths ---------------------------------------------------------------------------
     @property
@@ -262,9 +267,12 @@ class Node:
     def start(self, authorized_keys: str) -> Node:
         """Start the holder (mount namespace), SoftEther and sshd. The netns must exist and
         have the node's address (sshd listens only there)."""
-        for d in ("lib", "log", "run", "sshd-run", "ssh", "etc-systemd-system", "etc-sysctl.d"):
+        for d in (
+            "lib", "log", "run", "sshd-run", "ssh", "home", "etc-systemd-system", "etc-sysctl.d"
+        ):  # fmt: skip
             self._dir(d).mkdir(parents=True, exist_ok=True)
         os.chmod(self._dir("sshd-run"), 0o755)
+        os.chmod(self._dir("home"), 0o700)
         # Mount points must exist on the real filesystem; these are the packages' own
         # directories (softether-*, openssh-server), left in place like the packages would.
         for p in (*STATE_PATHS, *ETC_PATHS, SSHD_RUN):
@@ -300,6 +308,14 @@ class Node:
                     "UsePAM no",
                     "StrictModes no",
                     "MaxStartups 50",
+                    # Hermetic sessions: not the operator's HOME, rc or environment files.
+                    "SetEnv "
+                    + " ".join(
+                        shlex.quote(f"{k}={v}")
+                        for k, v in {"HOME": str(self._dir("home")), **self.env}.items()
+                    ),
+                    "PermitUserRC no",
+                    "PermitUserEnvironment no",
                     "",
                 ]
             )
@@ -315,8 +331,7 @@ class Node:
         init = " && ".join(f"mount --bind {shlex.quote(str(a))} {b}" for a, b in binds)
         init += (
             f" && {self.softether_command('start')} >/dev/null"
-            f" && /usr/sbin/sshd -f {shlex.quote(str(ssh / 'sshd_config'))}"
-            f" && echo ready && exec sleep infinity"
+            f" && {self._sshd_command} && echo ready && exec sleep infinity"
         )
         holder = subprocess.Popen(
             [
@@ -336,6 +351,7 @@ class Node:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         self.pids["holder"] = holder.pid
         assert holder.stdout is not None
@@ -347,6 +363,32 @@ class Node:
         self.pids["softether"] = self.softether_pid()
         self.wait_listening(self.admin_port)
         return self
+
+    @property
+    def _sshd_command(self) -> str:
+        return f"/usr/sbin/sshd -f {shlex.quote(str(self._dir('ssh') / 'sshd_config'))}"
+
+    def revive(self) -> list[str]:
+        """On a running node (holder alive), restart what died: SoftEther when neither its
+        watchdog nor its worker lives (a worker alone is restarted by the watchdog), sshd.
+        Returns what was restarted; `pids` names the live processes afterwards."""
+        restarted: list[str] = []
+        marks = "".join(f"{k}={shlex.quote(v)} " for k, v in self.env.items())
+        name = Path(self.binary).name[:15]  # /proc/PID/comm is cut at 15 characters
+        if not any(comm(p) == name for p in _netns_pids(self.netns)):
+            for stale in self._dir("run").glob(".pid_*"):
+                stale.unlink(missing_ok=True)
+            self.exec(f"{marks}{self.softether_command('start')} >/dev/null")
+            self.pids["softether"] = self.softether_pid()
+            self.wait_listening(self.admin_port)
+            restarted.append("softether")
+        if not _alive(self.pids.get("sshd", 0)) or _zombie(self.pids["sshd"]):
+            pid_file = self._dir("ssh") / "sshd.pid"
+            pid_file.unlink(missing_ok=True)
+            self.exec(f"{marks}{self._sshd_command}")
+            self.pids["sshd"] = _read_pid(self.name, lambda: [pid_file])
+            restarted.append("sshd")
+        return restarted
 
     def softether_pid(self) -> int:
         """The worker's PID, from the pid file SoftEther writes into its (per-node) run dir."""
@@ -379,8 +421,12 @@ class Node:
                 self.exec(
                     self.softether_command("stop") + " >/dev/null 2>&1", timeout=15, check=False
                 )
-        _kill_netns_pids(self.netns)
+        self.stop_processes()
         sh("ip", "netns", "del", self.netns, check=False)
+
+    def stop_processes(self) -> None:
+        """TERM, then KILL, every process in the node's network namespace (bounded)."""
+        _kill_netns_pids(self.netns)
 
 
 def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 5.0) -> int:
@@ -400,6 +446,8 @@ def _netns_exists(name: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
         return True
@@ -407,10 +455,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _netns_pids(netns: str) -> list[int]:
+    return [int(p) for p in sh("ip", "netns", "pids", netns, check=False).split()]
+
+
+def comm(pid: int) -> str:
+    """A process's command name ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _kill_netns_pids(netns: str) -> None:
     """TERM, then KILL, every process in `netns` (all started by the lab), bounded."""
     for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        pids = [int(p) for p in sh("ip", "netns", "pids", netns, check=False).split()]
+        pids = _netns_pids(netns)
         if not pids:
             return
         for pid in pids:
