@@ -1,10 +1,15 @@
 """The node's operating-system side, the same way as the SoftEther side: facts, plan, shell.
 
 - A VPN Bridge host: the tap's address, the OS routes of the routing plan over it, IPv4
-  forwarding; persisted by a oneshot unit bound to the SoftEther service (the tap is
-  re-created whenever the bridge process restarts) and a sysctl.d drop-in; the SoftEther
-  service and the unit enabled (the symlinks `systemctl enable` would make, so this also
-  works where systemd is not running, e.g. the lab).
+  forwarding; persisted by a oneshot unit bound to the SoftEther service and a sysctl.d
+  drop-in; the SoftEther service and the unit enabled (the symlinks `systemctl enable` would
+  make, so this also works where systemd is not running, e.g. the lab).
+  The tap is re-created whenever the bridge's worker process restarts, and SoftEther's own
+  watchdog restarts a crashed worker without systemd knowing: a small watcher (`ip monitor
+  link`, blocked in a read between events) re-applies the address and routes each time the
+  tap appears. On a VM it is a systemd service (Restart=always); where systemd does not run
+  (the lab) the same script runs detached with a pid file; the plan (re)starts it when it is
+  not running or its unit changed.
 - A VPN Server host: checksum/segmentation offloads off on locally bridged NICs.
 """
 
@@ -28,6 +33,7 @@ SYSCTL_FILE = "60-hybrid-ip-forward.conf"
 # Where the SoftEther unit lives when `unit_dir` has none (the Debian package's unit); the
 # project's own unit (cloud-init writes it into /etc/systemd/system) takes precedence.
 PACKAGE_UNIT_DIR = "/lib/systemd/system"
+WATCH_PID_DIR = "/run/softether"  # where the watcher's pid file lives without systemd
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class HostFacts:
     offloads: dict[str, dict[str, bool]] = field(default_factory=dict)  # dev -> short -> on
     own_service_unit: bool = False  # unit_dir holds the SoftEther service's unit itself
     mac: str = ""  # the device's link address, lower case ("" if unknown)
+    watcher_running: bool = False  # the tap watcher (see watch_script) runs
 
 
 def unit_text(h: HostOsSpec) -> str:
@@ -69,10 +76,7 @@ def unit_text(h: HostOsSpec) -> str:
         "Type=oneshot",
         "RemainAfterExit=yes",
         f"ExecStart={wait}",
-        *([f"ExecStart=/sbin/ip link set dev {dev} address {h.mac}"] if h.mac else []),
-        f"ExecStart=/sbin/ip address replace {h.address} dev {dev}",
-        f"ExecStart=/sbin/ip link set {dev} up",
-        *(f"ExecStart=/sbin/ip route replace {r.network} via {r.via} dev {dev}" for r in h.routes),
+        *(f"ExecStart={c}" for c in _apply_lines(h)),
         "",
         "[Install]",
         f"WantedBy={h.service} multi-user.target",
@@ -81,20 +85,81 @@ def unit_text(h: HostOsSpec) -> str:
     return "\n".join(lines)
 
 
+def _apply_lines(h: HostOsSpec) -> list[str]:
+    """The tap's fixed MAC (if any), address, up, and the routes over it (idempotent `ip`
+    commands)."""
+    dev = h.device
+    return [
+        *([f"/sbin/ip link set dev {dev} address {h.mac}"] if h.mac else []),
+        f"/sbin/ip address replace {h.address} dev {dev}",
+        f"/sbin/ip link set {dev} up",
+        *(f"/sbin/ip route replace {r.network} via {r.via} dev {dev}" for r in h.routes),
+    ]
+
+
+def watch_unit_name(h: HostOsSpec) -> str:
+    return h.unit_name.removesuffix(".service") + "-watch.service"
+
+
+def watch_script(h: HostOsSpec) -> str:
+    """POSIX sh, one line: apply now if the tap exists, then again on every link event of the
+    tap (except its deletion). Setting the link up on a down tap makes one more event; the
+    next apply changes nothing and makes none."""
+    dev = h.device
+    apply = "; ".join(f"{c} 2>/dev/null" for c in _apply_lines(h))
+    return (
+        f"apply() {{ {apply}; }}; [ -e /sys/class/net/{dev} ] && apply; "
+        f"/sbin/ip monitor link | while read -r line; do case $line in "
+        f"Deleted*) ;; *': {dev}: '*) apply ;; esac; done"
+    )
+
+
+def watch_unit_text(h: HostOsSpec) -> str:
+    # systemd reads `$` and `%` in ExecStart itself: doubled, they reach the shell as they are.
+    script = watch_script(h).replace("\\", "\\\\").replace('"', '\\"')
+    script = script.replace("$", "$$").replace("%", "%%")
+    lines = [
+        "# Written by hybrid-cloud (softether/hostos.py). SoftEther's watchdog restarts a crashed",
+        "# bridge worker without systemd; the new tap comes up bare. This re-applies its address",
+        "# and routes whenever it appears.",
+        "[Unit]",
+        f"Description=hybrid-cloud: re-apply address and routes whenever {h.device} appears",
+        "After=network.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        f'ExecStart=/bin/sh -c "{script}"',
+        "Restart=always",
+        "RestartSec=1",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _watch_pid_file(h: HostOsSpec) -> str:
+    return f"{WATCH_PID_DIR}/{watch_unit_name(h)}.pid"
+
+
 def sysctl_text(h: HostOsSpec) -> str:
     return f"net.ipv4.ip_forward = {1 if h.ip_forward else 0}\n"
 
 
-def _paths(h: HostOsSpec, own_service_unit: bool = False) -> tuple[str, str, dict[str, str]]:
+def _paths(h: HostOsSpec, own_service_unit: bool = False) -> tuple[str, str, str, dict[str, str]]:
+    """(oneshot unit, sysctl drop-in, watcher unit, enable links -> targets)."""
     unit = f"{h.unit_dir}/{h.unit_name}"
     sysctl = f"{h.sysctl_dir}/{SYSCTL_FILE}"
+    watch = f"{h.unit_dir}/{watch_unit_name(h)}"
     service_unit = f"{h.unit_dir if own_service_unit else PACKAGE_UNIT_DIR}/{h.service}"
     links = {
         f"{h.unit_dir}/multi-user.target.wants/{h.unit_name}": unit,
         f"{h.unit_dir}/{h.service}.wants/{h.unit_name}": unit,
         f"{h.unit_dir}/multi-user.target.wants/{h.service}": service_unit,
+        f"{h.unit_dir}/multi-user.target.wants/{watch_unit_name(h)}": watch,
     }
-    return unit, sysctl, links
+    return unit, sysctl, watch, links
 
 
 def _bridged_nics(spec: ServerSpec | BridgeSpec) -> list[str]:
@@ -108,19 +173,25 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
     h = spec.host_os if isinstance(spec, BridgeSpec) else None
     if h is not None:
         dev = q(h.device)
-        unit, sysctl, links = _paths(h)
+        unit, sysctl, watch, links = _paths(h)
         parts += [
             f"echo @@dev; [ -e /sys/class/net/{dev} ] && ip -o link show dev {dev}",
             f"echo @@addr; ip -o -4 addr show dev {dev} 2>/dev/null",
             f"echo @@route; ip -o -4 route show dev {dev} 2>/dev/null",
             "echo @@forward; cat /proc/sys/net/ipv4/ip_forward",
         ]
-        for path in (unit, sysctl):
+        for path in (unit, sysctl, watch):
             parts.append(f"echo @@file {q(path)}; cat {q(path)} 2>/dev/null")
         for link in links:
             parts.append(f"echo @@link {q(link)}; readlink {q(link)} 2>/dev/null")
         own = f"{h.unit_dir}/{h.service}"
         parts.append(f"echo @@own; [ -f {q(own)} ] && [ ! -L {q(own)} ] && echo yes")
+        pid = q(_watch_pid_file(h))
+        parts.append(
+            "echo @@watch; if [ -d /run/systemd/system ]; then "
+            f"systemctl is-active --quiet {q(watch_unit_name(h))} && echo yes; "
+            f'else p=$(cat {pid} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo yes; fi'
+        )
     for nic in _bridged_nics(spec):
         parts.append(f"echo @@ethtool {q(nic)}; ethtool -k {q(nic)} 2>/dev/null")
     parts.append("echo @@end")
@@ -141,7 +212,7 @@ def parse_facts(text: str) -> HostFacts:
     files: dict[str, str] = {}
     links: dict[str, str] = {}
     offloads: dict[str, dict[str, bool]] = {}
-    own = False
+    own = watching = False
     for head, body in sections:
         kind, _, arg = head.partition(" ")
         match kind:
@@ -170,6 +241,8 @@ def parse_facts(text: str) -> HostFacts:
                 links[arg] = "".join(body).strip()
             case "own":
                 own = "".join(body).strip() == "yes"
+            case "watch":
+                watching = "".join(body).strip() == "yes"
             case "ethtool":
                 state: dict[str, bool] = {}
                 for b in body:
@@ -181,7 +254,9 @@ def parse_facts(text: str) -> HostFacts:
                     offloads[arg] = state
             case _:
                 pass
-    return HostFacts(exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac)
+    return HostFacts(
+        exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac, watching
+    )
 
 
 def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, ...]:
@@ -201,8 +276,8 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
     if h is None:
         return tuple(out)
     dev = q(h.device)
-    unit, sysctl, links = _paths(h, facts.own_service_unit)
-    files = {unit: unit_text(h), sysctl: sysctl_text(h)}
+    unit, sysctl, watch, links = _paths(h, facts.own_service_unit)
+    files = {unit: unit_text(h), sysctl: sysctl_text(h), watch: watch_unit_text(h)}
     for path, text in files.items():
         if facts.files.get(path, "") != text.rstrip("\n"):
             d = q(path.rsplit("/", 1)[0])
@@ -270,7 +345,22 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
                 "if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi",
             )
         )
+    if not facts.watcher_running or any(c.summary == f"~ file {watch}" for c in out):
+        out.append(HostChange(f"~ tap watcher {watch_unit_name(h)}: (re)start", _start_watcher(h)))
     return tuple(out)
+
+
+def _start_watcher(h: HostOsSpec) -> str:
+    """systemd restarts the unit; elsewhere the old watcher's process group is stopped and the
+    same script started detached (its own session and group), its PID in the pid file."""
+    q = shlex.quote
+    pid = q(_watch_pid_file(h))
+    return (
+        f"if [ -d /run/systemd/system ]; then systemctl restart {q(watch_unit_name(h))}; else "
+        f'p=$(cat {pid} 2>/dev/null); [ -n "$p" ] && kill -- "-$p" 2>/dev/null || true; '
+        f"mkdir -p {q(WATCH_PID_DIR)} && "
+        f"{{ setsid sh -c {q(watch_script(h))} </dev/null >/dev/null 2>&1 & echo $! > {pid}; }}; fi"
+    )
 
 
 def apply_script(spec: ServerSpec | BridgeSpec, changes: tuple[HostChange, ...]) -> str:

@@ -30,12 +30,17 @@ CONVERGED = f"""@@dev
 1
 @@file /etc/systemd/system/hybrid-bridge-net.service
 {hostos.unit_text(H)}@@file /etc/sysctl.d/60-hybrid-ip-forward.conf
-{hostos.sysctl_text(H)}@@link /etc/systemd/system/multi-user.target.wants/hybrid-bridge-net.service
+{hostos.sysctl_text(H)}@@file /etc/systemd/system/hybrid-bridge-net-watch.service
+{hostos.watch_unit_text(H)}@@link /etc/systemd/system/multi-user.target.wants/hybrid-bridge-net.service
 /etc/systemd/system/hybrid-bridge-net.service
 @@link /etc/systemd/system/softether-vpnbridge.service.wants/hybrid-bridge-net.service
 /etc/systemd/system/hybrid-bridge-net.service
 @@link /etc/systemd/system/multi-user.target.wants/softether-vpnbridge.service
 /lib/systemd/system/softether-vpnbridge.service
+@@link /etc/systemd/system/multi-user.target.wants/hybrid-bridge-net-watch.service
+/etc/systemd/system/hybrid-bridge-net-watch.service
+@@watch
+yes
 @@end
 """
 
@@ -71,7 +76,10 @@ def test_hostos_missing_tap_plans_address_routes_and_persistence() -> None:
     assert "+ route 192.168.30.0/24 via 192.168.10.1 dev tap_vpntap" in lines
     assert "~ net.ipv4.ip_forward = 1" in lines
     assert "~ file /etc/systemd/system/hybrid-bridge-net.service" in lines
-    assert lines[-1] == "~ systemd daemon-reload"
+    assert lines[-2:] == [
+        "~ systemd daemon-reload",
+        "~ tap watcher hybrid-bridge-net-watch.service: (re)start",
+    ]
     script = hostos.apply_script(BRIDGE, hostos.plan(BRIDGE, f))
     assert script.startswith("set -e\n") and "/sys/class/net/tap_vpntap" in script.splitlines()[1]
 
@@ -122,3 +130,25 @@ def test_hostos_enables_the_projects_own_service_unit_where_it_exists() -> None:
         "ln -sfn /etc/systemd/system/softether-vpnbridge.service "
         "/etc/systemd/system/multi-user.target.wants/softether-vpnbridge.service"
     )
+
+
+def test_hostos_watcher_not_running_is_restarted_alone() -> None:
+    # Issue 15 #4: the tap comes back bare after SoftEther's watchdog restarts the worker;
+    # the watcher that re-applies address and routes must run, and the plan starts it.
+    stopped = hostos.parse_facts(CONVERGED.replace("@@watch\nyes\n", "@@watch\n"))
+    (change,) = hostos.plan(BRIDGE, stopped)
+    assert change.summary == "~ tap watcher hybrid-bridge-net-watch.service: (re)start"
+    assert "systemctl restart hybrid-bridge-net-watch.service" in change.shell
+    assert "setsid sh -c" in change.shell  # where systemd does not run (the lab)
+
+
+def test_hostos_watcher_unit_runs_the_same_script_as_the_lab() -> None:
+    text = hostos.watch_unit_text(H)
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("ExecStart=")]
+    quoted = line.removeprefix('ExecStart=/bin/sh -c "').removesuffix('"')
+    # systemd's own unquoting of ExecStart: \\ and \" inside quotes, $$ and %% specifiers.
+    unquoted = quoted.replace('\\"', '"').replace("\\\\", "\\")
+    assert unquoted.replace("$$", "$").replace("%%", "%") == hostos.watch_script(H)
+    assert "Restart=always" in text
+    for r in H.routes:
+        assert f"ip route replace {r.network} via {r.via} dev tap_vpntap" in hostos.watch_script(H)
