@@ -49,6 +49,7 @@ class CascadeState:
 @dataclass(frozen=True)
 class HubState:
     name: str
+    online: bool = True  # False: switched Offline (by hand); nothing crosses it
     securenat: bool = False
     users: tuple[UserState, ...] = ()
     cascades: tuple[CascadeState, ...] = ()
@@ -179,7 +180,9 @@ def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> Node
             case "IPsecGet" | "VpnAzureGetStatus" | "VpnOverIcmpDnsGet":
                 proto.update(v.items(out))
             case "StatusGet":
-                hubd.securenat = v.yes(v.items(out).get("securenat", "no"))
+                status = v.items(out)
+                hubd.securenat = v.yes(status.get("securenat", "no"))
+                hubd.online = status.get("status", "Online").strip() != "Offline"
             case "UserList":
                 hubd.users = tuple(UserState(r["name"], r.get("note", "")) for r in v.table(out))
             case "CascadeList":
@@ -196,7 +199,12 @@ def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> Node
         d = hubs.get(name.lower(), _HubAcc())
         cascades = tuple(_cascade(n, st, d.details.get(n.lower())) for n, st in d.cascades)
         hub_states[name.lower()] = HubState(
-            name=name, securenat=d.securenat, users=d.users, cascades=cascades, ext_options=d.ext
+            name=name,
+            online=d.online,
+            securenat=d.securenat,
+            users=d.users,
+            cascades=cascades,
+            ext_options=d.ext,
         )
     l3 = {
         name.lower(): L3State(name, running, tuple(l3_if.get(name, ())), tuple(l3_rt.get(name, ())))
@@ -230,6 +238,7 @@ def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> Node
 
 @dataclass
 class _HubAcc:
+    online: bool = True
     securenat: bool = False
     users: tuple[UserState, ...] = ()
     cascades: list[tuple[str, str]] = field(default_factory=list)

@@ -172,6 +172,8 @@ def _hub(d: ServerSpec | BridgeSpec, hub: Hub, cur: HubState | None) -> Iterator
         pw = SecretArg(hub.password or SecretStr(""), "/PASSWORD")
         yield Change(f"+ hub {name}", (Command("HubCreate", (name, pw)),))
         cur = HubState(name=name)
+    if not cur.online:
+        yield Change(f"~ hub {name}: online", (Command("Online", hub=name),))
     if cur.securenat != hub.securenat:
         cmd = "SecureNatEnable" if hub.securenat else "SecureNatDisable"
         yield Change(

@@ -361,6 +361,7 @@ ITEMS: Mapping[str, str] = {
     "Data Compression": "compress",
     "Registered Server Individual Certificate": "server_cert",
     "SecureNAT": "securenat",
+    "Status": "status",  # StatusGet: Online | Offline
     "L2TP over IPsec Server Function Enabled": "l2tp_ipsec",
     "Raw L2TP Server Function Enabled": "l2tp_raw",
     "EtherIP / L2TPv3 over IPsec Server Function Enabled": "etherip",

@@ -8,18 +8,20 @@ from ipaddress import IPv4Interface, IPv4Network
 import pytest
 from pydantic import SecretStr
 
+from softether import vpncmd as v
 from softether.facts import (
     HubState,
     L3State,
     NodeState,
     Protocols,
     UserState,
+    parse_state,
     read_commands,
 )
 from softether.plan import commands, password_note, plan
 from softether.spec import Hub, ServerSpec, User
 
-from .helpers import fixture_state, reference_specs
+from .helpers import fixture, fixture_state, reference_specs
 
 SPECS = reference_specs(server_address="198.51.100.1")
 SERVER = SPECS.server
@@ -261,3 +263,21 @@ def test_plan_pins_the_server_certificate_and_detects_a_different_one() -> None:
         "CascadeServerCertDisable",
         "CascadeOnline",
     ]
+
+
+def test_plan_hub_set_offline_by_hand_is_drift() -> None:
+    # Issue 15 #5: `Offline` on a hub left an empty plan (and a PASS for "configuration
+    # matches") while nothing crossed the hub.
+    _, out = fixture("bridge_converged_read")
+    parsed = v.split_output(
+        out.replace("Status,Online", "Status,Offline", 1), v.script(read_commands(BRIDGE))
+    )
+    state = parse_state(
+        v.pair(read_commands(BRIDGE), parsed.replies),
+        admin_password_set=parsed.password_prompted,
+        server=False,
+    )
+    assert state.hub("BRIDGE") is not None and not state.hub("BRIDGE").online  # type: ignore[union-attr]
+    changes = plan(BRIDGE, state)
+    assert [c.summary for c in changes] == ["~ hub BRIDGE: online"]
+    assert [str(c) for c in commands(changes)] == ["[BRIDGE] Online"]
