@@ -1,10 +1,18 @@
-"""`hybrid lab up|status|test|down`: the stack's network on this machine (needs root)."""
+"""`hybrid lab up|status|test|down`: the stack's network on this machine (needs root).
+
+Every failure is one line on stderr and a non-zero exit. Ctrl-C (or `hybrid lab down` from
+elsewhere) stops `lab up` at once: it says what it left behind and how to remove it, exit 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
 
 from .args import add_stack, stack_ref
 
@@ -31,41 +39,106 @@ def _root() -> bool:
     return True
 
 
+def _down_command(args: argparse.Namespace) -> str:
+    return "hybrid lab down" + (
+        f" {args.path}" if args.path else (f" --stack {args.stack}" if args.stack != "dev" else "")
+    )
+
+
+def _left_behind(directory: Path) -> str:
+    """What the record says exists (namespaces, live processes), without touching anything."""
+    from lab import netns, paas
+    from lab.state import LabState, RecordError
+
+    try:
+        st = LabState.load(directory)
+    except RecordError:
+        return f"a lab with an unreadable record in {directory}"
+    if st is None:
+        return "nothing recorded"
+    ns = sum(netns.exists(n) for n in st.namespaces)
+    procs = sum(paas.alive(p) for p in st.pids.values())
+    return f"{ns} namespaces and {procs} processes of lab {st.lab_id} (record in {directory})"
+
+
+def _on_interrupt(
+    args: argparse.Namespace, directory: Path
+) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        # Straight out, without waiting for the worker threads (a converge can take seconds):
+        # every process the lab started runs in a session of its own and is recorded (or in
+        # the lab's namespaces, or marked), so `lab down` removes it; the kernel drops the lock.
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by signal {signum}"
+        sys.stderr.write(
+            f"hybrid lab up: {what}; left: {_left_behind(directory)}; "
+            f"remove it with: {_down_command(args)}\n"
+        )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130 if signum == signal.SIGINT else 128 + signum)
+
+    return handler
+
+
+def _one_line(cmd: str, run: Callable[[], int]) -> int:
+    """Run a lab command; a LabError (busy, unreadable record, failed step) is one line."""
+    from lab.node import LabError
+    from softether.session import SoftEtherError
+    from softether.transport import TransportError
+
+    try:
+        return run()
+    except (LabError, SoftEtherError, TransportError) as e:
+        print(f"hybrid lab {cmd}: {e}", file=sys.stderr)
+        return 1
+
+
 def up(args: argparse.Namespace) -> int:
     from lab.node import LabError
+    from lab.state import LabBusy, RecordError, lab_dir
     from lab.up import up as lab_up
     from softether.session import SoftEtherError
     from softether.transport import TransportError
 
     if not _root():
         return 2
+    handler = _on_interrupt(args, lab_dir(stack_ref(args)))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
     try:
         report = lab_up(stack_ref(args))
-    except (LabError, SoftEtherError, TransportError) as e:
+    except (LabBusy, RecordError) as e:
         print(f"hybrid lab up: {e}", file=sys.stderr)
-        print(
-            "the lab is left as it is for inspection; tear down: hybrid lab down", file=sys.stderr
-        )
+        return 1
+    except (LabError, SoftEtherError, TransportError) as e:
+        *lines, last = f"hybrid lab up: {e}".splitlines()
+        hint = f" (the lab is left as it is for inspection; tear down: {_down_command(args)})"
+        print("\n".join([*lines, last + hint]), file=sys.stderr)
         return 1
     return 0 if report.matrix_ok else 1
 
 
 def status(args: argparse.Namespace) -> int:
+    from lab.state import lab_dir, operation
     from lab.status import status as lab_status
 
-    return lab_status(stack_ref(args)) if _root() else 2
+    def run() -> int:
+        with operation(lab_dir(stack_ref(args)), "lab status", create=False):
+            return lab_status(stack_ref(args))
+
+    return _one_line("status", run) if _root() else 2
 
 
 def test(args: argparse.Namespace) -> int:
     from lab.checks import run_checks
 
-    return run_checks(stack_ref(args)) if _root() else 2
+    return _one_line("test", lambda: run_checks(stack_ref(args))) if _root() else 2
 
 
 def down(args: argparse.Namespace) -> int:
     from lab.down import down as lab_down
 
-    return lab_down(stack_ref(args)) if _root() else 2
+    return _one_line("down", lambda: lab_down(stack_ref(args))) if _root() else 2
 
 
 def outputs(args: argparse.Namespace) -> int:

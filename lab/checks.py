@@ -21,6 +21,7 @@ from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
 from . import firewall, netns, paas
 from .layout import INTERNET
+from .state import lab_dir, operation
 from .status import matrix
 from .up import Lab, open_lab, refresh_pids, session, specs
 
@@ -183,6 +184,11 @@ def _paas(lab: Lab) -> list[Check]:
 
 
 def checks(ref: str, root: Path | None = None) -> list[Check]:
+    with operation(lab_dir(ref, root), "lab test", create=False):
+        return _checks(ref, root)
+
+
+def _checks(ref: str, root: Path | None) -> list[Check]:
     lab = open_lab(ref, root)
     if not lab.state.path.exists():
         return [Check("a lab is running", False, f"no lab for stack {ref}: run hybrid lab up")]

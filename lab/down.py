@@ -1,9 +1,12 @@
 """`hybrid lab down`: stop what the lab started, delete its namespaces and its directory.
 
-Only what the lab's record names is touched: recorded PIDs (each checked to still live in one
-of the lab's namespaces, so a reused PID is never killed), then any process left inside the
-lab's own namespaces, then those namespaces. Safe twice, and after a crash. No graceful
-SoftEther stop: the configuration is deleted with the lab anyway.
+Only what belongs to the lab is touched: recorded PIDs (each checked to still live in one of
+the lab's namespaces, so a reused PID is never killed), any process left inside the lab's
+namespaces (the recorded ones and those named `hc-<lab id>-*`), any process carrying the
+lab's mark (`lab.state.MARK`: also found when its namespace was deleted by hand), then those
+namespaces. Works from the namespaces and processes alone when the record is unreadable.
+Safe twice, and after a crash. A `lab up` in progress is cancelled first (SIGINT, bounded
+wait for its lock). No graceful SoftEther stop: the configuration is deleted with the lab.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import netns, paas
-from .state import LabState, lab_dir, remove_dirs
+from .layout import lab_id
+from .state import LabBusy, LabState, RecordError, holder, lab_dir, mark, operation, remove_dirs
+
+CANCEL_WAIT_S = 15.0
 
 
 def _netns_of(pid: int) -> str | None:
@@ -35,6 +41,22 @@ def _ns_ids(names: list[str]) -> set[str]:
     return out
 
 
+def marked(directory: Path) -> set[int]:
+    """Live processes whose environment carries the lab's mark."""
+    want = next(f"{k}={v}".encode() for k, v in mark(directory).items())
+    out = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if want in env.split(b"\0") and paas.alive(int(d.name)):
+            out.add(int(d.name))
+    return out
+
+
 def _stop_all(pids: set[int]) -> None:
     """KILL them all at once and wait (bounded): the lab's data is deleted with it, so nothing
     needs a graceful shutdown (SoftEther's watchdog would only restart a TERMed worker)."""
@@ -46,21 +68,54 @@ def _stop_all(pids: set[int]) -> None:
         time.sleep(0.05)
 
 
+def _cancel_up(directory: Path, say: Callable[[str], None]) -> None:
+    """A `lab up` holding the lock: interrupt it and wait (bounded) until it lets go."""
+    pid, command = holder(directory)
+    if pid is None or not command.startswith("lab up") or not paas.alive(pid):
+        return
+    say(f"cancelling the lab up in progress (pid {pid})")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while paas.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     directory = lab_dir(ref, root)
-    st = LabState.load(directory)
-    if st is None:
-        if directory.exists():
-            remove_dirs(directory)
+    try:
+        with operation(directory, "lab down"):
+            return _down(ref, directory, say)
+    except LabBusy:
+        _cancel_up(directory, say)
+        with operation(directory, "lab down"):
+            return _down(ref, directory, say)
+
+
+def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
+    try:
+        st = LabState.load(directory)
+    except RecordError as e:
+        say(f"{e}: removing the lab by its namespaces and processes")
+        st = None
+    lid = st.lab_id if st else lab_id(str(directory))
+    prefix = f"hc-{lid}-"
+    found = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}*")) if lid else []
+    names = list(dict.fromkeys([*(st.namespaces if st else []), *found]))
+    ours = _ns_ids(names)
+    recorded = st.pids.values() if st else ()
+    targets = {pid for pid in recorded if paas.alive(pid) and _netns_of(pid) in ours}
+    targets |= {pid for ns in names for pid in netns.pids_in(ns)}
+    targets |= marked(directory)
+    if st is None and not names and not targets:
+        remove_dirs(directory)
         say(f"no lab for stack {ref}: nothing to do")
         return 0
-    ours = _ns_ids(st.namespaces)
-    targets = {pid for pid in st.pids.values() if paas.alive(pid) and _netns_of(pid) in ours}
-    targets |= {pid for ns in st.namespaces for pid in netns.pids_in(ns)}
     _stop_all(targets)
-    gone = netns.delete(st.namespaces)
+    gone = netns.delete(names)
     remove_dirs(directory)
     say(
-        f"lab {st.lab_id} of stack {ref} down: {len(targets)} processes stopped, {len(gone)} namespaces deleted, {directory} removed"
+        f"lab {lid} of stack {ref} down: {len(targets)} processes stopped, "
+        f"{len(gone)} namespaces deleted, {directory} removed"
     )
     return 0

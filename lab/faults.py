@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from softether.spec import BRIDGE_HUB
 
 from .netns import pids_in, run
-from .node import Node, sh
+from .node import Node, comm, sh
 from .up import Lab, specs
 
 
@@ -65,14 +65,6 @@ def delete_cascade(lab: Lab, site: str) -> None:
     vpncmd(node, pw, "CascadeDelete", spec.cascades[0].name, hub=BRIDGE_HUB)
 
 
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 @dataclass
 class SshKiller:
     """When the `nth` vpncmd run appears in a node, kill its SSH session processes.
@@ -102,10 +94,10 @@ class SshKiller:
         deadline = time.monotonic() + self.within_s
         while time.monotonic() < deadline:
             pids = pids_in(self.node.netns)
-            seen |= {p for p in pids if _comm(p) == "vpncmd"}
+            seen |= {p for p in pids if comm(p) == "vpncmd"}
             if len(seen) >= self.nth:
                 for pid in pids:
-                    if _comm(pid) == "sshd" and pid != listener:
+                    if comm(pid) == "sshd" and pid != listener:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                             self.killed.append(pid)

@@ -31,7 +31,7 @@ from topology import Stack
 from .layout import Host, Layout
 from .netns import in_ns, run
 from .node import LabError, netns_socket
-from .state import LabState
+from .state import LabState, mark
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
 WEB_USER = "www-data"
@@ -167,7 +167,9 @@ class Database:
             "--skip-log-bin",
             "--innodb-buffer-pool-size=32M",
         )
-        self.state.record({"db": _spawn(argv, self.dir / "mariadbd.log")})
+        self.state.record(
+            {"db": _spawn(argv, self.dir / "mariadbd.log", mark(self.state.directory))}
+        )
         deadline = time.monotonic() + 60
         while not self.socket.exists():
             if time.monotonic() > deadline or not alive(self.state.pids["db"]):
@@ -248,7 +250,8 @@ class WordPress:
         )
         argv = in_ns(self.host.ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
         # Several workers: WordPress's installer requests its own URL while it runs.
-        self.state.record({"app": _spawn(argv, self.dir / "php.log", {"PHP_CLI_SERVER_WORKERS": "4"})})
+        env = {"PHP_CLI_SERVER_WORKERS": "4", **mark(self.state.directory)}
+        self.state.record({"app": _spawn(argv, self.dir / "php.log", env)})
         deadline = time.monotonic() + 15
         while True:
             try:

@@ -8,7 +8,11 @@ with pinned host keys (softether.session) -> PaaS stand-ins -> connectivity matr
 On a fresh lab the home server is converged first (every bridge dials it; a cascade that
 fails its first login waits SoftEther's fixed 10 s before retrying), then all bridges in
 parallel; a running lab converges all nodes at once, and sends no mutating SoftEther command
-when nothing changed.
+when nothing changed. Converging a running lab first restarts whatever of it died (a node's
+SoftEther or sshd, the database, the web server; a node whose holder died is started again).
+
+One operation at a time per lab directory (`lab.state.operation`); `lab down` cancels a
+`lab up` in progress.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ from pathlib import Path
 from softether import vpncmd
 from softether.derive import NodeSpecs, derive, secret_names
 from softether.session import Result, Session
-from softether.spec import BridgeSpec, ServerSpec
+from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 from softether.transport import RunRecord, SshTransport
 from topology import Stack, load_stack, plan_routes
 
 from . import firewall, netns, paas
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
 from .node import LabError, Node, build_compat_library, generate_client_key, netns_socket
-from .state import LabState, lab_dir
+from .state import LabState, lab_dir, mark, operation
 
 SSH_DEADLINE_S = 30.0
 
@@ -77,6 +81,7 @@ def open_lab(ref: str, root: Path | None = None, preload: bool | None = None) ->
             address=v.public,
             compat_library=compat,
             admin_port=stack.network.home.vpn_server.port if v.kind == "server" else 5555,
+            env=mark(directory),
         )
         node.pids = {
             k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
@@ -104,14 +109,16 @@ def refresh_pids(lab: Lab) -> None:
     lab.state.record(fresh)
 
 
-def specs(lab: Lab) -> NodeSpecs:
+def specs(lab: Lab, create: bool = False) -> NodeSpecs:
+    """The nodes' specs with the lab's secrets; only `up` creates missing secrets (`create`),
+    everything else reads them (a read-only `status` writes nothing)."""
     net = lab.stack.network
     # Every bridge node restarts the same way (the vpnbridge binary, the shared compat library).
     bridge = next(n for n in lab.nodes.values() if n.kind == "bridge")
     return derive(
         net,
         plan_routes(net),
-        lab.state.secrets(secret_names(net)),
+        lab.state.secrets(secret_names(net), create=create),
         server_address=str(SERVER_PUBLIC.ip),
         restart_command=bridge.restart_command,
     )
@@ -134,9 +141,15 @@ def session(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> Session:
     return Session(transport(lab, lab.nodes[site]), spec)
 
 
-def converge_site(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> tuple[Result, int]:
+def converge_site(
+    lab: Lab,
+    site: str,
+    spec: ServerSpec | BridgeSpec,
+    reset_users: frozenset[tuple[str, str]] = frozenset(),
+) -> tuple[Result, int]:
     """Converge one node over SSH; (result, mutating vpncmd commands sent)."""
     s = session(lab, site, spec)
+    s.reset_users = reset_users
     try:
         result = s.converge()
     finally:
@@ -163,36 +176,90 @@ def start_node(lab: Lab, site: str, authorized: str) -> None:
     lab.state.record({f"{node.name}/{k}": pid for k, pid in node.pids.items()})
 
 
+def revive_node(lab: Lab, site: str) -> list[str]:
+    """Restart what died in a running node; record the new PIDs."""
+    node = lab.nodes[site]
+    restarted = node.revive()
+    if restarted:
+        lab.state.record({f"{node.name}/{k}": node.pids[k] for k in restarted})
+    return [f"{site} {k}" for k in restarted]
+
+
+def refused_logins(lab: Lab, site: str, spec: BridgeSpec) -> set[tuple[str, str]]:
+    """(hub, user) on the server that a running bridge's cascades fail to log in as: their
+    password was changed on one side by hand (read-only, one vpncmd session)."""
+    s = session(lab, site, spec)
+    try:
+        node = s.read_node()
+    finally:
+        s.transport.close()
+    hub = node.hub(BRIDGE_HUB)
+    return {
+        (c.remote_hub.lower(), c.username.lower())
+        for c in (hub.cascades if hub else ())
+        if c.auth_failed
+    }
+
+
 def start_and_converge(
     lab: Lab, nodes: NodeSpecs
-) -> tuple[list[str], dict[str, tuple[Result, int]]]:
-    """Start the nodes that are not running and converge every node, as early as each can.
+) -> tuple[list[str], list[str], dict[str, tuple[Result, int]]]:
+    """Start the nodes that are not running, restart what died in the others, and converge
+    every node, as early as each can.
 
     A bridge converges after its own start and, when any node was just started, after the
     home server's converge (it dials the server); a running lab converges all at once.
-    Returns (sites started, site -> (result, mutating commands)).
+    Returns (sites started, processes restarted, site -> (result, mutating commands)).
     """
     home = lab.stack.network.home.name
     todo = [s for s, n in lab.nodes.items() if not running(n)]
+    for s in todo:
+        _stop_leftovers(lab, lab.nodes[s])
     by_site: dict[str, ServerSpec | BridgeSpec] = {home: nodes.server, **nodes.bridges}
-    with ThreadPoolExecutor(max_workers=2 * len(by_site)) as pool:
+    revived: list[str] = []
+    # Each task waits only for tasks submitted before it: enough workers never deadlock.
+    with ThreadPoolExecutor(max_workers=3 * len(by_site)) as pool:
         authorized = lab.client_key[1] + "\n"
-        started = {s: pool.submit(start_node, lab, s, authorized) for s in todo}
+        started: dict[str, Future] = {s: pool.submit(start_node, lab, s, authorized) for s in todo}
+        started |= {
+            s: pool.submit(lambda site: revived.extend(revive_node(lab, site)), s)
+            for s in lab.nodes
+            if s not in todo
+        }
 
-        def after(site: str, deps: list[Future]) -> tuple[Result, int]:
-            for d in deps:
-                d.result()
+        # A running bridge whose cascade the server refuses: the server re-sets that user's
+        # password first, then the bridge converges (and re-sets its own).
+        def check(site: str) -> set[tuple[str, str]]:
+            started[site].result()
+            return refused_logins(lab, site, nodes.bridges[site])
+
+        refused = {s: pool.submit(check, s) for s in nodes.bridges if s not in todo}
+
+        def converge_home() -> tuple[Result, int]:
+            started[home].result()
+            reset = frozenset(u for f in refused.values() for u in f.result())
+            return converge_site(lab, home, by_site[home], reset)
+
+        first = pool.submit(converge_home)
+
+        def converge_bridge(site: str) -> tuple[Result, int]:
+            started[site].result()
+            if todo or (site in refused and refused[site].result()):
+                first.result()
             return converge_site(lab, site, by_site[site])
 
-        first = pool.submit(after, home, [f for s, f in started.items() if s == home])
-        rest = {
-            s: pool.submit(
-                after, s, [*(f for t, f in started.items() if t == s), *([first] if todo else [])]
-            )
-            for s in nodes.bridges
-        }
+        rest = {s: pool.submit(converge_bridge, s) for s in nodes.bridges}
         results = {home: first.result(), **{s: f.result() for s, f in rest.items()}}
-    return todo, results
+    return todo, revived, results
+
+
+def _stop_leftovers(lab: Lab, node: Node) -> None:
+    """A node whose holder died is started again: first stop what of it still runs in its
+    own namespace (its SoftEther would hold the ports), and forget its old PIDs."""
+    if netns.exists(node.netns):
+        node.stop_processes()
+    lab.state.record({f"{node.name}/{k}": None for k in node.pids})
+    node.pids.clear()
 
 
 class Progress:
@@ -220,6 +287,7 @@ class UpReport:
     network_seconds: float  # nothing (or a running lab) -> full matrix
     results: dict[str, tuple[Result, int]]
     matrix_ok: bool
+    restarted: tuple[str, ...] = ()  # processes of a running lab found dead and restarted
 
     @property
     def mutating(self) -> int:
@@ -233,6 +301,11 @@ def up(
     preload: bool | None = None,
 ) -> UpReport:
     """Bring the lab of `ref` up (or converge a running one); raises on a failed step."""
+    with operation(lab_dir(ref, root), "lab up"):
+        return _up(ref, say, root, preload)
+
+
+def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool | None) -> UpReport:
     from .status import Probe, format_matrix, matrix
 
     lab = open_lab(ref, root, preload)
@@ -272,16 +345,19 @@ def up(
         return f"OpenSSL-3 compatibility library {lib.name} (LD_PRELOAD, see lab/node.py)"
 
     results: dict[str, tuple[Result, int]] = {}
+    restarted: list[str] = []
 
     def nodes() -> str:
-        started, res = start_and_converge(lab, specs(lab))
+        started, revived, res = start_and_converge(lab, specs(lab, create=True))
         results.update(res)
+        restarted.extend(revived)
         refresh_pids(lab)
         changed = sum(1 for r, _ in results.values() if r.changed)
         mut = sum(m for _, m in results.values())
+        again = f" (restarted: {', '.join(revived)})" if revived else ""
         return (
-            f"{len(started)} started, {len(lab.nodes) - len(started)} running; converged over SSH: "
-            f"{changed} changed, {mut} mutating commands"
+            f"{len(started)} started, {len(lab.nodes) - len(started)} running{again}; "
+            f"converged over SSH: {changed} changed, {mut} mutating commands"
         )
 
     try:
@@ -316,7 +392,13 @@ def up(
         if paas_ready[0] is not None:
             raise paas_ready[0]
         assert db is not None and app is not None
-        app.install()
+        try:
+            app.install()
+        except OSError as e:  # e.g. TimeoutError: the app cannot reach the DB (a red network)
+            raise LabError(
+                f"paas: WordPress at {app.url} did not answer "
+                f"({type(e).__name__}{': ' + str(e) if str(e) else ''})"
+            ) from None
         return (
             f"MariaDB {db.host.address}:{db.cfg.port}, WordPress {app.url} (DB host {app.db_host})"
         )
@@ -328,4 +410,4 @@ def up(
         f"lab {'up' if ok else 'UP WITH FAILURES'} in {p.total:.2f} s, network green after "
         f"{network_s:.2f} s (stack {ref}, lab id {lab.layout.lab_id})"
     )
-    return UpReport(p.total, network_s, results, ok)
+    return UpReport(p.total, network_s, results, ok, tuple(restarted))

@@ -45,6 +45,13 @@ class CascadeState:
     def established(self) -> bool:
         return self.status.startswith("Online")
 
+    @property
+    def auth_failed(self) -> bool:
+        """The server refused the cascade's login (`Error 9: User authentication failed.`):
+        its password differs on one side."""
+        m = re.match(r"Error (\d+)", self.status)
+        return bool(m) and v.error_name(int(m.group(1))) == "ERR_AUTH_FAILED"
+
 
 @dataclass(frozen=True)
 class HubState:

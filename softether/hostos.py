@@ -357,7 +357,7 @@ def _start_watcher(h: HostOsSpec) -> str:
     pid = q(_watch_pid_file(h))
     return (
         f"if [ -d /run/systemd/system ]; then systemctl restart {q(watch_unit_name(h))}; else "
-        f'p=$(cat {pid} 2>/dev/null); [ -n "$p" ] && kill -- "-$p" 2>/dev/null || true; '
+        f'p=$(cat {pid} 2>/dev/null || true); [ -n "$p" ] && kill -- "-$p" 2>/dev/null || true; '
         f"mkdir -p {q(WATCH_PID_DIR)} && "
         f"{{ setsid sh -c {q(watch_script(h))} </dev/null >/dev/null 2>&1 & echo $! > {pid}; }}; fi"
     )

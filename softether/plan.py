@@ -41,8 +41,15 @@ class Change:
         return self.summary
 
 
-def plan(desired: ServerSpec | BridgeSpec, current: NodeState) -> tuple[Change, ...]:
-    return tuple(_plan(desired, current))
+def plan(
+    desired: ServerSpec | BridgeSpec,
+    current: NodeState,
+    reset_users: frozenset[tuple[str, str]] = frozenset(),
+) -> tuple[Change, ...]:
+    """`reset_users`: (hub, user) pairs, lower case, whose password must be set again even
+    though their note matches: a cascade to them was refused (the password was changed on the
+    server by hand, which the note cannot show)."""
+    return tuple(_plan(desired, current, reset_users))
 
 
 def commands(changes: tuple[Change, ...]) -> tuple[Command, ...]:
@@ -68,12 +75,14 @@ def password_note(
     return NOTE_PREFIX + hmac.new(key, msg, hashlib.sha256).hexdigest()[:20]
 
 
-def _plan(d: ServerSpec | BridgeSpec, cur: NodeState) -> Iterator[Change]:
+def _plan(
+    d: ServerSpec | BridgeSpec, cur: NodeState, reset_users: frozenset[tuple[str, str]]
+) -> Iterator[Change]:
     yield from _listeners(d, cur)
     if isinstance(d, ServerSpec):
         yield from _hardening(d, cur)
     for hub in d.hubs:
-        yield from _hub(d, hub, cur.hub(hub.name))
+        yield from _hub(d, hub, cur.hub(hub.name), reset_users)
     yield from _bridges(d, cur)
     if isinstance(d, ServerSpec):
         yield from _l3(d, cur)
@@ -165,7 +174,12 @@ def _onoff(b: bool) -> str:
     return "on" if b else "off"
 
 
-def _hub(d: ServerSpec | BridgeSpec, hub: Hub, cur: HubState | None) -> Iterator[Change]:
+def _hub(
+    d: ServerSpec | BridgeSpec,
+    hub: Hub,
+    cur: HubState | None,
+    reset_users: frozenset[tuple[str, str]] = frozenset(),
+) -> Iterator[Change]:
     name = hub.name
     created = cur is None
     if created:
@@ -209,7 +223,7 @@ def _hub(d: ServerSpec | BridgeSpec, hub: Hub, cur: HubState | None) -> Iterator
                 hub=name,
             )
             yield Change(f"+ user {name}/{u.name}", (create, set_pw))
-        elif have.note != note:
+        elif have.note != note or (name.lower(), u.name.lower()) in reset_users:
             set_note = Command(
                 "UserSet", (u.name, "/GROUP:none", "/REALNAME:none", f"/NOTE:{note}"), hub=name
             )
@@ -270,6 +284,15 @@ def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change
     if have.username.lower() != c.username.lower():
         cmds.append(Command("CascadeUsernameSet", (c.name, f"/USERNAME:{c.username}"), hub=hub))
         what.append(f"user {have.username} -> {c.username}")
+    if have.auth_failed:
+        cmds.append(
+            Command(
+                "CascadePasswordSet",
+                (c.name, SecretArg(c.password, "/PASSWORD"), "/TYPE:standard"),
+                hub=hub,
+            )
+        )
+        what.append("password (the server refused the login)")
     if c.max_tcp is not None and have.max_tcp != c.max_tcp:
         cmds += detail
         what.append(f"max TCP {have.max_tcp} -> {c.max_tcp}")

@@ -144,6 +144,8 @@ class Session:
     apply_timeout_s: float = 60.0
     verify_traffic: str = "changed"  # "changed" | "always" | "never"
     service_wait_s: float = 30.0  # how long SoftEther may take to listen after boot
+    # (hub, user) whose password to set again: a cascade to them was refused (see plan.plan).
+    reset_users: frozenset[tuple[str, str]] = frozenset()
     vpncmd_sessions: int = 0
     vpncmd_commands: int = 0
     _secrets: tuple[str, ...] = field(default=(), init=False)
@@ -196,7 +198,7 @@ class Session:
         # Root (the nodes' admin user) mounts in a plain mount namespace; another user in a
         # user namespace of its own, where it may.
         shell = (
-            "umask 077; if [ \"$(id -u)\" = 0 ]; then u=; else u=-r; fi; "
+            'umask 077; if [ "$(id -u)" = 0 ]; then u=; else u=-r; fi; '
             f"exec unshare $u -m --propagation private sh -c {shlex.quote(inner)}"
         )
         self.vpncmd_sessions += 1
@@ -336,7 +338,7 @@ class Session:
     def compare(self, state: tuple[NodeState, hostos.HostFacts | None] | None = None) -> Plan:
         node, host = state if state is not None else self.get_state()
         host_changes = hostos.plan(self.spec, host) if host is not None else ()
-        return Plan(plan(self.spec, node), host_changes)
+        return Plan(plan(self.spec, node, self.reset_users), host_changes)
 
     # ---- apply ---------------------------------------------------------------------------
     def apply(self, p: Plan) -> None:
@@ -355,6 +357,7 @@ class Session:
                     )
         if p.host_changes:
             self._apply_host(p.host_changes)
+        self.reset_users = frozenset()  # set again now: a re-read plans them no more
 
     def _apply_host(self, changes: Sequence[hostos.HostChange]) -> None:
         for c in changes:
