@@ -3,8 +3,8 @@
 Only what belongs to the lab is touched: recorded PIDs (each checked to still live in one of
 the lab's namespaces, so a reused PID is never killed), any process left inside the lab's
 namespaces (the recorded ones and those named `hc-<lab id>-*`), any process carrying the
-lab's mark (`lab.state.MARK`: also found when its namespace was deleted by hand), then those
-namespaces. Works from the namespaces and processes alone when the record is unreadable.
+lab's mark (`lab.state.MARK`; a node's sshd by its config in the lab's directory: found also
+when its namespace was deleted by hand), then those namespaces. Works from the namespaces and processes alone when the record is unreadable.
 Safe twice, and after a crash. A `lab up` in progress is cancelled first (SIGINT, bounded
 wait for its lock). No graceful SoftEther stop: the configuration is deleted with the lab.
 """
@@ -42,17 +42,21 @@ def _ns_ids(names: list[str]) -> set[str]:
 
 
 def marked(directory: Path) -> set[int]:
-    """Live processes whose environment carries the lab's mark."""
+    """Live processes carrying the lab's mark in their environment, and the nodes' sshd (it
+    clears its environment) by its `-f` naming a file of the lab's directory."""
     want = next(f"{k}={v}".encode() for k, v in mark(directory).items())
+    inside = f"{directory.resolve()}/".encode()
     out = set()
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         try:
-            env = (d / "environ").read_bytes()
+            env = (d / "environ").read_bytes().split(b"\0")
+            argv = (d / "cmdline").read_bytes()
         except OSError:
             continue
-        if want in env.split(b"\0") and paas.alive(int(d.name)):
+        sshd = argv.startswith(b"sshd:") or argv.startswith(b"/usr/sbin/sshd")
+        if (want in env or (sshd and inside in argv)) and paas.alive(int(d.name)):
             out.add(int(d.name))
     return out
 
@@ -101,7 +105,8 @@ def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
     lid = st.lab_id if st else lab_id(str(directory))
     prefix = f"hc-{lid}-"
     found = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}*")) if lid else []
-    names = list(dict.fromkeys([*(st.namespaces if st else []), *found]))
+    recorded_ns: list[str] = st.namespaces if st else []
+    names = list(dict.fromkeys([*recorded_ns, *found]))
     ours = _ns_ids(names)
     recorded = st.pids.values() if st else ()
     targets = {pid for pid in recorded if paas.alive(pid) and _netns_of(pid) in ours}

@@ -37,6 +37,7 @@ from .node import LabError, Node, build_compat_library, generate_client_key, net
 from .state import LabState, lab_dir, mark, operation
 
 SSH_DEADLINE_S = 30.0
+SETTLE_S = 60.0  # after restarting dead processes: how long the network may take to be green
 
 
 @dataclass
@@ -306,7 +307,7 @@ def up(
 
 
 def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool | None) -> UpReport:
-    from .status import Probe, format_matrix, matrix
+    from .status import Probe, format_matrix, matrix, wait_for_matrix
 
     lab = open_lab(ref, root, preload)
     p = Progress(say)
@@ -377,8 +378,15 @@ def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool |
     probes: list[Probe] = []
 
     def check() -> str:
+        waited = ""
+        if restarted or any(r.changed for r, _ in results.values()):
+            # A restarted or reconfigured server or bridge: the cascades reconnect by
+            # themselves (SoftEther retries every second), a restarted bridge's tap gets its
+            # address from the watcher. A bounded while before the matrix that counts.
+            green, took = wait_for_matrix(lab.layout, SETTLE_S)
+            waited = f" ({'green' if green else 'not green'} after the changes: {took:.1f} s)"
         probes.extend(matrix(lab.layout))
-        return f"{sum(pr.ok for pr in probes)}/{len(probes)} reachable"
+        return f"{sum(pr.ok for pr in probes)}/{len(probes)} reachable{waited}"
 
     p.step("connectivity matrix", check)
     network_s = p.total

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import paramiko
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from .spec import SshTarget
 
@@ -367,7 +368,7 @@ class LocalTransport:
 
 def _refused(e: BaseException) -> bool:
     """The host answered and refused the TCP connection (paramiko wraps it per address)."""
-    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+    if isinstance(e, NoValidConnectionsError):
         return bool(e.errors) and all(
             isinstance(x, ConnectionRefusedError) for x in e.errors.values()
         )

@@ -281,3 +281,18 @@ def test_plan_hub_set_offline_by_hand_is_drift() -> None:
     changes = plan(BRIDGE, state)
     assert [c.summary for c in changes] == ["~ hub BRIDGE: online"]
     assert [str(c) for c in commands(changes)] == ["[BRIDGE] Online"]
+
+
+def test_plan_cascade_refused_login_is_password_drift_on_both_ends() -> None:
+    # Issue 15 #5: a user password changed on the server by hand: the note still matches,
+    # the bridge's cascade reads "Error 9: User authentication failed." and nothing planned.
+    bridge = converged_bridge()
+    hub = bridge.hub("BRIDGE")
+    assert hub is not None
+    refused = replace(hub.cascades[0], status="Error 9: User authentication failed.")
+    state = replace(bridge, hubs={"bridge": replace(hub, cascades=(refused,))})
+    cmds = [c.name for c in commands(plan(BRIDGE, state))]
+    assert cmds == ["CascadeOffline", "CascadePasswordSet", "CascadeOnline"]
+    # The server re-sets the refused user's password (and note) when told which one.
+    reset = plan(SERVER, converged_server(), frozenset({("hybrid", "hybrid-vpc")}))
+    assert [c.summary for c in reset] == ["~ user HYBRID/hybrid-vpc: password"]

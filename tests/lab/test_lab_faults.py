@@ -1,0 +1,194 @@
+"""Faults a real user causes to a running lab (issue 15), in file order on one lab: kill -9
+of every daemon, a crashed bridge worker, drift made by hand (a hub Offline, a user password
+changed on the server), a stopped database, corrupt records, a namespace deleted by hand.
+
+Each test asserts its own outcome; figures are printed (pytest -s). Bounds are generous
+(a shared machine), not speed goals: bench/lab_faults.py measures those.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import faults
+from lab.checks import checks
+from lab.netns import NETNS_DIR, pids_in
+from lab.node import comm
+from lab.paas import alive
+from lab.state import LabState
+from lab.status import wait_for_matrix
+from lab.up import open_lab, specs, up
+from softether.spec import BRIDGE_HUB
+
+from .conftest import RunningLab, lab_fixture
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+RECOVERY_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[RunningLab]:
+    yield from lab_fixture("dev")
+
+
+def cli(lab: RunningLab, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`hybrid lab ...` as the user runs it, on this lab's directory."""
+    env = {**os.environ, "HYBRID_LAB_DIR": str(lab.root), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "lab", *args, "--stack", lab.ref],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
+    )  # fmt: skip
+
+
+def one_line_failure(run: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert run.returncode != 0, run.stdout[-1500:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    for w in words:
+        assert w in lines[0]
+    return lines[0]
+
+
+def kill9(pids: list[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+def softether_pids(lab_ns: str) -> list[int]:
+    """The SoftEther watchdog and worker of a node (both vpnserver/vpnbridge processes)."""
+    return [p for p in pids_in(lab_ns) if comm(p) in ("vpnserver", "vpnbridge")]
+
+
+def test_lab_up_restarts_every_dead_daemon(dev: RunningLab) -> None:
+    assert dev.report.matrix_ok
+    lab = open_lab(dev.ref, dev.root)
+    home = lab.stack.network.home.name
+    a, b = (s.name for s in lab.stack.network.sites)
+    kill9(softether_pids(lab.nodes[home].netns))  # watchdog and worker: nothing restarts it
+    kill9(softether_pids(lab.nodes[a].netns))
+    kill9([lab.nodes[b].pids["sshd"]])
+    time.sleep(0.5)
+    assert softether_pids(lab.nodes[home].netns) == []
+    t0 = time.monotonic()
+    r = up(dev.ref, say=print, root=dev.root)
+    print(f"up after kill -9 of 3 daemons: {time.monotonic() - t0:.1f} s, restarted {r.restarted}")
+    assert set(r.restarted) >= {f"{home} softether", f"{a} softether", f"{b} sshd"}
+    assert r.matrix_ok
+    assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
+
+
+def test_lab_bridge_worker_crash_recovers_by_itself(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    node = lab.nodes[lab.stack.network.sites[0].name]
+    worker = node.softether_pid()
+    os.kill(worker, signal.SIGKILL)  # SoftEther's watchdog starts a new worker, a new bare tap
+    t0 = time.monotonic()
+    green, took = wait_for_matrix(lab.layout, RECOVERY_S)
+    print(f"bridge worker crash -> full matrix: {time.monotonic() - t0:.1f} s")
+    assert node.softether_pid() != worker
+    assert green, f"the site stayed dark for {took:.0f} s after its worker crashed"
+
+
+def test_lab_hub_offline_by_hand_is_drift_repaired_by_up(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    home = lab.stack.network.home.name
+    nodes = specs(lab)
+    hub = nodes.server.hubs[-1].name  # the transit hub every cascade lands in
+    assert any(c.remote_hub == hub for b in nodes.bridges.values() for c in b.cascades)
+    pw = nodes.server.admin_password.get_secret_value()
+    faults.vpncmd(lab.nodes[home], pw, "Offline", hub=hub)
+    (match,) = [c for c in checks(dev.ref, dev.root) if c.name.startswith(f"{home}: SoftEther")]
+    print(match.line())
+    assert not match.ok and f"~ hub {hub}: online" in match.detail
+    r = up(dev.ref, say=print, root=dev.root)
+    assert f"~ hub {hub}: online" in r.results[home][0].diff
+    assert r.matrix_ok
+
+
+def test_lab_user_password_changed_on_the_server_is_repaired_by_up(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    home = lab.stack.network.home
+    site = lab.stack.network.sites[0].name
+    nodes = specs(lab)
+    bridge_pw = nodes.bridges[site].admin_password.get_secret_value()
+    cascade = nodes.bridges[site].cascades[0]
+    faults.vpncmd(
+        lab.nodes[home.name], nodes.server.admin_password.get_secret_value(),
+        "UserPasswordSet", cascade.username, "/PASSWORD:ChangedByHand1", hub=cascade.remote_hub,
+    )  # fmt: skip
+    faults.vpncmd(lab.nodes[site], bridge_pw, "CascadeOffline", cascade.name, hub=BRIDGE_HUB)
+    faults.vpncmd(lab.nodes[site], bridge_pw, "CascadeOnline", cascade.name, hub=BRIDGE_HUB)
+    deadline = time.monotonic() + 30
+    while "authentication failed" not in faults.vpncmd(
+        lab.nodes[site], bridge_pw, "CascadeList", hub=BRIDGE_HUB
+    ):
+        assert time.monotonic() < deadline, "the server never refused the cascade"
+        time.sleep(0.5)
+    r = up(dev.ref, say=print, root=dev.root)
+    assert (
+        f"~ user {cascade.remote_hub}/{cascade.username}: password" in r.results[home.name][0].diff
+    )
+    assert r.matrix_ok
+    assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
+
+
+def test_lab_up_with_an_unanswering_database_is_one_line(dev: RunningLab) -> None:
+    st = LabState.load(dev.directory)
+    assert st is not None
+    db = st.pids["db"]
+    os.kill(db, signal.SIGSTOP)  # TCP still connects; no answer: the app's page times out
+    try:
+        run = cli(dev, "up")
+    finally:
+        os.kill(db, signal.SIGCONT)
+    print(run.stderr.strip())
+    one_line_failure(run, "WordPress", "hybrid lab down")
+
+
+def test_lab_corrupt_records_are_one_line_and_status_writes_no_secret(dev: RunningLab) -> None:
+    record, secrets = dev.directory / "lab.json", dev.directory / "secrets.json"
+    good_record, good_secrets = record.read_bytes(), secrets.read_bytes()
+    try:
+        record.write_bytes(good_record[: len(good_record) // 2])  # truncated
+        one_line_failure(cli(dev, "status"), "lab.json")
+        one_line_failure(cli(dev, "up"), "lab.json")
+        record.write_bytes(good_record)
+        secrets.write_bytes(b"\xff not json")
+        one_line_failure(cli(dev, "status"), "secrets.json")
+        # A secret missing from the record: status reports it and writes nothing.
+        secrets.write_bytes(good_secrets.replace(b'"admin/', b'"gone/', 1))
+        before = secrets.read_bytes()
+        cli(dev, "status")
+        assert secrets.read_bytes() == before
+    finally:
+        record.write_bytes(good_record)
+        secrets.write_bytes(good_secrets)
+
+
+def test_lab_down_without_record_after_a_namespace_was_deleted_by_hand(dev: RunningLab) -> None:
+    st = LabState.load(dev.directory)
+    assert st is not None
+    lab = open_lab(dev.ref, dev.root)
+    node = lab.nodes[lab.stack.network.sites[-1].name]
+    orphans = pids_in(node.netns)  # live on in an unnamed namespace once it is deleted
+    assert orphans
+    subprocess.run(["ip", "netns", "delete", node.netns], check=True)
+    (dev.directory / "lab.json").write_text('{"stack": "dev", "lab_id"')  # and a broken record
+    run = cli(dev, "down")
+    print(run.stdout.strip())
+    assert run.returncode == 0, run.stderr
+    time.sleep(0.5)  # killed processes are reaped by init
+    assert [p for p in [*orphans, *st.pids.values()] if alive(p)] == []
+    assert list(NETNS_DIR.glob(f"hc-{st.lab_id}-*")) == []
+    assert not dev.directory.exists()
