@@ -26,7 +26,8 @@ from pathlib import Path
 
 from softether import vpncmd
 from softether.derive import NodeSpecs, derive, secret_names
-from softether.session import Result, Session
+from softether.plan import Change
+from softether.session import Plan, Result, Session
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 from softether.transport import RunRecord, SshTransport
 from topology import Stack, load_stack, plan_routes
@@ -37,7 +38,8 @@ from .node import LabError, Node, build_compat_library, generate_client_key, net
 from .state import LabState, lab_dir, mark, operation
 
 SSH_DEADLINE_S = 30.0
-SETTLE_S = 60.0  # after restarting dead processes: how long the network may take to be green
+SETTLE_S = 60.0  # after repairs: how long the network may take to be green
+NUDGE_AFTER_S = 8.0  # ... and after how long the cascades not established are reconnected
 
 
 @dataclass
@@ -200,6 +202,32 @@ def refused_logins(lab: Lab, site: str, spec: BridgeSpec) -> set[tuple[str, str]
         for c in (hub.cascades if hub else ())
         if c.auth_failed
     }
+
+
+def reconnect_cascades(lab: Lab, nodes: NodeSpecs) -> list[str]:
+    """CascadeOffline + CascadeOnline for every bridge cascade that is not established (in
+    parallel); returns the sites reconnected."""
+
+    def one(site: str) -> str | None:
+        s = session(lab, site, nodes.bridges[site])
+        try:
+            hub = s.read_node().hub(BRIDGE_HUB)
+            down = [c.name for c in (hub.cascades if hub else ()) if not c.established]
+            if down:
+                cmds = [
+                    vpncmd.Command(name, (c,), hub=BRIDGE_HUB)
+                    for c in down
+                    for name in ("CascadeOffline", "CascadeOnline")
+                ]
+                s.apply(
+                    Plan((Change(f"~ cascades {', '.join(down)}: reconnect", tuple(cmds)),), ())
+                )
+        finally:
+            s.transport.close()
+        return site if down else None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes.bridges))) as pool:
+        return [s for s in pool.map(one, nodes.bridges) if s]
 
 
 def start_and_converge(
@@ -383,8 +411,17 @@ def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool |
             # A restarted or reconfigured server or bridge: the cascades reconnect by
             # themselves (SoftEther retries every second), a restarted bridge's tap gets its
             # address from the watcher. A bounded while before the matrix that counts.
-            green, took = wait_for_matrix(lab.layout, SETTLE_S)
-            waited = f" ({'green' if green else 'not green'} after the changes: {took:.1f} s)"
+            # A cascade that failed meanwhile may sit in SoftEther's back-off for tens of
+            # seconds: after a short wait, reconnect the ones not established, once.
+            green, took = wait_for_matrix(lab.layout, NUDGE_AFTER_S)
+            nudged = [] if green else reconnect_cascades(lab, specs(lab))
+            if not green:
+                green, more = wait_for_matrix(lab.layout, SETTLE_S)
+                took += more
+            again = f", reconnected {', '.join(nudged)}" if nudged else ""
+            waited = (
+                f" ({'green' if green else 'not green'} after the changes: {took:.1f} s{again})"
+            )
         probes.extend(matrix(lab.layout))
         return f"{sum(pr.ok for pr in probes)}/{len(probes)} reachable{waited}"
 
