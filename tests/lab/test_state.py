@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
-from lab.state import ALPHABET, LabState, lab_dir, stack_name
+import pytest
+
+from lab.state import ALPHABET, LabBusy, LabState, RecordError, lab_dir, operation, stack_name
 from lab.up import mutating_commands
 from softether.transport import RunRecord
 
@@ -61,3 +64,46 @@ def test_up_counts_only_mutating_vpncmd_lines() -> None:
     ]
     assert mutating_commands(records[:2]) == 0
     assert mutating_commands(records) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"stack": "dev", "lab_id"',
+        b"\xff\xfe",
+        b"[]",
+        b'{"stack": "dev"}',
+        b'{"stack": "dev", "lab_id": "ab12", "namespaces": [], "pids": {"db": "x"}}',
+    ],
+    ids=["truncated", "binary", "not-an-object", "missing-keys", "bad-pid"],
+)
+def test_state_unreadable_record_is_one_line(body: bytes, tmp_path: Path) -> None:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "lab.json").write_bytes(body)
+    with pytest.raises(RecordError) as err:
+        LabState.load(tmp_path / "dev")
+    assert len(str(err.value).splitlines()) == 1 and "lab.json" in str(err.value)
+
+
+def test_state_read_only_secrets_never_write(tmp_path: Path) -> None:
+    st = LabState(tmp_path / "dev")
+    with pytest.raises(RecordError, match="no secret 'admin/home'"):
+        st.secrets(("admin/home",), create=False)
+    assert not (tmp_path / "dev" / "secrets.json").exists()
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "secrets.json").write_text("not json")
+    with pytest.raises(RecordError, match=r"secrets\.json"):
+        st.secrets(("admin/home",))
+
+
+def test_state_second_operation_names_the_holder(tmp_path: Path) -> None:
+    with operation(tmp_path / "dev", "lab up"):
+        with pytest.raises(LabBusy) as err, operation(tmp_path / "dev", "lab down"):
+            pass
+        assert err.value.pid == os.getpid() and err.value.command.startswith("lab up")
+    with operation(tmp_path / "dev", "lab down"):  # released with its holder
+        pass
+    # A read-only operation on a lab that does not exist creates nothing.
+    with operation(tmp_path / "none", "lab status", create=False):
+        pass
+    assert not (tmp_path / "none").exists()
