@@ -68,13 +68,13 @@ def _on_interrupt(
         # Straight out, without waiting for the worker threads (a converge can take seconds):
         # every process the lab started runs in a session of its own and is recorded (or in
         # the lab's namespaces, or marked), so `lab down` removes it; the kernel drops the lock.
+        # os.write: a worker thread may hold sys.stderr's lock (a log line) right now.
         what = "interrupted" if signum == signal.SIGINT else f"stopped by signal {signum}"
-        sys.stderr.write(
+        line = (
             f"hybrid lab up: {what}; left: {_left_behind(directory)}; "
             f"remove it with: {_down_command(args)}\n"
         )
-        sys.stderr.flush()
-        sys.stdout.flush()
+        os.write(2, line.encode())
         os._exit(130 if signum == signal.SIGINT else 128 + signum)
 
     return handler
@@ -151,7 +151,10 @@ def outputs(args: argparse.Namespace) -> int:
         return 2
     lab = open_lab(stack_ref(args))
     if not lab.state.path.exists():
-        print(f"hybrid lab outputs: no lab for stack {stack_ref(args)}: hybrid lab up", file=sys.stderr)
+        print(
+            f"hybrid lab outputs: no lab for stack {stack_ref(args)}: hybrid lab up",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(lab_outputs(lab), indent=2))
     return 0

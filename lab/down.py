@@ -23,6 +23,7 @@ from .layout import lab_id
 from .state import LabBusy, LabState, RecordError, holder, lab_dir, mark, operation, remove_dirs
 
 CANCEL_WAIT_S = 15.0
+RELEASE_WAIT_S = 5.0
 
 
 def _netns_of(pid: int) -> str | None:
@@ -78,22 +79,33 @@ def _cancel_up(directory: Path, say: Callable[[str], None]) -> None:
     if pid is None or not command.startswith("lab up") or not paas.alive(pid):
         return
     say(f"cancelling the lab up in progress (pid {pid})")
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + CANCEL_WAIT_S
-    while paas.alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # SIGINT first (it says what it leaves and exits at once); KILL if it does not go.
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while paas.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not paas.alive(pid):
+            return
 
 
 def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     directory = lab_dir(ref, root)
-    try:
-        with operation(directory, "lab down"):
-            return _down(ref, directory, say)
-    except LabBusy:
-        _cancel_up(directory, say)
-        with operation(directory, "lab down"):
-            return _down(ref, directory, say)
+    deadline: float | None = None
+    while True:
+        try:
+            with operation(directory, "lab down"):
+                return _down(ref, directory, say)
+        except LabBusy:
+            if deadline is None:
+                _cancel_up(directory, say)
+                # A multi-threaded holder reads as gone (its main thread a zombie) a moment
+                # before its last thread exits and the kernel drops the lock.
+                deadline = time.monotonic() + RELEASE_WAIT_S
+            elif time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
