@@ -43,9 +43,7 @@ def _vpncmd_safe(value: SecretStr) -> SecretStr:
     # sets nothing; a space or quote would split or end the argument.
     text = value.get_secret_value()
     if not text or text[0] in "/-" or any(c.isspace() or c == '"' for c in text):
-        raise ValueError(
-            "a password must be non-empty, not start with / or -, and hold no space or quote"
-        )
+        raise ValueError("a password must be non-empty, not start with / or -, and hold no space or quote")
     return value
 
 
