@@ -40,54 +40,80 @@ class HostKey:
     public_openssh: str
 
 
+# liboqs builds every algorithm by default (8 min of the 9 min build on 2 cores, see the
+# README). SoftEther offers the TLS groups X25519MLKEM768:p521_kyber1024:x25519_kyber768 before
+# the classical ones (src/Mayaqua/Network.h, PQ_GROUP_LIST) and sets that list with
+# SSL_set1_groups_list, which fails as a whole on one unknown name and silently leaves
+# OpenSSL's classical defaults: the three KEMs behind those groups must stay, nothing else is
+# used. Release: upstream's configure defaults to RelWithDebInfo (debug info nobody reads on a VM).
+CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DSE_PIDDIR=/run/softether",
+    "-DSE_LOGDIR=/var/log/softether",
+    "-DSE_DBDIR=/var/lib/softether",
+    "-DOQS_MINIMAL_BUILD=KEM_ml_kem_768;KEM_kyber_768;KEM_kyber_1024",
+)
+# At first boot apt-daily / unattended-upgrades may hold the dpkg lock: wait for it, bounded.
+DPKG_LOCK_TIMEOUT_S = 600
+
+
+def _apt_install(packages: tuple[str, ...]) -> list[str]:
+    """Install `packages` unless all are installed (a lab machine has them from packages.apt)."""
+    names = " ".join(packages)
+    return [
+        f"if ! dpkg -s {names} >/dev/null 2>&1; then",
+        f"  apt-get -o DPkg::Lock::Timeout={DPKG_LOCK_TIMEOUT_S} install -y --no-install-recommends {names}",
+        "fi",
+    ]
+
+
 def install_script(options: SoftEtherOptions) -> str:
     """A shell script that installs SoftEther VPN Bridge from `options.source`.
 
     Upstream: clone the tag, refuse to build unless HEAD is the pinned commit (a moved tag
-    must not change what runs), build with Debian's state paths, install.
+    must not change what runs), build with Debian's state paths, install. The same text runs
+    on a VM (as root, into /) and in the lab (`lab.softether_build`), which sets `DESTDIR`
+    (an install root of its own: no swap file, no ldconfig, nothing under the machine's /usr)
+    and `SE_SRC` (a scratch checkout).
     """
+    head = ["#!/bin/sh", "set -eu", "export DEBIAN_FRONTEND=noninteractive"]
     if options.source == "debian":
-        return "\n".join(
-            [
-                "#!/bin/sh",
-                "set -eu",
-                "export DEBIAN_FRONTEND=noninteractive",
-                f"apt-get install -y --no-install-recommends {' '.join(DEBIAN_PACKAGES)}",
-                "",
-            ]
-        )
+        return "\n".join([*head, *_apt_install(DEBIAN_PACKAGES), ""])
     tag, commit = options.upstream_tag, options.upstream_commit
     return "\n".join(
         [
-            "#!/bin/sh",
-            "set -eu",
-            "export DEBIAN_FRONTEND=noninteractive",
-            f"apt-get install -y --no-install-recommends {' '.join(BUILD_PACKAGES)}",
+            *head,
+            'DESTDIR="${DESTDIR:-}"',
+            f'SE_SRC="${{SE_SRC:-{SRC_DIR}}}"',
+            *_apt_install(BUILD_PACKAGES),
             # The smallest sizes (512 MB) run out of memory compiling Cedar without swap.
-            "if [ \"$(awk '/MemTotal/ {print $2}' /proc/meminfo)\" -lt 2000000 ] && [ ! -e /swapfile ]; then",
+            "if [ -z \"$DESTDIR\" ] && [ \"$(awk '/MemTotal/ {print $2}' /proc/meminfo)\" -lt 2000000 ] && [ ! -e /swapfile ]; then",
             "  fallocate -l 1G /swapfile && chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile",
             "fi",
-            f"rm -rf {SRC_DIR}",
-            f"git clone --depth 1 --branch {tag} {UPSTREAM_REPO} {SRC_DIR}",
-            f"cd {SRC_DIR}",
-            'head=$(git rev-parse HEAD)',
+            'rm -rf "$SE_SRC"',
+            f'git clone --depth 1 --branch {tag} {UPSTREAM_REPO} "$SE_SRC"',
+            'cd "$SE_SRC"',
+            "head=$(git rev-parse HEAD)",
             f'if [ "$head" != "{commit}" ]; then',
             f'  echo "SoftEther {tag}: checked out $head, expected the pinned {commit}" >&2',
             "  exit 1",
             "fi",
-            "git submodule update --init --recursive",
-            "CMAKE_FLAGS='-DSE_PIDDIR=/run/softether -DSE_LOGDIR=/var/log/softether"
-            " -DSE_DBDIR=/var/lib/softether' ./configure",
+            # liboqs's full history alone is ~145 MB; the pinned commits are all the build needs.
+            "git submodule update --init --recursive --depth 1",
+            f"CMAKE_FLAGS='{' '.join(CMAKE_FLAGS)}' ./configure",
             'make -C build -j"$(nproc)"',
-            "make -C build install",
-            "ldconfig",
+            'make -C build install DESTDIR="$DESTDIR"',
+            'if [ -z "$DESTDIR" ]; then ldconfig; fi',
             "",
         ]
     )
 
 
 def systemd_unit(options: SoftEtherOptions) -> str:
-    """The project's own unit for the bridge; it shadows a packaged unit of the same name."""
+    """The project's own unit for the bridge; it shadows a packaged unit of the same name.
+
+    The state and log directories are the ones the upstream build is configured with
+    (CMAKE_FLAGS); systemd creates them, Debian's package creates its own."""
     binary = BRIDGE_BINARY[options.source]
     return "\n".join(
         [
@@ -99,6 +125,8 @@ def systemd_unit(options: SoftEtherOptions) -> str:
             "[Service]",
             "Type=forking",
             "RuntimeDirectory=softether",
+            "StateDirectory=softether",
+            "LogsDirectory=softether",
             f"ExecStart={binary} start",
             f"ExecStop={binary} stop",
             "Restart=on-failure",

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
 
 from components.bridge import aws_architecture, azure_image_sku
-from components.cloudinit import HostKey, bridge_cloud_config, install_script, systemd_unit
+from components.cloudinit import (
+    CMAKE_FLAGS,
+    HostKey,
+    bridge_cloud_config,
+    install_script,
+    systemd_unit,
+)
 from components.firewall import hybrid_ranges
 from components.testing import ProgramRun, Record, is_secret, plain
 from topology import SoftEtherOptions
@@ -174,7 +185,7 @@ def test_bridge_user_data_is_secret(dev: ProgramRun) -> None:
 def test_install_script_debian_source_uses_the_package_and_its_binary() -> None:
     options = SoftEtherOptions(source="debian")
     script = install_script(options)
-    assert "apt-get install -y --no-install-recommends softether-vpnbridge softether-vpncmd" in script
+    assert "install -y --no-install-recommends softether-vpnbridge softether-vpncmd" in script
     assert "git clone" not in script
     assert "ExecStart=/usr/libexec/softether/vpnbridge/vpnbridge start" in systemd_unit(options)
 
@@ -198,3 +209,90 @@ def test_four_site_second_azure_bridge_uses_the_default_size(four_site: ProgramR
     assert vm.input("hardwareProfile") == {"vmSize": "Standard_B1ls"}
     (ip,) = four_site.one(NIC, "Hybrid-VNet2-bridge-nic").input("ipConfigurations")
     assert ip["privateIPAddress"] == "192.168.40.100"
+
+Source = Literal["upstream", "debian"]
+
+
+def _cmake_flags() -> dict[str, str]:
+    return {k.removeprefix("-D"): v for k, _, v in (f.partition("=") for f in CMAKE_FLAGS)}
+
+
+@pytest.mark.parametrize("source", ["upstream", "debian"])
+def test_install_script_passes_shellcheck(source: Source) -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: it is in packages.apt (make apt)"
+    res = subprocess.run(
+        [shellcheck, "--shell=sh", "-"], input=install_script(SoftEtherOptions(source=source)),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout
+
+
+@pytest.mark.parametrize("source", ["upstream", "debian"])
+def test_install_script_waits_bounded_for_the_dpkg_lock(source: Source) -> None:
+    lines = [x for x in install_script(SoftEtherOptions(source=source)).splitlines() if "apt-get" in x]
+    assert lines
+    for line in lines:
+        m = re.search(r"-o DPkg::Lock::Timeout=(\d+) install", line)
+        assert m and 0 < int(m.group(1)) <= 900, line
+
+
+@pytest.mark.parametrize("source", ["upstream", "debian"])
+def test_systemd_unit_creates_the_directories_the_build_uses(source: Source) -> None:
+    unit = systemd_unit(SoftEtherOptions(source=source)).splitlines()
+    dirs = {k: v for k, _, v in (x.partition("=") for x in unit) if k.endswith("Directory")}
+    assert dirs == {"RuntimeDirectory": "softether", "StateDirectory": "softether", "LogsDirectory": "softether"}
+    flags = _cmake_flags()
+    assert (flags["SE_PIDDIR"], flags["SE_DBDIR"], flags["SE_LOGDIR"]) == (
+        "/run/softether", "/var/lib/softether", "/var/log/softether",
+    )  # fmt: skip
+
+
+def test_build_flags_keep_the_kem_of_every_tls_group_softether_offers() -> None:
+    # src/Mayaqua/Network.h PQ_GROUP_LIST of 5.2.5188 and the liboqs KEM each hybrid group uses.
+    groups = {"X25519MLKEM768": "KEM_ml_kem_768", "p521_kyber1024": "KEM_kyber_1024", "x25519_kyber768": "KEM_kyber_768"}
+    flags = _cmake_flags()
+    assert set(flags["OQS_MINIMAL_BUILD"].split(";")) == set(groups.values())
+    assert flags["CMAKE_BUILD_TYPE"] == "Release"
+
+
+def _run_install_script(tmp_path: Path, commit: str, destdir: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The upstream script with every external command replaced by a stub that logs its argv."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    stubs = {
+        "dpkg": "exit 0",
+        "apt-get": "exit 0",
+        "git": f'case "$1" in clone) mkdir -p "$7"; printf \'#!/bin/sh\\necho "configure $CMAKE_FLAGS" >> {log}\\n\' > "$7/configure"; /bin/chmod +x "$7/configure";; rev-parse) echo {commit};; esac',
+        **{c: "exit 0" for c in ("make", "ldconfig", "fallocate", "mkswap", "swapon", "chmod")},
+    }  # fmt: skip
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{body}\n')
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DESTDIR": destdir, "SE_SRC": str(tmp_path / "src")}
+    script = install_script(SoftEtherOptions())
+    res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    return res, log.read_text().splitlines() if log.exists() else []
+
+
+def test_install_script_into_a_destdir_touches_nothing_of_the_machine(tmp_path: Path) -> None:
+    res, calls = _run_install_script(tmp_path, COMMIT, str(tmp_path / "root"))
+    assert res.returncode == 0, res.stderr
+    assert "git submodule update --init --recursive --depth 1" in calls
+    assert f"make -C build install DESTDIR={tmp_path / 'root'}" in calls
+    assert f"configure {' '.join(CMAKE_FLAGS)}" in calls
+    assert not [c for c in calls if c.split()[0] in ("ldconfig", "fallocate", "mkswap", "swapon", "apt-get")]
+
+
+def test_install_script_on_a_vm_installs_into_the_system(tmp_path: Path) -> None:
+    res, calls = _run_install_script(tmp_path, COMMIT, "")
+    assert res.returncode == 0, res.stderr
+    assert "make -C build install DESTDIR=" in calls
+    assert "ldconfig " in calls
+
+
+def test_install_script_stops_before_building_a_moved_tag(tmp_path: Path) -> None:
+    res, calls = _run_install_script(tmp_path, "f" * 40, str(tmp_path / "root"))
+    assert res.returncode == 1
+    assert f"expected the pinned {COMMIT}" in res.stderr
+    assert not [c for c in calls if c.startswith(("make", "configure", "git submodule"))]
