@@ -54,6 +54,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Literal
 
+from components.cloudinit import BRIDGE_BINARY
 from softether.transport import SshTransport
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
@@ -63,6 +64,10 @@ BINARIES = {
     "server": "/usr/libexec/softether/vpnserver/vpnserver",
     "bridge": "/usr/libexec/softether/vpnbridge/vpnbridge",
 }
+# An upstream build (lab.softether_build): its /usr/local is bind-mounted over the node's, so
+# the paths are the VM's, and a bridge starts with its unit's ExecStart.
+UPSTREAM_PREFIX = "/usr/local"
+UPSTREAM_BINARIES = {"server": f"{UPSTREAM_PREFIX}/bin/vpnserver", "bridge": BRIDGE_BINARY["upstream"]}
 CLONE_NEWNET = 0x40000000
 
 COMPAT_C = r"""
@@ -220,6 +225,14 @@ class Node:
     admin_port: int = 5555  # start() returns once SoftEther listens here
     # Extra environment of every process of the node (the lab's mark, see lab.state).
     env: dict[str, str] = field(default_factory=dict)
+    # The install root of an upstream build (lab.softether_build.Release.root); None: the
+    # machine's Debian packages, the only ones `compat_library` is for.
+    softether_root: Path | None = None
+    softether_label: str = ""  # "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674"
+
+    def __post_init__(self) -> None:
+        if self.softether_root is not None and self.compat_library is not None:
+            raise LabError(f"node {self.name}: the compatibility library is for Debian's build only")
 
     # ---- paths ---------------------------------------------------------------------------
     @property
@@ -228,7 +241,7 @@ class Node:
 
     @property
     def binary(self) -> str:
-        return BINARIES[self.kind]
+        return (UPSTREAM_BINARIES if self.softether_root else BINARIES)[self.kind]
 
     def _dir(self, name: str) -> Path:
         return self.state_dir / name
@@ -328,6 +341,8 @@ class Node:
             (self.sysctl_dir, ETC_PATHS[1]),
             (self._dir("sshd-run"), SSHD_RUN),
         ]
+        if self.softether_root is not None:
+            binds.append((self.softether_root / UPSTREAM_PREFIX.lstrip("/"), UPSTREAM_PREFIX))
         init = " && ".join(f"mount --bind {shlex.quote(str(a))} {b}" for a, b in binds)
         init += (
             f" && {self.softether_command('start')} >/dev/null"
@@ -510,16 +525,28 @@ class Testbed:
 
     root: Path
     run: str = field(default_factory=run_id)
-    preload: bool = True
+    preload: bool = True  # the compatibility library, for Debian's build only
     nodes: dict[str, Node] = field(default_factory=dict)
     internet: Internet | None = None
     client_key: str = ""
     client_pub: str = ""
     compat: Path | None = None
+    # None: the pinned upstream build when it is in the cache (`make lab` builds it; a test
+    # bed never builds), else Debian's packages.
+    source: Literal["upstream", "debian"] | None = None
+    softether_root: Path | None = None
+    softether_label: str = ""
 
     def start(self) -> Testbed:
+        from topology import SoftEtherOptions
+
+        from .softether_build import cached, debian_release, release
+
         self.client_key, self.client_pub = generate_client_key(self.root / "client")
-        if self.preload:
+        options = SoftEtherOptions(source=self.source or "upstream")
+        got = (cached(options) or debian_release()) if self.source is None else release(options)
+        self.softether_root, self.softether_label = got.root, got.label
+        if self.preload and got.source == "debian":
             self.compat = build_compat_library(self.root / "compat")
         self.internet = Internet(f"hc-{self.run}-net").start()
         return self
@@ -541,6 +568,8 @@ class Testbed:
             self.root / name,
             IPv4Interface(address),
             compat_library=self.compat,
+            softether_root=self.softether_root,
+            softether_label=self.softether_label,
         )
         self.nodes[name] = node
         node.create_netns()

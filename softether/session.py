@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 LAST_LINES = 6
 TMPFS_SIZE = "64m"  # the private tmpfs of one vpncmd run: script, password, files in and out
+DOS_QUIET_S = 1.5  # > DOS_TABLE_EXPIRES_MAX (1 s) of SoftEther's listener: see `Session._retrying`
 
 
 class SoftEtherError(Exception):
@@ -260,7 +261,11 @@ class Session:
                         f"vpncmd cannot reach SoftEther at localhost:{self.spec.admin_port} "
                         f"after {self.service_wait_s:.0f} s: {e}",
                     ) from None
-                time.sleep(0.5)
+                # Not sooner: SoftEther counts admin connections per source address and
+                # refuses all of them (ERR_152 here) after 16 that each came within 1 s of the
+                # last; the count is dropped only once 1 s passes without one (Cedar/Listener.c,
+                # CheckDosAttack/RefreshDosList). Faster retries would keep it refused forever.
+                time.sleep(DOS_QUIET_S)
 
     def _vpncmd_once(
         self, commands: Sequence[v.Command], timeout: float

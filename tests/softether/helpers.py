@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from lab.node import Node, sh
 from softether import vpncmd as v
 from softether.derive import NodeSpecs, derive, secret_names
 from softether.facts import NodeState, parse_state
@@ -62,3 +64,18 @@ def error_script(specs: NodeSpecs) -> list[v.Command]:
         C("CascadeList"),
         C("ServerInfoGet"),
     ]
+
+
+def softether_processes(node: Node) -> list[tuple[str, list[str]]]:
+    """(executable as the node sees it, environment) of every SoftEther process in `node`'s
+    network namespace, from /proc."""
+    out = []
+    for pid in sh("ip", "netns", "pids", node.netns, check=False).split():
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+            env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile
+            continue
+        if os.path.basename(exe) in ("vpnserver", "vpnbridge"):
+            out.append((exe, env))
+    return out

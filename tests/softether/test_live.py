@@ -1,4 +1,5 @@
-"""Real SoftEther (Debian's 5.01 build) in network namespaces, configured over real SSH.
+"""Real SoftEther in network namespaces (the pinned upstream build when cached, else Debian's
+5.01), configured over real SSH.
 
 Tests run in file order and build on each other (fresh server -> converged -> drift -> the
 bridge cascades to it); each asserts its own outcome.
@@ -23,6 +24,8 @@ from softether import vpncmd as v
 from softether.derive import NodeSpecs
 from softether.session import AccessDeniedError, Session
 from softether.transport import HostKeyRefused, HostUnreachable, SshTransport
+
+from .helpers import softether_processes
 
 pytestmark = pytest.mark.live
 
@@ -399,13 +402,26 @@ def test_live_local_transport_reads_the_node_from_inside(home: Node, live_specs:
     assert session.vpncmd_sessions == 1
 
 
-def test_live_server_restart_cascade_recovers_by_itself_with_the_compat_library(
+def test_live_softether_processes_preload_the_compat_library_for_debian_only(
+    testbed: Testbed, home: Node, aws: Node
+) -> None:
+    """Every SoftEther process (watchdog and worker) of both nodes, by /proc/PID/environ."""
+    procs = [p for n in (home, aws) for p in softether_processes(n)]
+    assert len(procs) >= 4, procs  # a watchdog and a worker per node
+    debian = testbed.softether_label.startswith("debian")
+    for exe, env in procs:
+        preload = [v for v in env if v.startswith("LD_PRELOAD=")]
+        assert exe.startswith("/usr/libexec/" if debian else "/usr/local/libexec/"), exe
+        assert preload == ([f"LD_PRELOAD={testbed.compat}"] if debian else []), (exe, preload)
+
+
+def test_live_server_restart_cascade_recovers_by_itself(
     testbed: Testbed, home: Node, aws: Node, live_specs: NodeSpecs
 ) -> None:
-    """With the OpenSSL-3 shim preloaded (lab/node.py), the bridge's cascade carries traffic
-    again after the home server restarts, without restarting the bridge (Debian's build
-    alone stays dead: see test_live_defect.py)."""
-    assert testbed.compat is not None
+    """The upstream build (or Debian's with the OpenSSL-3 shim preloaded, lab/node.py): the
+    bridge's cascade carries traffic again after the home server restarts, without
+    restarting the bridge (Debian's build alone stays dead: see test_live_defect.py)."""
+    assert (testbed.compat is not None) == testbed.softether_label.startswith("debian")
     bridge = live_specs.bridges["Hybrid-VPC"]
     Session(testbed.transport(home), live_specs.server).converge()
     Session(testbed.transport(aws), bridge, verify_traffic="always").converge()

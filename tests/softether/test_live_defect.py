@@ -23,7 +23,7 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    bed = Testbed(Path(tmp_path_factory.mktemp("softether-bare")), preload=False)
+    bed = Testbed(Path(tmp_path_factory.mktemp("softether-bare")), preload=False, source="debian")
     try:
         bed.start()
         yield bed
