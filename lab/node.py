@@ -69,6 +69,7 @@ BINARIES = {
 UPSTREAM_PREFIX = "/usr/local"
 UPSTREAM_BINARIES = {"server": f"{UPSTREAM_PREFIX}/bin/vpnserver", "bridge": BRIDGE_BINARY["upstream"]}
 CLONE_NEWNET = 0x40000000
+COMPAT_LIBRARY = "softether_compat.so"
 
 COMPAT_C = r"""
 /* Clear OpenSSL's thread error queue before every SSL I/O call (see lab/node.py). */
@@ -122,7 +123,7 @@ def run_id() -> str:
 def build_compat_library(directory: Path) -> Path:
     """Compile the OpenSSL-3 error-queue shim (a few lines of C) into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    src, lib = directory / "softether_compat.c", directory / "softether_compat.so"
+    src, lib = directory / "softether_compat.c", directory / COMPAT_LIBRARY
     if not lib.exists():
         src.write_text(COMPAT_C)
         sh("gcc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl")

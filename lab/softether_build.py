@@ -55,6 +55,14 @@ class Release:
     label: str  # "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674"
     root: Path | None = None
 
+    def to_record(self) -> dict[str, str]:
+        return {"source": self.source, "label": self.label, "root": str(self.root or "")}
+
+    @classmethod
+    def from_record(cls, d: dict[str, str]) -> Release:
+        source: Literal["upstream", "debian"] = "debian" if d["source"] == "debian" else "upstream"
+        return cls(source, d["label"], Path(d["root"]) if d["root"] else None)
+
 
 def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
@@ -85,6 +93,11 @@ def cached(options: SoftEtherOptions) -> Release | None:
     if (root / "usr/local/bin/vpnserver").exists():
         return Release("upstream", upstream_label(options), root)
     return None
+
+
+def cached_release(options: SoftEtherOptions) -> Release | None:
+    """What `release` would give without building: None for an upstream build not made."""
+    return debian_release() if options.source == "debian" else cached(options)
 
 
 def release(

@@ -107,13 +107,16 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
     healthy = not missing
     what = {v.ns.rsplit("-", 1)[1]: f"{v.site} {v.kind}" for v in layout.nodes}
     what |= {"db": "MariaDB (for RDS)", "app": "WordPress (for App Service)"}
+    # What each node's SoftEther is: "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674".
+    release = {n.name: n.softether_label for n in lab.nodes.values()}
     for name, pid in sorted(st.pids.items()):
         up = paas.alive(pid)
         healthy &= up
-        key = name.split("/", 1)[0]
-        say(
-            f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {what.get(key, '')}"
-        )
+        key, _, proc = name.partition("/")
+        desc = what.get(key, "")
+        if proc == "softether":
+            desc += f", SoftEther {release.get(key) or 'unknown'}"
+        say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {desc}")
     if healthy:
         # What `hybrid lab outputs | hybrid status --outputs -` reports (softether/health.py).
         report = lab_report(lab)

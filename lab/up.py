@@ -1,7 +1,7 @@
 """`hybrid lab up`: the stack's whole network on this machine, configured like the cloud.
 
 Steps: namespaces/links/routes (lab.netns) -> one SoftEther node + sshd per VPN node
-(lab.node, with the OpenSSL-3 compatibility library preloaded) -> specs from the topology
+(lab.node, running the SoftEther release the stack selects: lab.softether_build) -> specs from the topology
 (softether.derive, the same function the cloud program uses) -> converge every node over SSH
 with pinned host keys (softether.session) -> PaaS stand-ins -> connectivity matrix.
 
@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from softether import vpncmd
 from softether.derive import NodeSpecs, derive, secret_names
@@ -30,11 +31,18 @@ from softether.plan import Change
 from softether.session import Plan, Result, Session
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 from softether.transport import RunRecord, SshTransport
-from topology import Stack, load_stack, plan_routes
+from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
-from . import firewall, netns, paas
+from . import firewall, netns, paas, softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
-from .node import LabError, Node, build_compat_library, generate_client_key, netns_socket
+from .node import (
+    COMPAT_LIBRARY,
+    LabError,
+    Node,
+    build_compat_library,
+    generate_client_key,
+    netns_socket,
+)
 from .state import LabState, lab_dir, mark, operation
 
 SSH_DEADLINE_S = 30.0
@@ -57,12 +65,20 @@ class Lab:
         return generate_client_key(self.state.directory / "client")
 
 
-def open_lab(ref: str, root: Path | None = None, preload: bool | None = None) -> Lab:
-    """The lab of stack `ref` (running or not); nothing is started.
+def open_lab(
+    ref: str,
+    root: Path | None = None,
+    preload: bool | None = None,
+    source: Literal["upstream", "debian"] | None = None,
+) -> Lab:
+    """The lab of stack `ref` (running or not); nothing is started or built.
 
-    `preload`: load the OpenSSL-3 compatibility library into SoftEther (lab/node.py says
-    why); None keeps what the lab was started with (default True). False exists only to
-    measure the defect (bench/lab_faults.py).
+    Each node runs the SoftEther release the stack's `network.softether` selects
+    (lab.softether_build); a node that was started keeps the release recorded for it.
+    `source` overrides the stack's choice and `preload` (Debian's build only: the OpenSSL-3
+    compatibility library, lab/node.py says why; default True) can turn the library off;
+    both are kept for the lab's later commands and exist to measure side by side
+    (bench/lab_faults.py).
     """
     stack = load_stack(ref)
     directory = lab_dir(ref, root)
@@ -70,22 +86,24 @@ def open_lab(ref: str, root: Path | None = None, preload: bool | None = None) ->
     state = LabState.load(directory) or LabState(directory, ref, layout.lab_id)
     if preload is not None:
         state.extra["preload"] = preload
+    if source is not None:
+        state.extra["source"] = source
     lab = Lab(ref, stack, layout, state)
-    compat = (
-        directory / "compat" / "softether_compat.so" if state.extra.get("preload", True) else None
-    )
+    chosen = softether_build.cached_release(softether_options(lab))
+    started: dict[str, dict[str, str]] = state.extra.get("softether", {})
     for v in layout.nodes:
         key = v.ns.rsplit("-", 1)[1]
+        release = softether_build.Release.from_record(started[key]) if key in started else chosen
         node = Node(
             name=key,
             kind="server" if v.kind == "server" else "bridge",
             netns=v.ns,
             state_dir=directory / "nodes" / key,
             address=v.public,
-            compat_library=compat,
             admin_port=stack.network.home.vpn_server.port if v.kind == "server" else 5555,
             env=mark(directory),
         )
+        use_release(lab, node, release)
         node.pids = {
             k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
         }
@@ -94,6 +112,22 @@ def open_lab(ref: str, root: Path | None = None, preload: bool | None = None) ->
             node.host_key = " ".join(pub.read_text().split()[:2])
         lab.nodes[v.site] = node
     return lab
+
+
+def softether_options(lab: Lab) -> SoftEtherOptions:
+    """The stack's `network.softether`, with the source `open_lab` was told to use."""
+    options = lab.stack.network.softether
+    source = lab.state.extra.get("source")
+    return options.model_copy(update={"source": source}) if source else options
+
+
+def use_release(lab: Lab, node: Node, release: softether_build.Release | None) -> None:
+    """Point `node` at `release`'s binaries (None: an upstream build not made yet)."""
+    debian = release is not None and release.source == "debian"
+    node.softether_root = release.root if release else None
+    node.softether_label = release.label if release else ""
+    preload = debian and lab.state.extra.get("preload", True)
+    node.compat_library = lab.state.directory / "compat" / COMPAT_LIBRARY if preload else None
 
 
 def running(node: Node) -> bool:
@@ -328,16 +362,23 @@ def up(
     say: Callable[[str], None] = print,
     root: Path | None = None,
     preload: bool | None = None,
+    source: Literal["upstream", "debian"] | None = None,
 ) -> UpReport:
     """Bring the lab of `ref` up (or converge a running one); raises on a failed step."""
     with operation(lab_dir(ref, root), "lab up"):
-        return _up(ref, say, root, preload)
+        return _up(ref, say, root, preload, source)
 
 
-def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool | None) -> UpReport:
+def _up(
+    ref: str,
+    say: Callable[[str], None],
+    root: Path | None,
+    preload: bool | None,
+    source: Literal["upstream", "debian"] | None,
+) -> UpReport:
     from .status import Probe, format_matrix, matrix, wait_for_matrix
 
-    lab = open_lab(ref, root, preload)
+    lab = open_lab(ref, root, preload, source)
     p = Progress(say)
     st = lab.state
     st.stack, st.lab_id = ref, lab.layout.lab_id
@@ -369,9 +410,19 @@ def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool |
     paas_thread = threading.Thread(target=start_paas, daemon=True)
     paas_thread.start()
 
-    def compat() -> str:
-        lib = build_compat_library(st.directory / "compat")
-        return f"OpenSSL-3 compatibility library {lib.name} (LD_PRELOAD, see lab/node.py)"
+    def softether() -> str:
+        release = softether_build.release(softether_options(lab), say)
+        started = st.extra.setdefault("softether", {})
+        for node in lab.nodes.values():
+            if not running(node):  # what it is about to start with, for `lab status`
+                use_release(lab, node, release)
+                started[node.name] = release.to_record()
+        st.save()
+        if any(n.compat_library for n in lab.nodes.values()):
+            lib = build_compat_library(st.directory / "compat")
+            return f"{release.label}, with the OpenSSL-3 library {lib.name} (LD_PRELOAD, see lab/node.py)"
+        where = f" from {release.root}" if release.root else ""
+        return f"{release.label}{where}"
 
     results: dict[str, tuple[Result, int]] = {}
     restarted: list[str] = []
@@ -390,8 +441,7 @@ def _up(ref: str, say: Callable[[str], None], root: Path | None, preload: bool |
         )
 
     try:
-        if st.extra.get("preload", True):
-            p.step("compile", compat)
+        p.step("softether", softether)
         p.step("softether + sshd nodes", nodes)
     except BaseException:
         # Let the PaaS thread finish, so every process it starts is recorded for `down`.

@@ -15,14 +15,17 @@ from cli.main import main
 from lab import faults
 from lab.checks import checks
 from lab.down import down
+from lab.layout import PUBLIC_IF
 from lab.netns import exists
 from lab.paas import alive
 from lab.state import LabState
-from lab.status import matrix, wait_for_matrix
+from lab.status import matrix, status, wait_for_matrix
+from lab.tls_capture import capture_server_hellos
 from lab.up import open_lab, specs, up
 from softether.session import SoftEtherError
 from softether.transport import TransportError
 
+from ..softether.helpers import softether_processes
 from .conftest import RunningLab, lab_fixture
 
 pytestmark = pytest.mark.lab
@@ -42,6 +45,39 @@ def test_lab_up_dev_ends_with_green_matrix(dev: RunningLab) -> None:
     # A fresh lab: every node was configured through softether over SSH.
     assert all(res.changed for res, _ in r.results.values())
     assert r.mutating > 0
+
+
+def test_lab_nodes_run_the_stacks_softether_release_without_preload(dev: RunningLab) -> None:
+    lab = open_lab(dev.ref, dev.root)
+    options = lab.stack.network.softether
+    assert options.source == "upstream"
+    label = f"upstream {options.upstream_tag} {options.upstream_commit[:8]}"
+    for node in lab.nodes.values():
+        procs = softether_processes(node)
+        assert len(procs) >= 2, (node.name, procs)  # SoftEther's watchdog and its worker
+        for exe, env in procs:
+            assert exe == f"/usr/local/libexec/softether/vpn{node.kind}/vpn{node.kind}"
+            assert [v for v in env if v.startswith("LD_PRELOAD=")] == [], (node.name, exe)
+    lines: list[str] = []
+    status(dev.ref, say=lines.append, root=dev.root)
+    shown = [x for x in lines if "/softether " in x]
+    assert len(shown) == len(lab.nodes)
+    assert all(x.endswith(f"SoftEther {label}") for x in shown), shown
+
+
+def test_lab_cascades_negotiate_softethers_first_tls_group(dev: RunningLab) -> None:
+    """X25519MLKEM768 heads SoftEther's PQ_GROUP_LIST: two 5.2 nodes with every liboqs
+    algorithm pick it, so must the build with the minimal set (components/cloudinit.py)."""
+    lab = open_lab(dev.ref, dev.root)
+    home = lab.nodes[lab.stack.network.home.name]
+
+    def restart_and_wait() -> None:  # every bridge's cascade reconnects
+        faults.restart_server(lab)
+        assert wait_for_matrix(lab.layout, RECOVERY_S)[0]
+
+    hellos = capture_server_hellos(home.netns, PUBLIC_IF, restart_and_wait, RECOVERY_S + 15)
+    assert len({h.source for h in hellos}) >= 1, "no ServerHello seen while the cascades reconnected"
+    assert {(h.tls13, h.group_name) for h in hellos} == {(True, "X25519MLKEM768")}
 
 
 def test_lab_reup_sends_no_mutating_command(dev: RunningLab) -> None:
