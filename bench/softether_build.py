@@ -1,9 +1,9 @@
 """Benchmark: the pinned SoftEther build from a clean cache, and the TLS group it negotiates.
 
 Builds with the bridges' own install script (lab.softether_build) into a fresh, temporary
-cache: wall and CPU time, installed size. Then a lab of its own runs that build, one bridge
-restarts, and the home server's ServerHellos on its internet interface are read
-(lab.tls_capture): the key_share group the cascade negotiated. `--full-liboqs` does the same
+cache: wall and CPU time, installed size. Then a lab of its own runs that build, the home
+server restarts, and its ServerHellos on its internet interface are read while the bridges
+reconnect (lab.tls_capture): the key_share group the cascades negotiated. `--full-liboqs` does the same
 for the script without `-DOQS_MINIMAL_BUILD` (every liboqs algorithm, upstream's default),
 the reference the minimal set must match. Set HYBRID_SOFTETHER_MIRROR where there is no
 internet. Needs root. Not a test.
@@ -26,10 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components import cloudinit
-from lab import softether_build
+from lab import faults, softether_build
 from lab.down import down
 from lab.layout import PUBLIC_IF
 from lab.state import remove_dirs
+from lab.status import wait_for_matrix
 from lab.tls_capture import capture_server_hellos
 from lab.up import open_lab, softether_options, up
 
@@ -63,12 +64,14 @@ def measure(stack: str, label: str) -> list[tuple[str, str]]:
         rows.append((f"{label}: lab up (build cached)", f"{r.seconds:.1f} s, matrix {'green' if r.matrix_ok else 'NOT green'}"))  # fmt: skip
         lab = open_lab(stack, root)
         home = lab.nodes[lab.stack.network.home.name]
-        bridge = lab.nodes[lab.stack.network.sites[0].name]
-        hellos = capture_server_hellos(
-            home.netns, PUBLIC_IF, lambda: (bridge.exec(bridge.restart_command), time.sleep(8)), 30
-        )
+
+        def reconnect() -> None:  # every bridge's cascade dials the restarted server
+            faults.restart_server(lab)
+            wait_for_matrix(lab.layout, 60)
+
+        hellos = capture_server_hellos(home.netns, PUBLIC_IF, reconnect, 75)
         groups = sorted({f"{h.group_name}{'' if h.tls13 else ' (not TLS 1.3)'}" for h in hellos})
-        rows.append((f"{label}: cascade ServerHello key_share", ", ".join(groups) or "none seen"))
+        rows.append((f"{label}: cascades' ServerHello key_share", ", ".join(groups) or "none seen"))
     finally:
         down(stack, say=quiet, root=root)
         remove_dirs(root)
