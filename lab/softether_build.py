@@ -125,6 +125,7 @@ def release(
 def build_upstream(options: SoftEtherOptions, target: Path, say: Callable[[str], None]) -> None:
     """Run the install script into `target`/root (atomically: a scratch directory renamed at
     the end); its output goes to `target`/build.log."""
+    tar = _mirror_tar()
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     scratch.chmod(0o755)  # mkdtemp's 0700; the cache is shared by the machine's checkouts
@@ -135,7 +136,7 @@ def build_upstream(options: SoftEtherOptions, target: Path, say: Callable[[str],
             **os.environ,
             "DESTDIR": str(scratch / "root"),
             "SE_SRC": str(scratch / "src"),
-            **_mirror_env(scratch),
+            **(_mirror_env(tar, scratch) if tar else {}),
         }
         say(f"building SoftEther {upstream_label(options)} into {target} (log: build.log)")
         t0 = time.monotonic()
@@ -164,13 +165,15 @@ def build_upstream(options: SoftEtherOptions, target: Path, say: Callable[[str],
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _mirror_env(scratch: Path) -> dict[str, str]:
-    """GIT_CONFIG_* that send https://github.com/ to the unpacked mirror, if one is named."""
+def _mirror_tar() -> str | None:
     tar = os.environ.get(MIRROR_ENV)
-    if not tar:
-        return {}
-    if not Path(tar).is_file():
+    if tar and not Path(tar).is_file():
         raise LabError(f"{MIRROR_ENV}: {tar} is not a file (the offline mirror tar)")
+    return tar or None
+
+
+def _mirror_env(tar: str, scratch: Path) -> dict[str, str]:
+    """GIT_CONFIG_* that send https://github.com/ to the mirror `tar`, unpacked in `scratch`."""
     mirror = scratch / "mirror"
     mirror.mkdir()
     sh("tar", "-C", str(mirror), "-xf", tar, timeout=120)
@@ -193,3 +196,27 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lab.softether_build --stack dev`: build (or find) the stack's release."""
+    import argparse
+
+    from topology import load_stack
+
+    ap = argparse.ArgumentParser(description="Build the SoftEther release a stack selects.")
+    ap.add_argument("--stack", default="dev")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        got = release(load_stack(args.stack).network.softether)
+    except LabError as e:
+        print(f"error: {e}")
+        return 1
+    where = f" in {got.root}" if got.root else ""
+    print(f"SoftEther {got.label}{where} ({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
