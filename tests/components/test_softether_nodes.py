@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from components.node import BRIDGE_BOOTSTRAP_MEASURED_S, BRIDGE_CONNECT_DEADLINE_S
 from components.secrets import HOME_ADMIN_CONFIG, password_name
 from components.testing import MOCK_SECRET, ProgramRun, is_secret, plain, run_program
 from softether.derive import admin_secret, derive, secret_names
@@ -61,8 +62,8 @@ def test_bridge_node_logs_in_as_root_at_its_public_address_with_the_pinned_key(d
     assert target["host_key"] == dev.one(KEY, f"secrets-{site}-host-key").outputs["publicKeyOpenssh"].strip()
     assert target["private_key"] == dev.one(KEY, "secrets-operator-ssh").outputs["privateKeyOpenssh"]
     assert (target["user"], target["port"]) == ("root", 22)
-    # The VM builds SoftEther before sshd opens.
-    assert target["connect_deadline_s"] >= 900
+    # The VM builds SoftEther before sshd opens: the measured bootstrap, with margin.
+    assert target["connect_deadline_s"] == BRIDGE_CONNECT_DEADLINE_S >= 3 * BRIDGE_BOOTSTRAP_MEASURED_S
 
 
 def test_bridge_node_waits_for_its_vm_and_the_home_server(dev: ProgramRun) -> None:
