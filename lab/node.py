@@ -526,14 +526,16 @@ class Testbed:
 
     root: Path
     run: str = field(default_factory=run_id)
-    preload: bool = True  # the compatibility library, for Debian's build only
+    # The compatibility library, for Debian's build only; False with no `source`: Debian's
+    # build without it (the OpenSSL-3 defect, for the tests that reproduce it).
+    preload: bool = True
     nodes: dict[str, Node] = field(default_factory=dict)
     internet: Internet | None = None
     client_key: str = ""
     client_pub: str = ""
     compat: Path | None = None
     # None: the pinned upstream build when it is in the cache (`make lab` builds it; a test
-    # bed never builds), else Debian's packages.
+    # bed never builds), else Debian's packages; Debian's with `preload` False.
     source: Literal["upstream", "debian"] | None = None
     softether_root: Path | None = None
     softether_label: str = ""
@@ -541,11 +543,12 @@ class Testbed:
     def start(self) -> Testbed:
         from topology import SoftEtherOptions
 
-        from .softether_build import cached, debian_release, release
+        from .softether_build import cached_release, debian_release, release
 
         self.client_key, self.client_pub = generate_client_key(self.root / "client")
-        options = SoftEtherOptions(source=self.source or "upstream")
-        got = (cached(options) or debian_release()) if self.source is None else release(options)
+        source = self.source or ("upstream" if self.preload else "debian")
+        options = SoftEtherOptions(source=source)
+        got = (cached_release(options) or debian_release()) if self.source is None else release(options)
         self.softether_root, self.softether_label = got.root, got.label
         if self.preload and got.source == "debian":
             self.compat = build_compat_library(self.root / "compat")

@@ -169,5 +169,5 @@ def test_lab_down_twice_leaves_nothing(dev: RunningLab) -> None:
 def test_lab_bridge_specs_restart_the_bridge_process(dev: RunningLab) -> None:
     lab = open_lab(dev.ref, dev.root)
     for spec in specs(lab, create=True).bridges.values():  # the lab is down by now
-        assert "vpnbridge/vpnbridge stop" in spec.restart_command
+        assert "/vpnbridge stop" in spec.restart_command
         assert "vpnserver" not in spec.restart_command

@@ -24,7 +24,7 @@ PASSWORD = "preflightAdmin1"
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    b = Testbed(Path(tmp_path_factory.mktemp("preflight")))
+    b = Testbed(Path(tmp_path_factory.mktemp("preflight")), source="debian")  # a stock home server
     try:
         b.start()
         b.add("home", "server", "198.51.100.1/24", lan_device="eth1")
