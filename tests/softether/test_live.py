@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from lab.node import Node, Testbed
+from lab.netns import pids_in
+from lab.node import Node, Testbed, comm
 from softether import vpncmd as v
 from softether.derive import NodeSpecs
 from softether.session import AccessDeniedError, Session
@@ -307,11 +308,15 @@ def test_live_wrong_admin_password_fails_fast_and_clearly(
     assert elapsed < 15
     assert home.host in str(err.value) and "access denied" in str(err.value)
     assert "not-the-password" not in str(err.value)
-    # The spinning vpncmd was killed, not left behind.
+    # The spinning vpncmd was killed, not left behind (looked for in this node's namespace only:
+    # the PID namespace is the machine's).
+    def vpncmd_running() -> bool:
+        return any(comm(pid) == "vpncmd" for pid in pids_in(home.netns))
+
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "vpncmd" in home.exec("ps -eo comm", check=False):
+    while time.monotonic() < deadline and vpncmd_running():
         time.sleep(0.2)
-    assert "vpncmd" not in home.exec("ps -eo comm", check=False)
+    assert not vpncmd_running()
 
 
 def test_live_unreachable_host_fails_after_retry_deadline(testbed: Testbed, home: Node) -> None:
