@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 from topology import Stack, plan_routes
+from topology.clouds import rules
 
 from .args import add_stack, stack_of
 
 FORMATS = {".svg": "svg", ".png": "png"}
-COLORS = {"home": "#e8f1e4", "aws": "#fdf0dc", "azure": "#e3eefb"}
+HOME_COLOR = "#e8f1e4"
 
 
 def _q(text: str) -> str:
@@ -48,7 +49,7 @@ def to_dot(stack: Stack) -> str:
         '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", fontsize=10];',
         '  edge [fontname="Helvetica", fontsize=9];',
         "  subgraph cluster_home {",
-        f"    label={_q(f'{net.home.name} (home LAN)')}; style=filled; fillcolor={_q(COLORS['home'])};",
+        f"    label={_q(f'{net.home.name} (home LAN)')}; style=filled; fillcolor={_q(HOME_COLOR)};",
     ]
     out += [
         _node(f"home_net_{i}", f"LAN\n{cidr}", shape="folder")
@@ -84,7 +85,7 @@ def to_dot(stack: Stack) -> str:
         region = f", {site.region}" if site.region else ""
         out += [
             f"  subgraph cluster_site_{s_i} {{",
-            f"    label={_q(f'{site.name} ({site.cloud}{region})  ' + ', '.join(map(str, site.cidrs)))}; style=filled; fillcolor={_q(COLORS[site.cloud])};",
+            f"    label={_q(f'{site.name} ({site.cloud}{region})  ' + ', '.join(map(str, site.cidrs)))}; style=filled; fillcolor={_q(rules(site.cloud).diagram_color)};",
         ]
         for n_i, sub in enumerate(site.subnets):
             zone = f"\n{sub.zone}" if sub.zone else ""
@@ -99,8 +100,8 @@ def to_dot(stack: Stack) -> str:
             )
         )
         table = plan.route_table(site.name)
-        hop = "eni of " if table.cloud == "aws" else "appliance "
-        dests = "\n".join(f"{d} -> {hop}{table.bridge_address}" for d in table.destinations)
+        hop = rules(table.cloud).next_hop_short
+        dests = "\n".join(f"{d} -> {hop} {table.bridge_address}" for d in table.destinations)
         out.append(
             _node(
                 f"s{s_i}_rt",

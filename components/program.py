@@ -11,9 +11,9 @@ import pulumi
 
 from softether.outputs import node_output, status_output
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
+from topology.clouds import REGION_KEY
 from topology.cost import check_budgets
 from topology.load import PROJECT
-from topology.model import REGION_KEY
 
 from .app import WordPressApp, WordPressAppArgs
 from .aws_network import HybridVpc, HybridVpcArgs

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from topology import CloudSite, Stack, Subnet, plan_routes
+from topology.clouds import CLOUDS
 from topology.model import interface
 
 INTERNET = IPv4Network("198.51.100.0/24")
@@ -36,6 +37,8 @@ STRANGER = IPv4Interface("198.51.100.253/24")
 DB_OFFSET = 225
 APP_OFFSET = 20
 HOST_OFFSET = 10
+# The lowest host offset no cloud reserves (topology.clouds); the home LAN's hosts keep to it too.
+LOWEST_HOST = max(c.reserved_low for c in CLOUDS)
 # Interface names inside the namespaces (the kernel limit is 15 characters).
 PUBLIC_IF = "eth0"
 PRIVATE_IF = "eth1"
@@ -129,9 +132,9 @@ def lab_id(key: str) -> str:
 
 
 def pick(cidr: IPv4Network, offset: int, taken: set[IPv4Address]) -> IPv4Address:
-    """`cidr`'s address at `offset` if free, else the next free one (wrapping to .4)."""
+    """`cidr`'s address at `offset` if free, else the next free one (wrapping to `LOWEST_HOST`)."""
     size = cidr.num_addresses
-    usable = range(4, size - 1)  # both clouds reserve .0-.3 and the broadcast address
+    usable = range(LOWEST_HOST, size - 1)  # below it and the broadcast address: the cloud's
     if not usable:
         raise ValueError(f"{cidr} has no usable host address")
     start = offset if offset in usable else usable.start

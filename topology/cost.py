@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import yaml
 
-from .model import REGION_KEY, CloudSite, Stack
+from .clouds import rules
+from .model import CloudSite, Stack
 
 PRICES = Path(__file__).with_name("prices.yaml")
 # An Azure budget above this multiple of the stack's own Azure estimate is no backstop: most
@@ -150,7 +151,7 @@ def _region(stack: Stack, config: Mapping[str, Any], site: CloudSite) -> tuple[s
     if site.region:
         index = stack.network.sites.index(site)
         return f"network.sites[{index}].region", site.region
-    key = REGION_KEY[site.cloud]
+    key = rules(site.cloud).region_key
     if not config.get(key):
         raise PriceError(f"{key}: missing (site {site.name} has no region of its own)")
     return key, str(config[key])
@@ -187,67 +188,70 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
         region = _region(stack, config, site)
         size = site.bridge_size
         size_field = (f"network.sites[{i}].bridge.size", size)
-        if site.cloud == "aws":
-            links += [
-                line(site.name, "aws_instance", f"bridge VM {size}", hours, region, size_field),
-                line(site.name, "aws_public_ipv4", "bridge public IPv4", hours, region),
-                line(
-                    site.name,
-                    "aws_ebs",
-                    f"bridge root volume {a['aws_bridge_volume_gb']} GiB",
-                    a["aws_bridge_volume_gb"],
-                    region,
-                ),
-            ]
-            if site.cpu_credits == "unlimited":
-                source = stack.network.softether.source
-                links.append(
+        match site.cloud:
+            case "aws":
+                links += [
+                    line(site.name, "aws_instance", f"bridge VM {size}", hours, region, size_field),
+                    line(site.name, "aws_public_ipv4", "bridge public IPv4", hours, region),
                     line(
                         site.name,
-                        "aws_cpu_credits",
-                        f"bridge surplus CPU credits, {source} install at first boot",
-                        a["aws_bridge_build_vcpu_minutes"][source] / 60,
+                        "aws_ebs",
+                        f"bridge root volume {a['aws_bridge_volume_gb']} GiB",
+                        a["aws_bridge_volume_gb"],
                         region,
+                    ),
+                ]
+                if site.cpu_credits == "unlimited":
+                    source = stack.network.softether.source
+                    links.append(
+                        line(
+                            site.name,
+                            "aws_cpu_credits",
+                            f"bridge surplus CPU credits, {source} install at first boot",
+                            a["aws_bridge_build_vcpu_minutes"][source] / 60,
+                            region,
+                        )
+                    )
+                shared.append(
+                    line(site.name, "aws_egress", "data transfer out", a["egress_gb_per_site"], region)
+                )
+                managed += [
+                    line(site.name, "aws_vpn_connection", "Site-to-Site VPN connection", hours, region),
+                    line(site.name, "aws_vgw", "virtual private gateway", hours, region),
+                ]
+            case "azure":
+                tier = a["azure_bridge_disk_tier"]
+                links += [
+                    line(site.name, "azure_vm", f"bridge VM {size}", hours, region, size_field),
+                    line(site.name, "azure_public_ip", "bridge public IP", hours, region),
+                    line(
+                        site.name,
+                        "azure_disk",
+                        f"bridge OS disk {tier}",
+                        1,
+                        region,
+                        ("assumptions.azure_bridge_disk_tier", tier),
+                    ),
+                ]
+                shared.append(
+                    line(
+                        site.name, "azure_egress", "data transfer out", a["egress_gb_per_site"], region
                     )
                 )
-            shared.append(
-                line(site.name, "aws_egress", "data transfer out", a["egress_gb_per_site"], region)
-            )
-            managed += [
-                line(site.name, "aws_vpn_connection", "Site-to-Site VPN connection", hours, region),
-                line(site.name, "aws_vgw", "virtual private gateway", hours, region),
-            ]
-        else:
-            tier = a["azure_bridge_disk_tier"]
-            links += [
-                line(site.name, "azure_vm", f"bridge VM {size}", hours, region, size_field),
-                line(site.name, "azure_public_ip", "bridge public IP", hours, region),
-                line(
-                    site.name,
-                    "azure_disk",
-                    f"bridge OS disk {tier}",
-                    1,
-                    region,
-                    ("assumptions.azure_bridge_disk_tier", tier),
-                ),
-            ]
-            shared.append(
-                line(
-                    site.name, "azure_egress", "data transfer out", a["egress_gb_per_site"], region
-                )
-            )
-            gateway = ("managed gateway SKU", MANAGED_GATEWAY_SKU)
-            managed += [
-                line(
-                    site.name,
-                    "azure_vpn_gateway",
-                    f"VPN Gateway {MANAGED_GATEWAY_SKU}",
-                    hours,
-                    region,
-                    gateway,
-                ),
-                line(site.name, "azure_public_ip", "VPN Gateway public IP", hours, region),
-            ]
+                gateway = ("managed gateway SKU", MANAGED_GATEWAY_SKU)
+                managed += [
+                    line(
+                        site.name,
+                        "azure_vpn_gateway",
+                        f"VPN Gateway {MANAGED_GATEWAY_SKU}",
+                        hours,
+                        region,
+                        gateway,
+                    ),
+                    line(site.name, "azure_public_ip", "VPN Gateway public IP", hours, region),
+                ]
+            case _:
+                assert_never(site.cloud)
     if stack.database is not None:
         db = stack.database
         region = _region(stack, config, stack.network.site(db.site))

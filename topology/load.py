@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .model import REGION_KEY, Stack
+from .clouds import REGION_KEY
+from .model import Stack
 from .validate import problems
 
 PROJECT = "hybrid-cloud"

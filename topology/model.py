@@ -8,12 +8,13 @@ Cross-field rules (overlaps, reserved addresses, references) live in `validate.p
 from __future__ import annotations
 
 import datetime
-import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from .clouds import Cloud, rules
 
 # SoftEther names hubs, users and cascades with these characters; keep site names inside the
 # same alphabet so they can double as SoftEther user names and Pulumi resource names.
@@ -83,20 +84,9 @@ class Bridge(Model):
     cascade_user: Name | None = None
 
 
-# The provider config key that sets a cloud's region for every site without its own `region`.
-REGION_KEY = {"aws": "aws:region", "azure": "azure-native:location"}
-# The smallest sizes that run a SoftEther bridge (ARM on AWS: the cheapest per hour).
-DEFAULT_BRIDGE_SIZE = {"aws": "t4g.nano", "azure": "Standard_B1ls"}
-# AWS burstable (T) instances bill CPU above their baseline as credits. The bridges run in
-# unlimited mode, AWS's default for T3/T4g, set explicitly: in standard mode a t4g.nano without
-# a credit balance runs at its 5 % baseline, and the first-boot build would take hours. The
-# surplus is priced by `hybrid cost`.
-AWS_CPU_CREDITS = "unlimited"
-
-
 class CloudSite(Model):
     name: Name
-    cloud: Literal["aws", "azure"]
+    cloud: Cloud
     region: str | None = None
     cidrs: tuple[IPv4Network, ...] = Field(min_length=1)
     subnets: tuple[Subnet, ...] = Field(min_length=1)
@@ -104,13 +94,12 @@ class CloudSite(Model):
 
     @property
     def bridge_size(self) -> str:
-        return self.bridge.size or DEFAULT_BRIDGE_SIZE[self.cloud]
+        return self.bridge.size or rules(self.cloud).default_bridge_size
 
     @property
     def cpu_credits(self) -> str | None:
-        """The bridge's CPU credit mode: `AWS_CPU_CREDITS` for an AWS T family, else None."""
-        family = self.bridge_size.split(".")[0]
-        return AWS_CPU_CREDITS if self.cloud == "aws" and re.fullmatch(r"t\d+[a-z]*", family) else None
+        """The bridge's CPU credit mode (`CloudRules.cpu_credits`: why), or None."""
+        return rules(self.cloud).credits_of(self.bridge_size)
 
     @property
     def cascade_user(self) -> str:

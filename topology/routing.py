@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any, Literal
+from typing import Any
 
+from .clouds import Cloud, rules
 from .model import TAP_NAME, TAP_PREFIX, CloudSite, Topology, interface
 
 
@@ -24,7 +25,7 @@ class RouteTable:
     """
 
     site: str
-    cloud: Literal["aws", "azure"]
+    cloud: Cloud
     subnets: tuple[str, ...]
     bridge_address: IPv4Address
     destinations: tuple[IPv4Network, ...]
@@ -85,11 +86,7 @@ class RoutingPlan:
         out: list[tuple[str, str, str]] = []
         for t in self.route_tables:
             where = f"{t.cloud}:{t.site} route-table"
-            hop = (
-                f"eni of bridge {t.bridge_address}"
-                if t.cloud == "aws"
-                else f"virtual appliance {t.bridge_address}"
-            )
+            hop = f"{rules(t.cloud).next_hop} {t.bridge_address}"
             out += [(where, str(d), hop) for d in t.destinations]
         for b in self.bridges:
             out += [

@@ -11,18 +11,14 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
-from .model import REGION_KEY, CloudSite, Stack, Topology
+from .clouds import rules
+from .model import CloudSite, Stack, Topology
 
 RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
-# AWS reserves the network address, .1 (VPC router), .2 (DNS), .3 (future use) and the
-# broadcast address of every subnet; Azure reserves the network address, .1-.3 and broadcast.
-RESERVED_LOW = {"aws": 4, "azure": 4}
 # Each threshold becomes an actual and a forecasted alert: AWS allows 10 notifications per
 # budget and 10 subscribers per notification, Azure 5 notifications per budget.
 AWS_MAX_ALERTS, AWS_MAX_SUBSCRIBERS, AZURE_MAX_ALERTS = 5, 10, 2
-# Smallest subnet each cloud accepts.
-MAX_PREFIX = {"aws": 28, "azure": 29}
 # RDS for MySQL major versions and the end of their RDS standard support; after it, RDS
 # enrolls the instance in Extended Support, billed per vCPU-hour on top of the instance. From
 # AWS's "Supported MySQL major versions on Amazon RDS" (read 2026-12): 5.7 ended 2024-02-29,
@@ -64,14 +60,14 @@ def _network(net: Topology, regions: Mapping[str, str]) -> Iterator[str]:
         if site.region:
             yield from _zones(path, site, site.region, f"{path}.region")
         elif site.cloud in regions:
-            yield from _zones(path, site, regions[site.cloud], REGION_KEY[site.cloud])
+            yield from _zones(path, site, regions[site.cloud], rules(site.cloud).region_key)
 
 
 def _zones(path: str, site: CloudSite, region: str, region_field: str) -> Iterator[str]:
-    """AWS subnets' zones in the site's region: a subnet is created in its zone's region."""
+    """Subnets' zones in the site's region: a subnet is created in its zone's region."""
     for j, subnet in enumerate(site.subnets):
         zone = subnet.zone
-        if site.cloud == "aws" and zone and not (
+        if rules(site.cloud).zones and zone and not (
             zone.startswith(region) and _ZONE_SUFFIX.fullmatch(zone[len(region) :])
         ):
             yield f"{path}.subnets[{j}].zone: {zone} is not a zone of {region} (the region set by {region_field})"
@@ -179,7 +175,7 @@ def _names(net: Topology) -> Iterator[str]:
 
 
 def _site(path: str, site: CloudSite) -> Iterator[str]:
-    low = RESERVED_LOW[site.cloud]
+    cloud = rules(site.cloud)
     seen: set[str] = set()
     for j, subnet in enumerate(site.subnets):
         sp = f"{path}.subnets[{j}]"
@@ -191,15 +187,15 @@ def _site(path: str, site: CloudSite) -> Iterator[str]:
                 f"{sp}.cidr: {subnet.cidr} is outside the ranges of {site.name}"
                 f" ({', '.join(map(str, site.cidrs))})"
             )
-        if subnet.cidr.prefixlen > MAX_PREFIX[site.cloud]:
-            yield f"{sp}.cidr: {subnet.cidr} is smaller than {site.cloud} allows (/{MAX_PREFIX[site.cloud]})"
+        if subnet.cidr.prefixlen > cloud.max_prefix:
+            yield f"{sp}.cidr: {subnet.cidr} is smaller than {site.cloud} allows (/{cloud.max_prefix})"
         for k, other in enumerate(site.subnets[:j]):
             if subnet.cidr.overlaps(other.cidr):
                 yield f"{sp}.cidr: {subnet.cidr} overlaps {path}.subnets[{k}] ({other.cidr})"
-        if site.cloud == "aws" and not subnet.zone:
-            yield f"{sp}.zone: missing; every AWS subnet needs an availability zone"
-        if site.cloud == "azure" and subnet.zone:
-            yield f"{sp}.zone: {subnet.zone} is not used for Azure subnets (they span zones)"
+        if cloud.zones and not subnet.zone:
+            yield f"{sp}.zone: missing; every {cloud.label} subnet needs an availability zone"
+        if not cloud.zones and subnet.zone:
+            yield f"{sp}.zone: {subnet.zone} is not used for {cloud.label} subnets (they span zones)"
     if site.cloud == "aws":
         zones = {s.zone for s in site.subnets if s.zone}
         if len(site.subnets) >= 2 and len(zones) == 1:
@@ -212,7 +208,7 @@ def _site(path: str, site: CloudSite) -> Iterator[str]:
     if subnet is None:
         yield f"{path}.bridge.subnet: {bridge.subnet} is not a subnet of {site.name}"
         return
-    why = _host_problem(bridge.private_address, subnet.cidr, low)
+    why = _host_problem(bridge.private_address, subnet.cidr, cloud.reserved_low)
     if why:
         yield f"{path}.bridge.privateAddress: {bridge.private_address} {why} ({site.cloud})"
 
