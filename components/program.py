@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, assert_never
 
 import pulumi
 
@@ -16,9 +16,9 @@ from topology.cost import check_budgets
 from topology.load import PROJECT
 
 from .app import WordPressApp, WordPressAppArgs
-from .aws_network import HybridVpc, HybridVpcArgs
-from .azure_network import HybridVnet, HybridVnetArgs
-from .bridge import SSH_USER, AzureVmBridge, BridgeArgs, Ec2Bridge
+from .aws import Ec2Bridge, HybridVpc, aws_site
+from .azure import AzureVmBridge, HybridVnet, azure_site
+from .bridge import SSH_USER, BridgeArgs
 from .budgets import Budgets, BudgetsArgs
 from .database import PrivateMysql, PrivateMysqlArgs
 from .home import HomeLan, HomeLanArgs
@@ -130,17 +130,15 @@ def build_network(stack: Stack) -> Network:
             after=(home.softether,) if home.softether else (),
         )
         table = plan.route_table(site.name)
-        if site.cloud == "aws":
-            vpc = HybridVpc(site.name, HybridVpcArgs(site, table))
-            bridge = Ec2Bridge(f"{site.name}-bridge", args, vpc)
-            vpc.route_via(bridge.eni.id)
-            out.sites[site.name], out.bridges[site.name] = vpc, bridge
-        else:
-            app = stack.app
-            delegated = app.subnet if app is not None and app.site == site.name else None
-            vnet = HybridVnet(site.name, HybridVnetArgs(topo, site, table, delegated))
-            out.sites[site.name] = vnet
-            out.bridges[site.name] = AzureVmBridge(f"{site.name}-bridge", args, vnet)
+        match site.cloud:
+            case "aws":
+                out.sites[site.name], out.bridges[site.name] = aws_site(args, table)
+            case "azure":
+                app = stack.app
+                delegated = app.subnet if app is not None and app.site == site.name else None
+                out.sites[site.name], out.bridges[site.name] = azure_site(args, table, delegated)
+            case _:
+                assert_never(site.cloud)
         out.status[site.name] = pulumi.Output.all(
             out.bridges[site.name].public_ip, host_key.public_key_openssh, args.spec
         ).apply(

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-import components.bridge
+import components.aws
 from cli.main import main
 from components.firewall import Ingress, bridge_ingress
 from topology import Topology
@@ -35,7 +35,7 @@ def test_plan_cli_exits_1_when_a_policy_is_violated(
         rules = bridge_ingress(net)
         return (Ingress("ssh-world", rules[0].source.supernet(new_prefix=0), "tcp", 22, "oops"), *rules[1:])
 
-    monkeypatch.setattr(components.bridge, "bridge_ingress", world_ssh)
+    monkeypatch.setattr(components.aws, "bridge_ingress", world_ssh)
     assert main(["plan", "--stack", "dev", "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "policy no-open-admin-ports: FAIL\n  Hybrid-VPC-bridge-sg: port 22 is open to 0.0.0.0/0" in out

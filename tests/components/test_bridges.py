@@ -12,7 +12,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from components.bridge import aws_architecture, azure_image_sku
+from components.aws import aws_architecture
+from components.azure import azure_image_sku
 from components.cloudinit import (
     CMAKE_FLAGS,
     HostKey,

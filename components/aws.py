@@ -1,0 +1,235 @@
+"""An AWS site: `HybridVpc` (the blog's "Hybrid-VPC"), its `Ec2Bridge`, and `aws_site`, which
+wires them (the VPC's routes to the other sites target the bridge's network interface)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.ec2 as ec2
+
+from softether.dynamic import SoftEtherNode
+from topology import CloudSite, RouteTable
+
+from .bridge import BridgeArgs, converge, user_data
+from .firewall import BRIDGE_EGRESS, bridge_ingress, cidr_slug
+
+INTERNET = "0.0.0.0/0"
+DEBIAN_AMI_OWNER = "136693071363"  # the Debian cloud team's AWS account
+
+
+@dataclass(frozen=True)
+class HybridVpcArgs:
+    site: CloudSite
+    routes: RouteTable  # this site's table from the routing plan
+
+
+class HybridVpc(pulumi.ComponentResource):
+    """VPC with every CIDR block of the site, its subnets, an internet gateway (the bridge's
+    public side) and one route table on every subnet.
+
+    The routes to the other sites need the bridge's network interface, which exists only
+    after the bridge: `route_via(eni_id)` adds them.
+    """
+
+    vpc: ec2.Vpc
+    subnets: dict[str, ec2.Subnet]
+    route_table: ec2.RouteTable
+    internet_gateway: ec2.InternetGateway
+
+    def __init__(self, name: str, args: HybridVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hybrid:aws:HybridVpc", name, None, opts)
+        site = args.site
+        self._args = args
+        child = pulumi.ResourceOptions(parent=self)
+        region = site.region
+        self.vpc = ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=str(site.cidrs[0]),
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            region=region,
+            tags={"Name": site.name},
+            opts=child,
+        )
+        # A subnet in a secondary block can only be created once the block is associated.
+        extra = [
+            ec2.VpcIpv4CidrBlockAssociation(
+                f"{name}-cidr-{i}", vpc_id=self.vpc.id, cidr_block=str(cidr), region=region, opts=child
+            )
+            for i, cidr in enumerate(site.cidrs[1:], start=1)
+        ]
+        self.subnets = {
+            s.name: ec2.Subnet(
+                f"{name}-{s.name}",
+                vpc_id=self.vpc.id,
+                cidr_block=str(s.cidr),
+                availability_zone=s.zone,
+                map_public_ip_on_launch=False,
+                region=region,
+                tags={"Name": s.name},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=extra),
+            )
+            for s in site.subnets
+        }
+        self.internet_gateway = ec2.InternetGateway(
+            f"{name}-igw", vpc_id=self.vpc.id, region=region, tags={"Name": site.name}, opts=child
+        )
+        self.route_table = ec2.RouteTable(
+            f"{name}-rt", vpc_id=self.vpc.id, region=region, tags={"Name": f"{site.name}-rt"}, opts=child
+        )
+        # The bridge's own outbound traffic (the cascade to the home server, package installs).
+        ec2.Route(
+            f"{name}-rt-internet",
+            route_table_id=self.route_table.id,
+            destination_cidr_block=INTERNET,
+            gateway_id=self.internet_gateway.id,
+            region=region,
+            opts=child,
+        )
+        # Every subnet gets the table: the second one exists for RDS failover, which breaks
+        # if it cannot reach the other sites.
+        for subnet_name, subnet in self.subnets.items():
+            ec2.RouteTableAssociation(
+                f"{name}-rt-{subnet_name}",
+                subnet_id=subnet.id,
+                route_table_id=self.route_table.id,
+                region=region,
+                opts=child,
+            )
+        self.register_outputs({"vpcId": self.vpc.id, "routeTableId": self.route_table.id})
+
+    def route_via(self, eni_id: pulumi.Input[str]) -> list[ec2.Route]:
+        """Route every remote range of the site to the bridge's network interface.
+
+        The target is the ENI, never an address: .1 of every subnet is the VPC router.
+        """
+        return [
+            ec2.Route(
+                f"{self._name}-rt-{cidr_slug(dest)}",
+                route_table_id=self.route_table.id,
+                destination_cidr_block=str(dest),
+                network_interface_id=eni_id,
+                region=self._args.site.region,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for dest in self._args.routes.destinations
+        ]
+
+
+def aws_architecture(instance_type: str) -> str:
+    """`arm64` for Graviton families (t4g, m7gd, c6gn, a1), else `x86_64`."""
+    family = instance_type.split(".")[0]
+    return "arm64" if family == "a1" or re.fullmatch(r"[a-z]+\d+[a-z]*g[a-z]*", family) else "x86_64"
+
+
+@dataclass(frozen=True)
+class Ec2BridgeArgs:
+    node: BridgeArgs
+    vpc: HybridVpc  # the site's network: the bridge's subnet, security group and gateway
+
+
+class Ec2Bridge(pulumi.ComponentResource):
+    """The AWS bridge: security group, ENI at the fixed address (src/dst check off), Elastic
+    IP, Debian 12 instance. `eni` is the target of the VPC's routes."""
+
+    security_group: ec2.SecurityGroup
+    eni: ec2.NetworkInterface
+    public_ip: pulumi.Output[str]
+    instance: ec2.Instance
+    softether: SoftEtherNode
+
+    def __init__(self, name: str, args: Ec2BridgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hybrid:aws:Ec2Bridge", name, None, opts)
+        vpc, node = args.vpc, args.node
+        site, bridge = node.site, node.site.bridge
+        region = site.region
+        child = pulumi.ResourceOptions(parent=self)
+        size = site.bridge_size
+        arch = aws_architecture(size)
+        self.security_group = ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=vpc.vpc.id,
+            description=f"SoftEther bridge of {site.name}: SSH from the operator, all from the hybrid ranges",
+            ingress=[
+                {
+                    "description": r.description,
+                    "protocol": r.protocol if r.port is not None else "-1",
+                    "from_port": r.port or 0,
+                    "to_port": r.port or 0,
+                    "cidr_blocks": [str(r.source)],
+                }
+                for r in bridge_ingress(node.network)
+            ],
+            egress=[
+                {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [str(c)]}
+                for c in BRIDGE_EGRESS
+            ],
+            region=region,
+            tags={"Name": f"{site.name}-bridge"},
+            opts=child,
+        )
+        self.eni = ec2.NetworkInterface(
+            f"{name}-eni",
+            subnet_id=vpc.subnets[bridge.subnet].id,
+            private_ips=[str(bridge.private_address)],
+            security_groups=[self.security_group.id],
+            # The bridge forwards packets addressed to other sites.
+            source_dest_check=False,
+            region=region,
+            tags={"Name": f"{site.name}-bridge"},
+            opts=child,
+        )
+        eip = ec2.Eip(
+            f"{name}-eip",
+            domain="vpc",
+            network_interface=self.eni.id,
+            region=region,
+            tags={"Name": f"{site.name}-bridge"},
+            # An Elastic IP can only be associated once the VPC has its internet gateway.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[vpc.internet_gateway]),
+        )
+        self.public_ip = eip.public_ip
+        ami = ec2.get_ami_output(
+            owners=[DEBIAN_AMI_OWNER],
+            most_recent=True,
+            filters=[
+                {"name": "name", "values": [f"debian-12-{'arm64' if arch == 'arm64' else 'amd64'}-*"]},
+                {"name": "architecture", "values": [arch]},
+            ],
+            region=region,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        self.instance = ec2.Instance(
+            f"{name}-vm",
+            ami=ami.id,
+            instance_type=size,
+            primary_network_interface={"network_interface_id": self.eni.id},
+            user_data=user_data(node),
+            user_data_replace_on_change=True,
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
+            # topology.model.AWS_CPU_CREDITS: why unlimited; `hybrid cost` prices the surplus.
+            credit_specification={"cpu_credits": site.cpu_credits} if site.cpu_credits else None,
+            region=region,
+            tags={"Name": f"{site.name}-bridge"},
+            # The lookup finds the newest Debian image; a newer one must not replace a running
+            # bridge on the next `pulumi up` (`pulumi up --replace` takes it on purpose).
+            # The primary ENI is a separate resource that outlives the instance: a replacement
+            # can attach it only once the old instance is gone (InvalidNetworkInterface.InUse
+            # with Pulumi's default create-before-delete).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[eip], ignore_changes=["ami"], delete_before_replace=True
+            ),
+        )
+        self.softether = converge(name, node, self, self.public_ip, self.instance, self.instance.id)
+        self.register_outputs({"publicIp": self.public_ip, "eniId": self.eni.id})
+
+
+def aws_site(args: BridgeArgs, routes: RouteTable) -> tuple[HybridVpc, Ec2Bridge]:
+    """The site's VPC and bridge, the VPC's routes to the other sites via the bridge's ENI."""
+    name = args.site.name
+    vpc = HybridVpc(name, HybridVpcArgs(args.site, routes))
+    bridge = Ec2Bridge(f"{name}-bridge", Ec2BridgeArgs(args, vpc))
+    vpc.route_via(bridge.eni.id)
+    return vpc, bridge
