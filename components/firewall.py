@@ -49,11 +49,6 @@ BRIDGE_EGRESS = (ANYWHERE,)
 DATABASE_EGRESS: tuple[IPv4Network, ...] = ()
 
 
-def hybrid_ranges(net: Topology) -> tuple[IPv4Network, ...]:
-    """Every range of the hybrid network: home, transit, every cloud site."""
-    return (*net.home.cidrs, net.transit.cidr, *(c for s in net.sites for c in s.cidrs))
-
-
 def bridge_ingress(net: Topology) -> tuple[Ingress, ...]:
     """SSH from the operator's range, everything from the hybrid ranges, nothing else.
 
@@ -63,7 +58,7 @@ def bridge_ingress(net: Topology) -> tuple[Ingress, ...]:
     rules = [Ingress("ssh-operator", net.operator_cidr, "tcp", SSH_PORT, "SSH from the operator")]
     rules += [
         Ingress(f"hybrid-{i}", cidr, "all", None, f"hybrid range {cidr}")
-        for i, cidr in enumerate(hybrid_ranges(net))
+        for i, cidr in enumerate(net.ranges.values())
     ]
     return tuple(rules)
 

@@ -59,7 +59,7 @@ def _root_untouched(lab: Lab) -> Check:
     """No address or route of the root namespace falls in the stack's ranges or the lab's
     internet: the lab lives entirely inside its namespaces."""
     net = lab.stack.network
-    ranges = [*net.home.cidrs, net.transit.cidr, *(c for s in net.sites for c in s.cidrs), INTERNET]
+    ranges = [*net.ranges.values(), INTERNET]
     text = netns.run(["ip", "-4", "-o", "addr", "show"]) + netns.run(["ip", "-4", "route", "show"])
     found = set()
     for word in text.split():

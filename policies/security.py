@@ -32,7 +32,6 @@ from pulumi_policy import (
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
-from components.firewall import hybrid_ranges
 from topology import Topology
 
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
@@ -295,7 +294,7 @@ def policy_config(net: Topology) -> dict[str, Any]:
     """The policies' config for a stack: its operator CIDR and hybrid ranges."""
     return {
         "operatorCidr": str(net.operator_cidr),
-        "hybridRanges": [str(c) for c in hybrid_ranges(net)],
+        "hybridRanges": [str(c) for c in net.ranges.values()],
     }
 
 

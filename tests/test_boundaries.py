@@ -17,3 +17,15 @@ def test_boundary_pure_package_imports_no_pulumi(module: str):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_boundary_policies_import_no_components():
+    """The policies read topology facts (`Topology.ranges`), not the program's components."""
+    code = (
+        "import sys, policies\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'components')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""

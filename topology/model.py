@@ -139,6 +139,15 @@ class Topology(Model):
     def site(self, name: str) -> CloudSite:
         return next(s for s in self.sites if s.name == name)
 
+    @property
+    def ranges(self) -> dict[str, IPv4Network]:
+        """Every range of the hybrid network by its field path: home, transit, each site's."""
+        out = {f"network.home.cidrs[{i}]": c for i, c in enumerate(self.home.cidrs)}
+        out["network.transit.cidr"] = self.transit.cidr
+        for i, site in enumerate(self.sites):
+            out |= {f"network.sites[{i}].cidrs[{j}]": c for j, c in enumerate(site.cidrs)}
+        return out
+
 
 class Database(Model):
     """Amazon RDS for MySQL, private, in one AWS site (part 2 of the blog)."""

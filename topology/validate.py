@@ -41,7 +41,7 @@ def problems(stack: Stack, regions: Mapping[str, str] | None = None) -> list[str
 
 
 def _network(net: Topology, regions: Mapping[str, str]) -> Iterator[str]:
-    ranges = _ranges(net)
+    ranges = list(net.ranges.items())
     for path, cidr in ranges:
         if not any(cidr.subnet_of(p) for p in RFC1918):
             yield f"{path}: {cidr} is not a private (RFC 1918) range"
@@ -71,14 +71,6 @@ def _zones(path: str, site: CloudSite, region: str, region_field: str) -> Iterat
             zone.startswith(region) and _ZONE_SUFFIX.fullmatch(zone[len(region) :])
         ):
             yield f"{path}.subnets[{j}].zone: {zone} is not a zone of {region} (the region set by {region_field})"
-
-
-def _ranges(net: Topology) -> list[tuple[str, IPv4Network]]:
-    out = [(f"network.home.cidrs[{i}]", c) for i, c in enumerate(net.home.cidrs)]
-    out.append(("network.transit.cidr", net.transit.cidr))
-    for i, site in enumerate(net.sites):
-        out += [(f"network.sites[{i}].cidrs[{j}]", c) for j, c in enumerate(site.cidrs)]
-    return out
 
 
 def _host_problem(address: IPv4Address, cidr: IPv4Network, low: int = 1) -> str | None:

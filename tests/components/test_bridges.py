@@ -21,7 +21,6 @@ from components.cloudinit import (
     install_script,
     systemd_unit,
 )
-from components.firewall import hybrid_ranges
 from components.testing import ProgramRun, Record, is_secret, plain
 from topology import SoftEtherOptions
 
@@ -101,9 +100,9 @@ def _aws_ingress(run: ProgramRun) -> set[tuple[str, float, float, str]]:
 
 def test_ec2_bridge_security_group_ssh_from_operator_all_from_hybrid_ranges(dev: ProgramRun) -> None:
     net = dev.stack.network
-    expected = {("tcp", 22.0, 22.0, "203.0.113.0/24")} | {("-1", 0.0, 0.0, str(c)) for c in hybrid_ranges(net)}
+    expected = {("tcp", 22.0, 22.0, "203.0.113.0/24")} | {("-1", 0.0, 0.0, str(c)) for c in net.ranges.values()}
     assert _aws_ingress(dev) == expected
-    assert {str(c) for c in hybrid_ranges(net)} == {
+    assert {str(c) for c in net.ranges.values()} == {
         "192.168.1.0/24", "192.168.10.0/24", "192.168.20.0/24", "192.168.21.0/24", "192.168.30.0/24", "192.168.31.0/24",
     }  # fmt: skip
 
@@ -128,7 +127,7 @@ def test_azure_bridge_nsg_ssh_from_operator_all_from_hybrid_ranges(dev: ProgramR
     rules = dev.one(NSG, "Hybrid-VNet-nsg").input("securityRules")
     got = {(r["protocol"], r["destinationPortRange"], r["sourceAddressPrefix"], r["access"], r["direction"]) for r in rules}
     expected = {("Tcp", "22", "203.0.113.0/24", "Allow", "Inbound")} | {
-        ("*", "*", str(c), "Allow", "Inbound") for c in hybrid_ranges(dev.stack.network)
+        ("*", "*", str(c), "Allow", "Inbound") for c in dev.stack.network.ranges.values()
     }
     assert got == expected
     assert len({r["priority"] for r in rules}) == len(rules)

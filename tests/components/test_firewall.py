@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from components.firewall import ANYWHERE, database_ingress, firewall_rules, hybrid_ranges
+from components.firewall import ANYWHERE, database_ingress, firewall_rules
 from components.testing import ProgramRun
 from topology import load_stack
 
@@ -17,7 +17,7 @@ def test_firewall_rules_bridge_ssh_from_operator_all_from_hybrid_out_anywhere() 
     fw = firewall_rules(load_stack("dev")).bridge
     assert [(r.source, r.protocol, r.port) for r in fw.ingress] == [
         (IPv4Network("203.0.113.0/24"), "tcp", 22),
-        *((c, "all", None) for c in hybrid_ranges(net)),
+        *((c, "all", None) for c in net.ranges.values()),
     ]
     assert fw.egress == (ANYWHERE,)
 
