@@ -14,7 +14,7 @@ import argparse
 import base64
 import sys
 import warnings
-from typing import Any
+from typing import Any, assert_never
 
 import yaml
 
@@ -51,11 +51,16 @@ def cloud_init(args: argparse.Namespace) -> int:
             str(stack_file(ref)),
             [f"--site: {args.site} is not a cloud site of {ref} (sites: {', '.join(sites)})"],
         )
-    if run.stack.network.site(args.site).cloud == "aws":
-        text = plain(run.one("aws:ec2/instance:Instance", f"{args.site}-bridge-vm").inputs["userData"])
-    else:
-        vm = run.one("azure-native:compute:VirtualMachine", f"{args.site}-bridge-vm")
-        text = base64.b64decode(plain(vm.inputs["osProfile"])["customData"]).decode()
+    cloud = run.stack.network.site(args.site).cloud
+    match cloud:
+        case "aws":
+            vm = run.one("aws:ec2/instance:Instance", f"{args.site}-bridge-vm")
+            text = plain(vm.inputs["userData"])
+        case "azure":
+            vm = run.one("azure-native:compute:VirtualMachine", f"{args.site}-bridge-vm")
+            text = base64.b64decode(plain(vm.inputs["osProfile"])["customData"]).decode()
+        case _:
+            assert_never(cloud)
     if not args.show_secrets:
         secrets = {
             value: f"<secret: {r.type} {r.name} {key}>"
