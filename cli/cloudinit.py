@@ -41,7 +41,7 @@ def cloud_init(args: argparse.Namespace) -> int:
     # The SDKs warn about deprecated resources they define, not about ours.
     warnings.simplefilter("ignore", DeprecationWarning)
     from components.cloudinit import cloud_config_text
-    from components.testing import ProgramRun, plain, run_program
+    from components.offline import ProgramRun, plain, run_program
 
     ref = stack_ref(args)
     run: ProgramRun = run_program(ref)

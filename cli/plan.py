@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def plan(args: argparse.Namespace) -> int:
     # The SDKs warn about deprecated resources they define, not about ours.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from components.testing import ProgramRun, run_program
+    from components.offline import ProgramRun, run_program
     from policies import POLICIES, Resource, evaluate
     from policies.security import policy_config
 
@@ -104,7 +104,7 @@ def render(value: Any, width: int | None = WIDTH) -> str:
 
 
 def _masked(value: Any) -> Any:
-    from components.testing import is_secret
+    from components.offline import is_secret
 
     if is_secret(value):
         return "[secret]"

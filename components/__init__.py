@@ -1,4 +1,6 @@
-"""Pulumi components, one per real thing: home LAN, Hybrid-VPC, Hybrid VNet, the bridge VMs.
+"""Pulumi components, one per real thing: home LAN, each cloud's network and bridge (`aws`,
+`azure`), the database, the app, the budgets.
 
-`program.build(stack)` wires them from the topology; `testing.run_program` runs it under mocks.
+`program.build(stack)` wires them from the topology; `offline.run_program` runs it under
+Pulumi's mocks (`hybrid plan`).
 """

@@ -4,7 +4,7 @@ The same `POLICIES` serve two ways:
 - live: `pulumi preview --policy-pack policies` (policies/__main__.py builds the pack;
   config `operatorCidr` and `hybridRanges` via `--policy-pack-config`);
 - offline: `evaluate(records, config)` calls each policy's `validate` on what the Pulumi mocks
-  recorded (`components.testing`), so CI checks them with no engine and no credentials.
+  recorded (`components.offline`), so CI checks them with no engine and no credentials.
 
 Offline, a secret input arrives as a `pulumi_policy.Secret` (the engine's wire form keeps the
 marker); the live SDK hands validations plain values, so `no-plain-secret` cannot tell a

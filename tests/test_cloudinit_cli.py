@@ -16,7 +16,7 @@ import yaml
 
 from cli.main import main
 from components.cloudinit import cloud_config_text
-from components.testing import ProgramRun, Record, plain, run_program
+from components.offline import ProgramRun, Record, plain, run_program
 from topology import read_stack_file, stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def dev_run() -> ProgramRun:
 def same_run(dev_run: ProgramRun, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI prints from `dev_run` itself: an OpenSSH private key carries random check
     bytes, so two runs of the program differ there."""
-    monkeypatch.setattr("components.testing.run_program", lambda ref: dev_run)
+    monkeypatch.setattr("components.offline.run_program", lambda ref: dev_run)
 
 
 def _received(run: ProgramRun, site: str) -> str:

@@ -251,7 +251,7 @@ FREE = {
 
 @pytest.mark.parametrize("path", [stack_file("dev"), FOUR_SITE], ids=["dev", "four-site"])
 def test_cost_prices_every_billable_resource_the_program_records(path: Path):
-    from components.testing import run_program
+    from components.offline import run_program
 
     recorded = Counter(r.type for r in run_program(path).records if r.custom)
     unclassified = set(recorded) - set(BILLABLE) - FREE

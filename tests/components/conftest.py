@@ -10,7 +10,7 @@ import pulumi
 import pytest
 
 from components import program
-from components.testing import ProgramRun, run_program
+from components.offline import ProgramRun, run_program
 from topology import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

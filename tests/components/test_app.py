@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 import pytest
 
 from components import program
-from components.testing import ProgramRun, Record, is_secret, plain, run_program
+from components.offline import ProgramRun, Record, is_secret, plain, run_program
 from policies.paas import plain_secret_settings
 from topology import Stack, TopologyError
 

@@ -21,7 +21,7 @@ from components.cloudinit import (
     install_script,
     systemd_unit,
 )
-from components.testing import ProgramRun, Record, is_secret, plain
+from components.offline import ProgramRun, Record, is_secret, plain
 from topology import SoftEtherOptions
 
 ENI = "aws:ec2/networkInterface:NetworkInterface"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components import program
-from components.testing import ProgramRun, run_program
+from components.offline import ProgramRun, run_program
 from topology import Stack, TopologyError, load_stack
 
 AWS = "aws:budgets/budget:Budget"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components import program
-from components.testing import ProgramRun, Record, is_secret, run_program
+from components.offline import ProgramRun, Record, is_secret, run_program
 from topology import Stack
 
 RDS = "aws:rds/instance:Instance"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from components import program
-from components.testing import ProgramRun, run_program
+from components.offline import ProgramRun, run_program
 from topology import Stack
 
 # Provider outputs that are secret material.

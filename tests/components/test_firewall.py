@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from components.firewall import ANYWHERE, database_ingress, firewall_rules
-from components.testing import ProgramRun
+from components.offline import ProgramRun
 from topology import load_stack
 
 SG = "aws:ec2/securityGroup:SecurityGroup"

@@ -6,7 +6,7 @@ import pulumi
 import pytest
 
 from components import program
-from components.testing import (
+from components.offline import (
     HybridMocks,
     ProgramRun,
     RecordingMonitor,
@@ -58,3 +58,19 @@ def test_program_checks_subnet_zones_against_the_providers_region() -> None:
         f"network.sites[0].subnets[{i}].zone: ap-northeast-1{z} is not a zone of us-east-1 (the region set by aws:region)"
         for i, z in enumerate("ac")
     ]
+
+
+def test_harness_private_sdk_names_live_in_one_adapter() -> None:
+    """Only components/sdk_private.py reaches into the SDK's private runtime."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    private = re.compile(r"_sync_await|rpc\._special_|settings\.(ROOT|SETTINGS)|rpc_manager")
+    found = [
+        str(p.relative_to(root))
+        for package in ("components", "cli", "policies", "softether", "topology", "lab", "tests")
+        for p in sorted((root / package).rglob("*.py"))
+        if p.name != "sdk_private.py" and p != Path(__file__) and private.search(p.read_text())
+    ]
+    assert found == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.testing import ProgramRun, Record
+from components.offline import ProgramRun, Record
 from topology import plan_routes
 
 VPC = "aws:ec2/vpc:Vpc"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.testing import SECRET_SIG, SECRET_SIG_KEY, ProgramRun, plain
+from components.offline import SECRET_SIG, SECRET_SIG_KEY, ProgramRun, plain
 from policies import POLICIES, Resource, evaluate
 from policies.security import policy_config
 from topology import load_stack

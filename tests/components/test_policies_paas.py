@@ -17,7 +17,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties, serialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components.testing import ProgramRun, Record, is_secret, plain
+from components.offline import ProgramRun, Record, is_secret, plain
 from policies.paas import (
     app_secret_settings_are_secret,
     mysql_not_open_to_internet,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.testing import ProgramRun
+from components.offline import ProgramRun
 
 Options = dict[tuple[str, str], pulumi.ResourceOptions]
 Recorded = tuple[ProgramRun, Options]  # the `with_options` fixture of conftest.py

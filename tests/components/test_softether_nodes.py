@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from components.node import BRIDGE_BOOTSTRAP_MEASURED_S, BRIDGE_CONNECT_DEADLINE_S
+from components.offline import MOCK_SECRET, ProgramRun, is_secret, plain, run_program
 from components.secrets import HOME_ADMIN_CONFIG, password_name
-from components.testing import MOCK_SECRET, ProgramRun, is_secret, plain, run_program
 from softether.derive import admin_secret, derive, secret_names
 from softether.spec import spec_from_dict, spec_to_dict
 from tests.components.conftest import DEV, HOME_ADMIN, PINNED

@@ -1,6 +1,7 @@
-"""Run the Pulumi program in-process under Pulumi's mocks and record every resource.
+"""The offline evaluation behind `hybrid plan`: the Pulumi program run in-process under
+Pulumi's mocks, every resource recorded.
 
-One harness for the component tests, the PaaS tests and `hybrid plan`: `run_program("dev")`
+One harness for `hybrid plan`, `hybrid cloud-init` and the component and PaaS tests: `run_program("dev")`
 builds the whole program for a stack file with no engine, no cloud and no credentials, and
 returns a `ProgramRun` holding each registered resource (type, name, parent, the inputs as the
 engine would see them) and the resolved stack exports.
@@ -21,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import mocks, rpc, settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime import mocks, rpc
 
 from topology import Stack, read_stack_file, stack_file
 from topology.load import PROJECT
 
-# The wire form of a secret: {SECRET_SIG_KEY: SECRET_SIG, "value": ...}.
-SECRET_SIG_KEY: str = rpc._special_sig_key
-SECRET_SIG: str = rpc._special_secret_sig
+from . import sdk_private
+from .sdk_private import SECRET_SIG, SECRET_SIG_KEY
 
 Props = dict[str, Any]
 
@@ -346,17 +344,12 @@ def run_program(
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
     mocks_ = HybridMocks()
     monitor = RecordingMonitor(mocks_)
-    # A fresh root stack per run: the previous run's stack resource lives in a context var.
-    settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks_, project=PROJECT, stack=name, preview=preview, monitor=monitor)
+    sdk_private.start(mocks_, monitor, project=PROJECT, stack=name, preview=preview)
     file_config = read_stack_file(path)
     # Values `pulumi config set --secret` wrote (encrypted): secrets the mocks cannot decrypt.
     encrypted = {k: MOCK_SECRET for k, v in file_config.items() if isinstance(v, dict) and set(v) == {"secure"}}
     values = {**file_config, **(config or {}), **encrypted, **(secrets or {})}
     pulumi.runtime.set_all_config(_config_for_pulumi(values), [*encrypted, *(secrets or {})])
-    # What `pulumi.runtime.test` does: forget the previous run's pending RPCs and outputs.
-    settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
-    settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]
     stack = program.stack_from_config(str(path))
     exports: dict[str, Export] = {}
 
@@ -366,5 +359,5 @@ def run_program(
             out = pulumi.Output.from_input(value)
             exports[key] = Export(await out.future(), await out.is_secret())
 
-    _sync_await(run_pulumi_func(body))
+    sdk_private.run(body)
     return ProgramRun(name, stack, tuple(monitor.records), exports, tuple(mocks_.calls))
