@@ -1,4 +1,4 @@
-"""`hybrid`: check, routes, plan, lab, cost, diagram, softether, cloud-init.
+"""`hybrid`: check, routes, cost, diagram, ttl, lab, plan, cloud-init, status, preflight.
 
 Every command that takes a stack accepts `--stack NAME` (stacks/Pulumi.NAME.yaml) or a path.
 Errors a user can fix are printed one per line on stderr, never as a traceback.

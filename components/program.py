@@ -208,10 +208,10 @@ def check_commands(topo: Topology) -> dict[str, list[str]]:
 def build_paas(stack: Stack, net: Network) -> dict[str, Any]:
     """The PaaS and budget components on top of the network; returns their exports.
 
-    --- PaaS / budgets go here (components/database.py, app.py, budgets.py) --------------
-    `net.sites[name]` is the site's HybridVpc (`.vpc`, `.subnets`, `.route_table`) or
-    HybridVnet (`.resource_group`, `.vnet`, `.subnets`, `.route_table`); `stack.app.subnet`
-    is delegated to Microsoft.Web/serverFarms.
+    RDS (components/database.py) goes into the database site's HybridVpc, WordPress on App
+    Service (app.py) into the app site's HybridVnet, integrated into `stack.app.subnet`
+    (delegated to Microsoft.Web/serverFarms by `azure_site`); the Azure budgets (budgets.py)
+    get the Azure sites' resource groups (their subscription, or each group).
     """
     exports: dict[str, Any] = {}
     db = None
