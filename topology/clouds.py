@@ -40,6 +40,12 @@ class CloudRules:
     next_hop: str
     next_hop_short: str
     diagram_color: str
+    # `hybrid cost`: the price table's keys (topology/prices.yaml, each `<kind>_...`) of what
+    # every bridge has, and the name of its public address.
+    price_vm: str
+    price_public_ip: str
+    public_ip_label: str
+    price_egress: str
 
     def credits_of(self, size: str) -> str | None:
         """The CPU credit mode of a bridge of `size` (None: the cloud's default applies)."""
@@ -70,6 +76,10 @@ AWS = CloudRules(
     next_hop="eni of bridge",
     next_hop_short="eni of",
     diagram_color="#fdf0dc",
+    price_vm="aws_instance",
+    price_public_ip="aws_public_ipv4",
+    public_ip_label="public IPv4",
+    price_egress="aws_egress",
 )
 
 AZURE = CloudRules(
@@ -87,6 +97,10 @@ AZURE = CloudRules(
     next_hop="virtual appliance",
     next_hop_short="appliance",
     diagram_color="#e3eefb",
+    price_vm="azure_vm",
+    price_public_ip="azure_public_ip",
+    public_ip_label="public IP",
+    price_egress="azure_egress",
 )
 
 CLOUDS: tuple[CloudRules, ...] = (AWS, AZURE)

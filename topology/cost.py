@@ -188,19 +188,25 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
         region = _region(stack, config, site)
         size = site.bridge_size
         size_field = (f"network.sites[{i}].bridge.size", size)
+        cloud = rules(site.cloud)
+        links += [
+            line(site.name, cloud.price_vm, f"bridge VM {size}", hours, region, size_field),
+            line(site.name, cloud.price_public_ip, f"bridge {cloud.public_ip_label}", hours, region),
+        ]
+        shared.append(
+            line(site.name, cloud.price_egress, "data transfer out", a["egress_gb_per_site"], region)
+        )
         match site.cloud:
             case "aws":
-                links += [
-                    line(site.name, "aws_instance", f"bridge VM {size}", hours, region, size_field),
-                    line(site.name, "aws_public_ipv4", "bridge public IPv4", hours, region),
+                links.append(
                     line(
                         site.name,
                         "aws_ebs",
                         f"bridge root volume {a['aws_bridge_volume_gb']} GiB",
                         a["aws_bridge_volume_gb"],
                         region,
-                    ),
-                ]
+                    )
+                )
                 if site.cpu_credits == "unlimited":
                     source = stack.network.softether.source
                     links.append(
@@ -212,18 +218,13 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                             region,
                         )
                     )
-                shared.append(
-                    line(site.name, "aws_egress", "data transfer out", a["egress_gb_per_site"], region)
-                )
                 managed += [
                     line(site.name, "aws_vpn_connection", "Site-to-Site VPN connection", hours, region),
                     line(site.name, "aws_vgw", "virtual private gateway", hours, region),
                 ]
             case "azure":
                 tier = a["azure_bridge_disk_tier"]
-                links += [
-                    line(site.name, "azure_vm", f"bridge VM {size}", hours, region, size_field),
-                    line(site.name, "azure_public_ip", "bridge public IP", hours, region),
+                links.append(
                     line(
                         site.name,
                         "azure_disk",
@@ -231,11 +232,6 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                         1,
                         region,
                         ("assumptions.azure_bridge_disk_tier", tier),
-                    ),
-                ]
-                shared.append(
-                    line(
-                        site.name, "azure_egress", "data transfer out", a["egress_gb_per_site"], region
                     )
                 )
                 gateway = ("managed gateway SKU", MANAGED_GATEWAY_SKU)
