@@ -126,8 +126,8 @@ def aws_architecture(instance_type: str) -> str:
 
 @dataclass(frozen=True)
 class Ec2BridgeArgs:
-    node: BridgeArgs
-    vpc: HybridVpc  # the site's network: the bridge's subnet, security group and gateway
+    common: BridgeArgs  # what every bridge needs
+    vpc: HybridVpc  # the site's network: the subnet, the VPC of the security group, the gateway
 
 
 class Ec2Bridge(pulumi.ComponentResource):
@@ -142,8 +142,8 @@ class Ec2Bridge(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: Ec2BridgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid:aws:Ec2Bridge", name, None, opts)
-        vpc, node = args.vpc, args.node
-        site, bridge = node.site, node.site.bridge
+        vpc, common = args.vpc, args.common
+        site, bridge = common.site, common.site.bridge
         region = site.region
         child = pulumi.ResourceOptions(parent=self)
         size = site.bridge_size
@@ -160,7 +160,7 @@ class Ec2Bridge(pulumi.ComponentResource):
                     "to_port": r.port or 0,
                     "cidr_blocks": [str(r.source)],
                 }
-                for r in bridge_ingress(node.network)
+                for r in bridge_ingress(common.network)
             ],
             egress=[
                 {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [str(c)]}
@@ -206,7 +206,7 @@ class Ec2Bridge(pulumi.ComponentResource):
             ami=ami.id,
             instance_type=size,
             primary_network_interface={"network_interface_id": self.eni.id},
-            user_data=user_data(node),
+            user_data=user_data(common),
             user_data_replace_on_change=True,
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
             # topology.model.AWS_CPU_CREDITS: why unlimited; `hybrid cost` prices the surplus.
@@ -222,7 +222,7 @@ class Ec2Bridge(pulumi.ComponentResource):
                 parent=self, depends_on=[eip], ignore_changes=["ami"], delete_before_replace=True
             ),
         )
-        self.softether = converge(name, node, self, self.public_ip, self.instance, self.instance.id)
+        self.softether = converge(name, common, self, self.public_ip, self.instance, self.instance.id)
         self.register_outputs({"publicIp": self.public_ip, "eniId": self.eni.id})
 
 

@@ -133,7 +133,7 @@ def azure_image_sku(vm_size: str) -> str:
 
 @dataclass(frozen=True)
 class AzureVmBridgeArgs:
-    node: BridgeArgs
+    common: BridgeArgs  # what every bridge needs
     vnet: HybridVnet  # the site's network: the bridge's resource group and subnet
 
 
@@ -150,8 +150,8 @@ class AzureVmBridge(pulumi.ComponentResource):
         self, name: str, args: AzureVmBridgeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("hybrid:azure:AzureVmBridge", name, None, opts)
-        vnet, node = args.vnet, args.node
-        site, bridge = node.site, node.site.bridge
+        vnet, common = args.vnet, args.common
+        site, bridge = common.site, common.site.bridge
         rg = vnet.resource_group.name
         child = pulumi.ResourceOptions(parent=self)
         size = site.bridge_size
@@ -183,7 +183,7 @@ class AzureVmBridge(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        custom_data = user_data(node).apply(lambda text: base64.b64encode(text.encode()).decode())
+        custom_data = user_data(common).apply(lambda text: base64.b64encode(text.encode()).decode())
         self.vm = compute.VirtualMachine(
             f"{name}-vm",
             resource_group_name=rg,
@@ -212,7 +212,7 @@ class AzureVmBridge(pulumi.ComponentResource):
                         "public_keys": [
                             {
                                 "path": f"/home/{AZURE_ADMIN}/.ssh/authorized_keys",
-                                "key_data": node.operator_public_key,
+                                "key_data": common.operator_public_key,
                             }
                         ]
                     },
@@ -232,7 +232,7 @@ class AzureVmBridge(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
-        self.softether = converge(name, node, self, self.public_ip, self.vm, self.vm.vm_id)
+        self.softether = converge(name, common, self, self.public_ip, self.vm, self.vm.vm_id)
         self.register_outputs({"publicIp": self.public_ip})
 
 
