@@ -209,7 +209,7 @@ class Ec2Bridge(pulumi.ComponentResource):
             user_data=user_data(common),
             user_data_replace_on_change=True,
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-            # topology.model.AWS_CPU_CREDITS: why unlimited; `hybrid cost` prices the surplus.
+            # topology.clouds.AWS.cpu_credits: why unlimited; `hybrid cost` prices the surplus.
             credit_specification={"cpu_credits": site.cpu_credits} if site.cpu_credits else None,
             region=region,
             tags={"Name": f"{site.name}-bridge"},
