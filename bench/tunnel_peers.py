@@ -252,9 +252,15 @@ def main() -> int:
     return 0
 
 
-def report(results: dict[str, list[Sample]]) -> None:
+def medians(results: dict[str, list[Sample]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per variant with samples: the median Gbit/s and the median CPU s per Gbit."""
     gbps = {k: statistics.median(s.gbps for s in v) for k, v in results.items() if v}
     cpu = {k: statistics.median(s.cpu_per_gbit for s in v) for k, v in results.items() if v}
+    return gbps, cpu
+
+
+def report(results: dict[str, list[Sample]]) -> None:
+    gbps, cpu = medians(results)
     base = gbps.get("project") or 1.0
     print(f"{'variant':>9} {'Gbit/s':>7} {'x project':>9} {'CPU s/Gbit':>10}  samples")
     for k, v in results.items():

@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lab_throughput import bench_stack, hosts, quiet
-from bench.tunnel_peers import ROOT, TICK, Sample, measure, softether_pids, wait_ping
+from bench.tunnel_peers import ROOT, TICK, Sample, measure, medians, softether_pids, wait_ping
 from lab.down import down
 from lab.faults import vpncmd
 from lab.layout import Host
@@ -359,8 +358,7 @@ def main() -> int:
 
 
 def report(results: dict[str, list[Sample]]) -> None:
-    gbps = {k: statistics.median(s.gbps for s in v) for k, v in results.items() if v}
-    cpu = {k: statistics.median(s.cpu_per_gbit for s in v) for k, v in results.items() if v}
+    gbps, cpu = medians(results)
     if "defaults" not in gbps:
         return
     g0, c0 = gbps["defaults"], cpu["defaults"]

@@ -233,17 +233,20 @@ class ProviderHost:
             raise AssertionError(f"Check failed: {[(f.property, f.reason) for f in res.failures]}")
         return _decode(res.inputs)
 
-    def diff(self, name: str, news: Mapping[str, Any]) -> pb.DiffResponse:
+    def _against_stored(self, name: str, news: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields Diff and Update share: the stored resource and the checked new inputs."""
         old = self.state[name]
+        return {
+            "id": old.id,
+            "urn": self._urn(name),
+            "olds": self._props(old.outputs),
+            "news": self._props(news),
+            "old_inputs": self._props(old.inputs),
+        }
+
+    def diff(self, name: str, news: Mapping[str, Any]) -> pb.DiffResponse:
         return self._stub.Diff(
-            pb.DiffRequest(
-                id=old.id,
-                urn=self._urn(name),
-                olds=self._props(old.outputs),
-                news=self._props(news),
-                old_inputs=self._props(old.inputs),
-            ),
-            timeout=CALL_TIMEOUT_S,
+            pb.DiffRequest(**self._against_stored(name, news)), timeout=CALL_TIMEOUT_S
         )
 
     def create(self, name: str, news: Mapping[str, Any]) -> Stored:
@@ -254,18 +257,10 @@ class ProviderHost:
         return Stored(res.id, dict(news), _decode(res.properties))
 
     def update(self, name: str, news: Mapping[str, Any]) -> Stored:
-        old = self.state[name]
         res = self._stub.Update(
-            pb.UpdateRequest(
-                id=old.id,
-                urn=self._urn(name),
-                olds=self._props(old.outputs),
-                news=self._props(news),
-                old_inputs=self._props(old.inputs),
-            ),
-            timeout=CALL_TIMEOUT_S,
+            pb.UpdateRequest(**self._against_stored(name, news)), timeout=CALL_TIMEOUT_S
         )
-        return Stored(old.id, dict(news), _decode(res.properties))
+        return Stored(self.state[name].id, dict(news), _decode(res.properties))
 
     def delete(self, name: str, stored: Stored) -> None:
         self._stub.Delete(
