@@ -37,8 +37,7 @@ from lab.node import Node
 from lab.state import remove_dirs
 from lab.status import wait_for_matrix
 from lab.up import Lab, open_lab, up
-from softether.session import SoftEtherError
-from softether.transport import TransportError
+from softether.errors import SoftEtherError
 
 ROOT = Path("/run/hybrid-lab-bench")
 Source = Literal["upstream", "debian"]
@@ -119,7 +118,7 @@ def ssh_killed(ref: str, root: Path, site: str, wait_s: float) -> list[tuple[str
     try:
         up(ref, say=quiet, root=root)
         first = "converged anyway"
-    except (SoftEtherError, TransportError) as e:
+    except SoftEtherError as e:
         first = f"failed: {type(e).__name__}"
     killer.join()
     return [
@@ -135,7 +134,7 @@ def measure(ref: str, source: Source, preload: bool, wait_s: float) -> list[tupl
     try:
         try:
             r = up(ref, say=quiet, root=root, preload=preload, source=source)
-        except (SoftEtherError, TransportError) as e:
+        except SoftEtherError as e:
             # Without the library a fresh converge itself can fail: that is the defect.
             return [(f"{label}: lab up", f"failed: {str(e).splitlines()[0]}")]
         lab = open_lab(ref, root)

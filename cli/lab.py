@@ -83,12 +83,11 @@ def _on_interrupt(
 def _one_line(cmd: str, run: Callable[[], int]) -> int:
     """Run a lab command; a LabError (busy, unreadable record, failed step) is one line."""
     from lab.node import LabError
-    from softether.session import SoftEtherError
-    from softether.transport import TransportError
+    from softether.errors import SoftEtherError
 
     try:
         return run()
-    except (LabError, SoftEtherError, TransportError) as e:
+    except (LabError, SoftEtherError) as e:
         print(f"hybrid lab {cmd}: {e}", file=sys.stderr)
         return 1
 
@@ -97,8 +96,7 @@ def up(args: argparse.Namespace) -> int:
     from lab.node import LabError
     from lab.state import LabBusy, RecordError, lab_dir
     from lab.up import up as lab_up
-    from softether.session import SoftEtherError
-    from softether.transport import TransportError
+    from softether.errors import SoftEtherError
 
     if not _root():
         return 2
@@ -110,7 +108,7 @@ def up(args: argparse.Namespace) -> int:
     except (LabBusy, RecordError) as e:
         print(f"hybrid lab up: {e}", file=sys.stderr)
         return 1
-    except (LabError, SoftEtherError, TransportError) as e:
+    except (LabError, SoftEtherError) as e:
         *lines, last = f"hybrid lab up: {e}".splitlines()
         hint = f" (the lab is left as it is for inspection; tear down: {_down_command(args)})"
         print("\n".join([*lines, last + hint]), file=sys.stderr)

@@ -25,14 +25,13 @@ import paramiko
 
 from softether import vpncmd as v
 from softether.derive import admin_secret, derive, secret_names
+from softether.errors import AccessDeniedError, AuthFailed, SoftEtherError, TransportError
 from softether.facts import NodeState
-from softether.session import AccessDeniedError, Session, SoftEtherError
+from softether.session import Session
 from softether.spec import ServerSpec
 from softether.transport import (
-    AuthFailed,
     RunRecord,
     SshTransport,
-    TransportError,
     fingerprint,
     parse_public_key,
 )
@@ -291,6 +290,8 @@ def _softether_checks(session: Session, admin_password: str | None) -> list[Chec
         if admin_password is None:
             return [Check("admin password", "WARN", f"set; not compared with the stack's (give it in ${PASSWORD_ENV}); SoftEther not read further")]
         return [Check("admin password", "FAIL", "set to something other than the stack's secret: SoftEther refuses it")]
+    except TransportError:
+        raise  # the connection itself failed: not a SoftEther check
     except SoftEtherError as e:
         return [Check("softether", "FAIL", str(e))]
     version = " ".join(v.items(replies["ServerInfoGet"].output).get("Version", "?").split()[:4])

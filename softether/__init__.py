@@ -6,29 +6,23 @@ No Pulumi here (only `softether.dynamic` imports it). Entry points:
 """
 
 from .derive import NodeSpecs, derive, secret_names
-from .session import (
+from .errors import (
     AccessDeniedError,
+    AuthFailed,
     BridgeDeviceError,
     CommandError,
     HostCommandError,
-    NotConvergedError,
-    Plan,
-    Result,
-    Session,
-    SoftEtherError,
-    TrafficError,
-    VpncmdTimeoutError,
-)
-from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_json
-from .transport import (
-    AuthFailed,
     HostKeyRefused,
     HostUnreachable,
-    LocalTransport,
-    SshTransport,
+    NotConvergedError,
+    SoftEtherError,
+    TrafficError,
     TransportError,
-    ssh_transport,
+    VpncmdTimeoutError,
 )
+from .session import Plan, Result, Session
+from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_json
+from .transport import LocalTransport, SshTransport, ssh_transport
 
 __all__ = [
     "AccessDeniedError",

@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from topology import read_text_file
 
-from .session import Session, SoftEtherError
+from .errors import SoftEtherError
+from .session import Session
 from .spec import BridgeSpec, ServerSpec, spec_from_json
 from .transport import (
     LocalTransport,
     SshTransport,
     Transport,
-    TransportError,
     load_private_key,
     parse_public_key,
 )
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 0
-    except (SoftEtherError, TransportError) as e:
+    except SoftEtherError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

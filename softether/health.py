@@ -22,11 +22,12 @@ from datetime import datetime
 from ipaddress import IPv4Address
 
 from . import vpncmd as v
+from .errors import SoftEtherError, TransportError
 from .facts import CascadeState
 from .outputs import NodeOutput, Outputs
-from .session import Session, SoftEtherError
+from .session import Session
 from .spec import BridgeSpec, ServerSpec, spec_from_dict
-from .transport import SshTransport, Transport, TransportError
+from .transport import SshTransport, Transport
 
 SockFactory = Callable[[str, int, float], socket.socket]
 PING_COUNT = 3
@@ -207,6 +208,8 @@ def _read(session: Session, spec: ServerSpec | BridgeSpec, blank: NodeReport) ->
     try:
         state, replies = session.read(extra)
         host = session.read_host()
+    except TransportError:
+        raise  # the node is unreachable (see probe), not a SoftEther problem
     except SoftEtherError as e:
         return replace(blank, error=f"SoftEther: {e}")
     cascades = tuple(c for h in spec.hubs if (hub := state.hub(h.name)) for c in hub.cascades)

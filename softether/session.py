@@ -35,6 +35,16 @@ from typing import TypeVar
 
 from . import hostos
 from . import vpncmd as v
+from .errors import (
+    AccessDeniedError,
+    BridgeDeviceError,
+    CommandError,
+    HostCommandError,
+    NotConvergedError,
+    SoftEtherError,
+    TrafficError,
+    VpncmdTimeoutError,
+)
 from .facts import BridgeState, NodeState, parse_state, read_commands
 from .plan import Change, plan
 from .spec import BridgeSpec, ServerSpec
@@ -46,64 +56,6 @@ T = TypeVar("T")
 LAST_LINES = 6
 TMPFS_SIZE = "64m"  # the private tmpfs of one vpncmd run: script, password, files in and out
 DOS_QUIET_S = 1.5  # > DOS_TABLE_EXPIRES_MAX (1 s) of SoftEther's listener: see `Session._retrying`
-
-
-class SoftEtherError(Exception):
-    """Base of this module's errors; the text is already masked."""
-
-    def __init__(self, host: str, message: str) -> None:
-        self.host = host
-        super().__init__(f"{host}: {message}")
-
-
-class AccessDeniedError(SoftEtherError):
-    pass
-
-
-class VpncmdTimeoutError(SoftEtherError):
-    pass
-
-
-class CommandError(SoftEtherError):
-    """A vpncmd command failed: which one (masked), its SoftEther error code and name."""
-
-    def __init__(
-        self, host: str, command: str, code: int, message: str, last_lines: Sequence[str]
-    ) -> None:
-        self.command = command
-        self.code = code
-        self.code_name = v.error_name(code)
-        self.last_lines = tuple(last_lines)
-        text = f"{command} failed: error {code} ({self.code_name}) {message}".rstrip()
-        if last_lines:
-            text += "\n  last output:\n" + "\n".join(f"    {ln}" for ln in last_lines)
-        super().__init__(host, text)
-
-
-class HostCommandError(SoftEtherError):
-    def __init__(self, host: str, what: str, rc: int, last_lines: Sequence[str]) -> None:
-        self.rc = rc
-        self.last_lines = tuple(last_lines)
-        text = f"{what} exited with {rc}"
-        if last_lines:
-            text += "\n  last output:\n" + "\n".join(f"    {ln}" for ln in last_lines)
-        super().__init__(host, text)
-
-
-class NotConvergedError(SoftEtherError):
-    def __init__(self, host: str, remaining: Sequence[str]) -> None:
-        self.remaining = tuple(remaining)
-        super().__init__(
-            host, "not converged after apply; still to change:\n  " + "\n  ".join(remaining)
-        )
-
-
-class BridgeDeviceError(SoftEtherError):
-    pass
-
-
-class TrafficError(SoftEtherError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -357,6 +309,7 @@ class Session:
                         self.host,
                         str(cmd),
                         reply.code,
+                        v.error_name(reply.code),
                         self.mask(reply.message),
                         [self.mask(ln) for ln in reply.output if ln.strip()][-LAST_LINES:],
                     )

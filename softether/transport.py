@@ -27,36 +27,8 @@ from typing import Protocol
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
+from .errors import AuthFailed, HostKeyRefused, HostUnreachable, TransportError
 from .spec import SshTarget
-
-
-class TransportError(Exception):
-    """A node could not be reached or a command could not be run. `host` names the node."""
-
-    def __init__(self, host: str, message: str) -> None:
-        self.host = host
-        super().__init__(f"{host}: {message}")
-
-
-class HostUnreachable(TransportError):
-    pass
-
-
-class HostKeyRefused(TransportError):
-    """The host presented a key other than the pinned one."""
-
-    def __init__(self, host: str, offered: str, pinned: str) -> None:
-        self.offered = offered
-        self.pinned = pinned
-        super().__init__(
-            host,
-            f"host key refused: the host offered {offered}, the pinned key is {pinned}. "
-            "If the host was legitimately re-created, pin its new key; otherwise do not connect.",
-        )
-
-
-class AuthFailed(TransportError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from .errors import AccessDenied, ConnectFailed, OutputError
+
 MASK = "***"
 
 # Commands that only read. Everything else is treated as mutating (the re-run test asserts that
@@ -252,10 +254,6 @@ class ScriptOutput:
     preamble: tuple[str, ...] = field(default=())
 
 
-class OutputError(ValueError):
-    """vpncmd's output does not match the script it was given."""
-
-
 def split_output(text: str, lines: Sequence[str]) -> ScriptOutput:
     """Split the stdout of `vpncmd ... /IN:script` into one Reply per script line.
 
@@ -279,7 +277,7 @@ def split_output(text: str, lines: Sequence[str]) -> ScriptOutput:
     if not chunks:
         code, message = _status(preamble)
         if code:
-            raise ConnectFailed(code, message)
+            raise ConnectFailed(code, error_name(code), message)
     if len(chunks) != len(lines):
         raise OutputError(f"vpncmd ran {len(chunks)} of {len(lines)} script lines")
     replies = []
@@ -289,18 +287,6 @@ def split_output(text: str, lines: Sequence[str]) -> ScriptOutput:
         code, message = _status(body)
         replies.append(Reply(line=line, output=tuple(body), code=code, message=message))
     return ScriptOutput(prompted, tuple(replies), tuple(preamble))
-
-
-class ConnectFailed(Exception):
-    """vpncmd could not talk to the server at all (e.g. error 1: not listening yet)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code, self.message = code, message
-        super().__init__(f"error {code} ({error_name(code)}): {message}")
-
-
-class AccessDenied(Exception):
-    """vpncmd refused the admin password (it would prompt again forever)."""
 
 
 def _status(body: Sequence[str]) -> tuple[int, str]:

@@ -22,8 +22,7 @@ from lab.state import LabState
 from lab.status import matrix, status, wait_for_matrix
 from lab.tls_capture import capture_server_hellos
 from lab.up import open_lab, specs, up
-from softether.session import SoftEtherError
-from softether.transport import TransportError
+from softether.errors import SoftEtherError, TransportError
 
 from ..softether.helpers import softether_processes
 from .conftest import RunningLab, lab_fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from softether.transport import HostUnreachable, SshTransport
+from softether.errors import HostUnreachable
+from softether.transport import SshTransport
 
 from .helpers import reference_specs
 

@@ -23,8 +23,9 @@ from lab.netns import pids_in
 from lab.node import Node, Testbed, comm
 from softether import vpncmd as v
 from softether.derive import NodeSpecs
-from softether.session import AccessDeniedError, Session
-from softether.transport import HostKeyRefused, HostUnreachable, SshTransport
+from softether.errors import AccessDeniedError, HostKeyRefused, HostUnreachable
+from softether.session import Session
+from softether.transport import SshTransport
 
 from .helpers import softether_processes
 

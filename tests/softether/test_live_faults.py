@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from lab.netns import pids_in
 from lab.node import Node, Testbed, comm
 from softether import vpncmd as v
+from softether.errors import TransportError
 from softether.session import Session
-from softether.transport import TransportError
 
 from .helpers import reference_specs
 

@@ -9,15 +9,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from softether import vpncmd as v
-from softether.plan import Change
-from softether.session import (
+from softether.errors import (
     AccessDeniedError,
     CommandError,
     NotConvergedError,
-    Plan,
-    Session,
     VpncmdTimeoutError,
 )
+from softether.plan import Change
+from softether.session import Plan, Session
 from softether.transport import RunRecord, RunResult
 
 from .helpers import FAKE, error_script, fixture, reference_specs
