@@ -22,7 +22,7 @@ HERE = Path(__file__).parent / "fixtures"
 
 
 def save(name: str, session: Session, commands: list[v.Command]) -> None:
-    lines, res = session.run_script(commands, 20)
+    lines, res = session.runner.run_script(commands, 20)
     (HERE / f"{name}.script").write_text("\n".join(v.script(commands, masked=True)) + "\n")
     (HERE / f"{name}.out").write_text(res.stdout)
     print(f"{name}: {len(lines)} lines, rc {res.rc}")

@@ -405,7 +405,7 @@ def test_live_local_transport_reads_the_node_from_inside(home: Node, live_specs:
     t = LocalTransport(host=home.name, prefix=home.nsenter())
     session = Session(t, live_specs.server)
     assert session.compare().empty
-    assert session.vpncmd_sessions == 1
+    assert session.runner.sessions == 1
 
 
 def test_live_softether_processes_preload_the_compat_library_for_debian_only(

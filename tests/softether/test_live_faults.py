@@ -95,7 +95,7 @@ def test_live_vpncmd_cut_mid_script_leaves_no_secret_on_disk(testbed: Testbed, n
     s = Session(testbed.transport(node), spec)
     try:
         with contextlib.suppress(TransportError):
-            s.run_script(cmds, timeout=20)
+            s.runner.run_script(cmds, timeout=20)
     finally:
         s.transport.close()
     cutter.join(35)
