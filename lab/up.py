@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from softether.derive import NodeSpecs, derive, secret_names
 from softether.plan import Change
 from softether.session import Plan, Result, Session
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
-from softether.transport import RunRecord, SshTransport
+from softether.transport import SshTransport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
 from . import firewall, netns, paas, softether_build
@@ -191,19 +191,7 @@ def converge_site(
         result = s.converge()
     finally:
         s.transport.close()
-    return result, mutating_commands(s.transport.records)
-
-
-def mutating_commands(records: Sequence[RunRecord]) -> int:
-    """Mutating vpncmd commands among the scripts a transport sent (by their redacted text)."""
-    n = 0
-    for r in records:
-        if "vpncmd" not in r.command:
-            continue
-        for line in r.stdin.splitlines():
-            name = line.split(" ", 1)[0]
-            n += bool(name) and name not in vpncmd.READ_ONLY
-    return n
+    return result, result.mutating_commands
 
 
 def start_node(lab: Lab, site: str, authorized: str) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lab.state import ALPHABET, LabBusy, LabState, RecordError, lab_dir, operation, stack_name
-from lab.up import mutating_commands
 from softether.transport import RunRecord
+
+from ..softether.helpers import mutating_commands
 
 
 def test_state_stack_name_from_name_or_path() -> None:

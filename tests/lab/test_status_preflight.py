@@ -12,10 +12,11 @@ import pytest
 from cli.main import main
 from cli.preflight import PASSWORD_ENV, Check, Target, preflight, server_spec
 from lab.node import Node, Testbed, generate_client_key, netns_socket
-from lab.up import mutating_commands
 from softether.session import Session
 from softether.transport import RunRecord
 from topology import Stack, load_stack
+
+from ..softether.helpers import mutating_commands
 
 pytestmark = pytest.mark.live
 

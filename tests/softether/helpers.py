@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from lab.node import Node, sh
 from softether import vpncmd as v
 from softether.derive import NodeSpecs, derive, secret_names
 from softether.facts import NodeState, parse_state
+from softether.transport import RunRecord
 from topology import load_stack, plan_routes
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,6 +50,19 @@ def fixture_state(name: str, commands: list[v.Command], *, server: bool) -> Node
         admin_password_set=parsed.password_prompted,
         server=server,
     )
+
+
+def mutating_commands(records: Sequence[RunRecord]) -> int:
+    """Mutating vpncmd commands among the scripts a transport was sent (by their redacted
+    text): the tests' own count of what reached a node, independent of the session's."""
+    n = 0
+    for r in records:
+        if "vpncmd" not in r.command:
+            continue
+        for line in r.stdin.splitlines():
+            name = line.split(" ", 1)[0]
+            n += bool(name) and name not in v.READ_ONLY
+    return n
 
 
 def error_script(specs: NodeSpecs) -> list[v.Command]:

@@ -19,7 +19,7 @@ from softether.plan import Change
 from softether.session import Plan, Session
 from softether.transport import RunRecord, RunResult
 
-from .helpers import FAKE, error_script, fixture, reference_specs
+from .helpers import FAKE, error_script, fixture, mutating_commands, reference_specs
 
 SPECS = reference_specs(server_address="198.51.100.1")
 
@@ -75,6 +75,15 @@ def test_session_converged_node_needs_one_read_and_sends_nothing() -> None:
     result = Session(t, SPECS.server).converge()
     assert not result.changed and result.vpncmd_sessions == 1
     assert next(r for r in t.records if "vpncmd" in r.command).stdin.startswith("ListenerList")
+
+
+def test_session_result_counts_the_mutating_commands_it_sent() -> None:
+    t = FakeTransport(["server_fresh_read", "server_converged_read"])
+    result = Session(t, SPECS.server).converge()
+    assert result.changed and result.mutating_commands > 0
+    assert result.mutating_commands == mutating_commands(t.records)
+    again = FakeTransport(["server_converged_read"])
+    assert Session(again, SPECS.server).converge().mutating_commands == 0
 
 
 def test_session_apply_reports_first_failure_with_code_name_and_masked_output() -> None:
