@@ -57,12 +57,10 @@ class HostFacts:
     watcher_running: bool = False  # the tap watcher (see watch_script) runs
 
 
+TAP_WAIT_S = 15.0  # how long the OS side waits for SoftEther to create the tap (a restart)
+
+
 def unit_text(h: HostOsSpec) -> str:
-    dev = h.device
-    wait = (
-        f"/bin/sh -c 'i=0; while [ ! -e /sys/class/net/{dev} ] && [ $i -lt 100 ]; "
-        "do sleep 0.1; i=$((i+1)); done; [ -e /sys/class/net/" + dev + " ]'"
-    )
     lines = [
         "# Written by hybrid-cloud (softether/hostos.py). SoftEther re-creates the tap whenever",
         "# the bridge process restarts, so this unit is bound to the service and re-applies",
@@ -75,7 +73,7 @@ def unit_text(h: HostOsSpec) -> str:
         "[Service]",
         "Type=oneshot",
         "RemainAfterExit=yes",
-        f"ExecStart={wait}",
+        f"ExecStart={_exec_sh(wait_for_device(h.device, TAP_WAIT_S))}",
         *(f"ExecStart={c}" for c in _apply_lines(h)),
         "",
         "[Install]",
@@ -118,10 +116,15 @@ def watch_script(h: HostOsSpec) -> str:
     )
 
 
+def _exec_sh(script: str) -> str:
+    """An ExecStart= command line running `script` with /bin/sh, quoted for systemd."""
+    # systemd unquotes \\ and \" inside double quotes, and reads `$` and `%` itself: doubled,
+    # they reach the shell as they are.
+    script = script.replace("\\", "\\\\").replace('"', '\\"')
+    return '/bin/sh -c "' + script.replace("$", "$$").replace("%", "%%") + '"'
+
+
 def watch_unit_text(h: HostOsSpec) -> str:
-    # systemd reads `$` and `%` in ExecStart itself: doubled, they reach the shell as they are.
-    script = watch_script(h).replace("\\", "\\\\").replace('"', '\\"')
-    script = script.replace("$", "$$").replace("%", "%%")
     lines = [
         "# Written by hybrid-cloud (softether/hostos.py). SoftEther's watchdog restarts a crashed",
         "# bridge worker without systemd; the new tap comes up bare. This re-applies its address",
@@ -132,7 +135,7 @@ def watch_unit_text(h: HostOsSpec) -> str:
         "",
         "[Service]",
         "Type=simple",
-        f'ExecStart=/bin/sh -c "{script}"',
+        f"ExecStart={_exec_sh(watch_script(h))}",
         "Restart=always",
         "RestartSec=1",
         "",
@@ -371,16 +374,20 @@ def apply_script(spec: ServerSpec | BridgeSpec, changes: tuple[HostChange, ...])
     """One shell script for all changes; waits (bounded) for the tap to exist first."""
     lines = ["set -e"]
     if isinstance(spec, BridgeSpec) and spec.host_os is not None:
-        lines.append(wait_for_device(spec.host_os.device, 10.0))
+        lines.append(wait_for_device(spec.host_os.device, TAP_WAIT_S))
     lines += [c.shell for c in changes]
     return "\n".join(lines) + "\n"
 
 
 def wait_for_device(device: str, seconds: float) -> str:
-    """Shell: wait until /sys/class/net/<device> exists (bounded), fail if it never does."""
+    """Shell: wait until /sys/class/net/<device> exists (bounded), fail if it never does.
+
+    The one tap wait: the apply script, the bridge restart and the unit's ExecStart (through
+    `_exec_sh`) all run this text."""
     n = max(1, int(seconds * 10))
-    dev = shlex.quote(device)
+    path = shlex.quote(f"/sys/class/net/{device}")
+    missing = shlex.quote(f"device {device} did not appear")
     return (
-        f"i=0; while [ ! -e /sys/class/net/{dev} ] && [ $i -lt {n} ]; do sleep 0.1; i=$((i+1)); done; "
-        f"[ -e /sys/class/net/{dev} ] || {{ echo 'device {device} did not appear' >&2; exit 3; }}"
+        f"i=0; while [ ! -e {path} ] && [ $i -lt {n} ]; do sleep 0.1; i=$((i+1)); done; "
+        f"[ -e {path} ] || {{ echo {missing} >&2; exit 3; }}"
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from softether import hostos
@@ -152,3 +153,30 @@ def test_hostos_watcher_unit_runs_the_same_script_as_the_lab() -> None:
     assert "Restart=always" in text
     for r in H.routes:
         assert f"ip route replace {r.network} via {r.via} dev tap_vpntap" in hostos.watch_script(H)
+
+
+def _systemd_unquote(line: str) -> str:
+    """ExecStart=/bin/sh -c "..." -> the script (systemd's unquoting: \\\\, \\", $$, %%)."""
+    quoted = line.removeprefix('ExecStart=/bin/sh -c "').removesuffix('"')
+    unquoted = quoted.replace('\\"', '"').replace("\\\\", "\\")
+    return unquoted.replace("$$", "$").replace("%%", "%")
+
+
+def test_hostos_unit_waits_for_the_tap_with_the_one_tap_wait() -> None:
+    lines = [ln for ln in hostos.unit_text(H).splitlines() if ln.startswith("ExecStart=/bin/sh")]
+    assert [_systemd_unquote(ln) for ln in lines] == [
+        hostos.wait_for_device(H.device, hostos.TAP_WAIT_S)
+    ]
+    assert hostos.wait_for_device(H.device, hostos.TAP_WAIT_S) in hostos.apply_script(BRIDGE, ())
+
+
+def test_hostos_tap_wait_quotes_the_device_name() -> None:
+    # A name the shell would split or unquote still waits for exactly that device and names it.
+    res = subprocess.run(
+        ["sh", "-c", hostos.wait_for_device("no'such tap", 0.1)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert res.returncode == 3
+    assert res.stderr.strip() == "device no'such tap did not appear"
