@@ -221,7 +221,8 @@ class Session:
         return False
 
     def restart_bridge(self) -> None:
-        """Run the spec's restart command, then re-apply the OS side (the tap is new)."""
+        """Run the spec's restart command, then converge the OS side again (the tap is new;
+        the apply script waits for it)."""
         assert isinstance(self.spec, BridgeSpec)
         log.warning("%s: cascade carries no traffic; restarting the bridge process", self.host)
         res = self.transport.run(self.spec.restart_command, timeout=self.apply_timeout_s)
@@ -229,19 +230,9 @@ class Session:
             raise HostCommandError(
                 self.host, "bridge restart command", res.rc, self.runner.tail(res.stderr).splitlines()
             )
-        if self.spec.host_os is not None:
-            wait = self.transport.run(
-                hostos.wait_for_device(self.spec.host_os.device, 15.0), timeout=20
-            )
-            if wait.rc != 0:
-                raise HostCommandError(
-                    self.host, "waiting for the tap", wait.rc, self.runner.tail(wait.stderr).splitlines()
-                )
-            host = self.read_host()
-            if host is not None:
-                changes = hostos.plan(self.spec, host)
-                if changes:
-                    self._apply_host(changes)
+        host = self.read_host()
+        if host is not None and (changes := hostos.plan(self.spec, host)):
+            self._apply_host(changes)
 
     def ensure_traffic(self) -> bool:
         """Verify the cascade carries traffic; restart once if not. Returns True if restarted."""
