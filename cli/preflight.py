@@ -22,18 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from pydantic import SecretStr
 
 from softether import vpncmd as v
 from softether.derive import admin_secret, derive, secret_names
 from softether.errors import AccessDeniedError, AuthFailed, SoftEtherError, TransportError
 from softether.facts import NodeState
 from softether.session import Session
-from softether.spec import ServerSpec
+from softether.spec import ServerSpec, SshTarget
 from softether.transport import (
     RunRecord,
     SshTransport,
     fingerprint,
     parse_public_key,
+    ssh_transport,
 )
 from topology import Stack, plan_routes
 from topology.load import PROJECT
@@ -166,14 +168,16 @@ def preflight(
         )
         return out
     out.append(Check("host key", "PASS", f"matches the pinned {fp}"))
-    transport = SshTransport(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        host_key=target.host_key,
-        private_key=private_key,
-        connect_deadline_s=TIMEOUT_S,
-        sock_factory=sock_factory,
+    transport = ssh_transport(
+        SshTarget(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            host_key=target.host_key,
+            private_key=SecretStr(private_key),
+            connect_deadline_s=TIMEOUT_S,
+        ),
+        sock_factory,
     )
     try:
         out += _checks(stack, transport, admin_password, key_name)

@@ -54,8 +54,11 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 from components.cloudinit import BRIDGE_BINARY
-from softether.transport import SshTransport
+from softether.spec import SshTarget
+from softether.transport import SshTransport, ssh_transport
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
@@ -600,13 +603,13 @@ class Testbed:
     def transport(
         self, node: Node, *, host_key: str | None = None, deadline: float = 20.0
     ) -> SshTransport:
-        return SshTransport(
+        target = SshTarget(
             host=node.host,
             host_key=host_key or node.host_key,
-            private_key=self.client_key,
+            private_key=SecretStr(self.client_key),
             connect_deadline_s=deadline,
-            sock_factory=lambda h, p, t: netns_socket(node.netns, h, p, t),
         )
+        return ssh_transport(target, lambda h, p, t: netns_socket(node.netns, h, p, t))
 
     def stop(self) -> None:
         errors: list[str] = []

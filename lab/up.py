@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 from softether import vpncmd
 from softether.derive import NodeSpecs, derive, secret_names
 from softether.plan import Change
 from softether.session import Plan, Result, Session
-from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
-from softether.transport import SshTransport
+from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec, SshTarget
+from softether.transport import SshTransport, ssh_transport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
 from . import firewall, netns, paas, softether_build
@@ -165,12 +167,14 @@ def transport(lab: Lab, node: Node) -> SshTransport:
     """SSH to `node` from the operator's place on the lab's internet (the socket is opened in
     that namespace), host key pinned to the one generated for the node."""
     operator = lab.layout.operator_ns
-    return SshTransport(
+    target = SshTarget(
         host=node.host,
         host_key=node.host_key,
-        private_key=lab.client_key[0],
+        private_key=SecretStr(lab.client_key[0]),
         connect_deadline_s=SSH_DEADLINE_S,
-        sock_factory=lambda host, port, timeout: netns_socket(operator, host, port, timeout),
+    )
+    return ssh_transport(
+        target, lambda host, port, timeout: netns_socket(operator, host, port, timeout)
     )
 
 

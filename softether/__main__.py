@@ -12,19 +12,19 @@ import logging
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from topology import read_text_file
 
 from .errors import SoftEtherError
 from .session import Session
-from .spec import BridgeSpec, ServerSpec, spec_from_json
+from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_json
 from .transport import (
     LocalTransport,
-    SshTransport,
     Transport,
     load_private_key,
     parse_public_key,
+    ssh_transport,
 )
 
 
@@ -68,6 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# SshTarget's fields by the option that gives them.
+_TARGET_OPTIONS = {
+    "host": "--host",
+    "port": "--port",
+    "user": "--user",
+    "host_key": "--host-key",
+    "private_key": "--identity",
+    "connect_deadline_s": "--connect-deadline",
+}
+
+
 def _transport(a: argparse.Namespace) -> Transport:
     if a.local:
         return LocalTransport()
@@ -84,14 +95,20 @@ def _transport(a: argparse.Namespace) -> Transport:
         load_private_key(identity)
     except ValueError as e:
         raise UsageError(f"--identity {a.identity}: {e}") from None
-    return SshTransport(
-        host=a.host,
-        port=a.port,
-        user=a.user,
-        host_key=key,
-        private_key=identity,
-        connect_deadline_s=a.connect_deadline,
-    )
+    try:
+        target = SshTarget(
+            host=a.host,
+            port=a.port,
+            user=a.user,
+            host_key=key,
+            private_key=SecretStr(identity),
+            connect_deadline_s=a.connect_deadline,
+        )
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        option = _TARGET_OPTIONS.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise UsageError(f"{option}: {first['msg']}") from None
+    return ssh_transport(target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,13 +21,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from ipaddress import IPv4Address
 
+from pydantic import SecretStr
+
 from . import vpncmd as v
 from .errors import SoftEtherError, TransportError
 from .facts import CascadeState
 from .outputs import NodeOutput, Outputs
 from .session import Session
-from .spec import BridgeSpec, ServerSpec, spec_from_dict
-from .transport import SshTransport, Transport
+from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_dict
+from .transport import SshTransport, Transport, ssh_transport
 
 SockFactory = Callable[[str, int, float], socket.socket]
 PING_COUNT = 3
@@ -243,16 +245,15 @@ def probe_all(
                 reachable=False,
                 error="host key not pinned (config homeHostKey): not contacted",
             )
-        transport = SshTransport(
+        target = SshTarget(
             host=node.ssh.host,
             port=node.ssh.port,
             user=node.ssh.user,
             host_key=node.ssh.host_key,
-            private_key=private_key,
+            private_key=SecretStr(private_key),
             connect_deadline_s=SSH_DEADLINE_S,
-            attempt_timeout_s=3.0,
-            sock_factory=sock_factory,
         )
+        transport = ssh_transport(target, sock_factory, attempt_timeout_s=3.0)
         try:
             return probe(site, node, transport, ping_targets(site, switch, hosts))
         finally:

@@ -367,9 +367,13 @@ def _finished(
 
 
 def ssh_transport(
-    target: SshTarget, sock_factory: Callable[[str, int, float], socket.socket] | None = None
+    target: SshTarget,
+    sock_factory: Callable[[str, int, float], socket.socket] | None = None,
+    *,
+    attempt_timeout_s: float = SshTransport.attempt_timeout_s,
 ) -> SshTransport:
-    """An SshTransport for a spec'd target (`sock_factory`: see SshTransport)."""
+    """The one way to an SshTransport: for a spec'd target (`sock_factory`, e.g. the lab's
+    socket inside a netns, and `attempt_timeout_s`: see SshTransport)."""
     return SshTransport(
         host=target.host,
         port=target.port,
@@ -377,5 +381,6 @@ def ssh_transport(
         host_key=target.host_key,
         private_key=target.private_key.get_secret_value(),
         connect_deadline_s=target.connect_deadline_s,
+        attempt_timeout_s=attempt_timeout_s,
         sock_factory=sock_factory,
     )

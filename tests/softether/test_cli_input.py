@@ -75,6 +75,21 @@ def test_cli_malformed_host_key_is_one_line(key: str, spec_file: Path, tmp_path:
     _one_line_error(run, "--host-key")
 
 
+@pytest.mark.parametrize(
+    "option, value", [("--port", "70000"), ("--port", "0"), ("--connect-deadline", "0")]
+)
+def test_cli_bad_ssh_target_is_one_line(
+    option: str, value: str, spec_file: Path, tmp_path: Path
+) -> None:
+    ident = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ident)], check=True)
+    run = _cli(
+        "plan", "--spec", str(spec_file), "--host", "127.0.0.1",
+        "--host-key-file", str(ident.with_suffix(".pub")), "--identity", str(ident), option, value,
+    )  # fmt: skip
+    _one_line_error(run, option)
+
+
 def test_cli_missing_identity_is_one_line(spec_file: Path, tmp_path: Path) -> None:
     run = _cli(
         "plan", "--spec", str(spec_file), "--host", "127.0.0.1",
