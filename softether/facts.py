@@ -1,17 +1,21 @@
 """Current state of a node, read with read-only vpncmd commands in /CSV mode.
 
-pyinfra-style facts: `read_commands(desired)` says what to read (one /IN script: the desired
-spec names the hubs, cascades and switches whose details matter; everything else only needs
-its name, to be removed), `parse_state(pairs)` turns the replies into a `NodeState`.
-Missing objects read as absent, never as errors.
+pyinfra-style facts: a fact is a unit, one row of `FACTS`: the read-only command, where it
+runs (the node, a server only, each desired L3 switch, each desired hub, each desired hub with
+extended options, each desired cascade) and the parser that records its reply. Both
+`read_commands(desired)` (what to read, as one /IN script) and `parse_state(pairs)` (the
+replies -> `NodeState`) are driven by that one table, so they cannot drift apart. What is not
+read keeps its default (the accumulators below). Missing objects read as absent, never as
+errors.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Literal
 
 from . import vpncmd as v
 from .spec import BridgeSpec, ServerSpec
@@ -113,97 +117,180 @@ class NodeState:
         return self.hubs.get(name.lower())
 
 
-def read_commands(desired: ServerSpec | BridgeSpec) -> list[v.Command]:
-    """The read-only commands whose replies `parse_state` needs, in script order."""
-    C = v.Command
-    cmds = [C("ListenerList"), C("HubList"), C("BridgeList")]
-    if isinstance(desired, ServerSpec):
-        cmds += [
-            C("RouterList"),
-            C("ProtoOptionsGet", ("OpenVPN",)),
-            C("ProtoOptionsGet", ("SSTP",)),
-            C("IPsecGet"),
-            C("VpnAzureGetStatus"),
-            C("VpnOverIcmpDnsGet"),
-        ]
-        for sw in desired.l3_switches:
-            cmds += [C("RouterIfList", (sw.name,)), C("RouterTableList", (sw.name,))]
-    for hub in desired.hubs:
-        h = hub.name
-        cmds += [C("StatusGet", hub=h), C("UserList", hub=h), C("CascadeList", hub=h)]
-        if hub.ext_options:
-            cmds.append(C("ExtOptionList", hub=h))
-        cmds += [C("CascadeGet", (c.name,), hub=h) for c in hub.cascades]
-    return cmds
-
-
 Pairs = Sequence[tuple[v.Command, v.Reply]]
 
 
-def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> NodeState:
-    """Build the node state from (command, reply) pairs of a `read_commands` script."""
-    listeners: dict[int, bool] = {}
-    hub_names: list[str] = []
-    bridges: list[BridgeState] = []
-    switches: dict[str, bool] = {}
-    l3_if: dict[str, list[tuple[str, IPv4Interface]]] = {}
-    l3_rt: dict[str, list[tuple[IPv4Network, IPv4Address, int]]] = {}
-    proto: dict[str, str] = {}
-    hubs: dict[str, _HubAcc] = {}
+@dataclass
+class _HubAcc:
+    online: bool = True
+    securenat: bool = False
+    users: tuple[UserState, ...] = ()
+    cascades: list[tuple[str, str]] = field(default_factory=list)
+    ext: dict[str, int] = field(default_factory=dict)
+    details: dict[str, dict[str, str]] = field(default_factory=dict)
 
+
+@dataclass
+class _NodeAcc:
+    """What the replies said so far; the defaults are what an unread fact means."""
+
+    listeners: dict[int, bool] = field(default_factory=dict)
+    hub_names: list[str] = field(default_factory=list)
+    bridges: list[BridgeState] = field(default_factory=list)
+    switches: dict[str, bool] = field(default_factory=dict)
+    l3_if: dict[str, list[tuple[str, IPv4Interface]]] = field(default_factory=dict)
+    l3_rt: dict[str, list[tuple[IPv4Network, IPv4Address, int]]] = field(default_factory=dict)
+    proto: dict[str, str] = field(default_factory=dict)
+    hubs: dict[str, _HubAcc] = field(default_factory=dict)
+
+    def hub(self, cmd: v.Command) -> _HubAcc:
+        return self.hubs.setdefault((cmd.hub or "").lower(), _HubAcc())
+
+
+def _arg0(cmd: v.Command) -> str:
+    return cmd.args[0] if cmd.args and isinstance(cmd.args[0], str) else ""
+
+
+# ---- the parsers: (what was read so far, the command, its /CSV output) -------------------
+def _listeners(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    for r in v.table(out):
+        acc.listeners[int(r["port"].split()[-1])] = r["status"].strip() == "Listening"
+
+
+def _hubs(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.hub_names = [r["hub"] for r in v.table(out)]
+
+
+def _bridges(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.bridges = [BridgeState(r["hub"], r["device"], r["status"]) for r in v.table(out)]
+
+
+def _switches(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.switches = {r["name"]: r["running"].startswith("Start") for r in v.table(out)}
+
+
+def _switch_interfaces(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.l3_if[_arg0(cmd)] = [
+        (r["hub"], IPv4Interface(f"{r['ip']}/{r['mask']}")) for r in v.table(out)
+    ]
+
+
+def _switch_routes(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.l3_rt[_arg0(cmd)] = [
+        (
+            IPv4Network(f"{r['network']}/{r['mask']}"),
+            IPv4Address(r["gateway"]),
+            v.number(r["metric"]),
+        )
+        for r in v.table(out)
+    ]
+
+
+def _proto_options(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    enabled = next((r["value"] for r in v.table(out) if r["name"] == "Enabled"), "")
+    acc.proto[_arg0(cmd).lower()] = enabled
+
+
+def _proto_items(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.proto.update(v.items(out))
+
+
+def _hub_status(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    status = v.items(out)
+    hub = acc.hub(cmd)
+    hub.securenat = v.yes(status.get("securenat", "no"))
+    hub.online = status.get("status", "Online").strip() != "Offline"
+
+
+def _users(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.hub(cmd).users = tuple(UserState(r["name"], r.get("note", "")) for r in v.table(out))
+
+
+def _cascades(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.hub(cmd).cascades = [(r["name"], r["status"]) for r in v.table(out)]
+
+
+def _ext_options(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.hub(cmd).ext = {r["item"]: v.number(r["value"]) for r in v.table(out)}
+
+
+def _cascade_details(acc: _NodeAcc, cmd: v.Command, out: Sequence[str]) -> None:
+    acc.hub(cmd).details[_arg0(cmd).lower()] = v.items(out)
+
+
+Scope = Literal["node", "server", "switch", "hub", "hub_ext_options", "cascade"]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One read: the vpncmd command (verbatim), its fixed arguments, where it runs, and the
+    parser of its reply."""
+
+    command: str
+    scope: Scope
+    parse: Callable[[_NodeAcc, v.Command, Sequence[str]], None]
+    args: tuple[str, ...] = ()
+
+
+# In script order. A new read is one row here (and its parser), nothing else.
+FACTS: tuple[Fact, ...] = (
+    Fact("ListenerList", "node", _listeners),
+    Fact("HubList", "node", _hubs),
+    Fact("BridgeList", "node", _bridges),
+    Fact("RouterList", "server", _switches),
+    Fact("ProtoOptionsGet", "server", _proto_options, ("OpenVPN",)),
+    Fact("ProtoOptionsGet", "server", _proto_options, ("SSTP",)),
+    Fact("IPsecGet", "server", _proto_items),
+    Fact("VpnAzureGetStatus", "server", _proto_items),
+    Fact("VpnOverIcmpDnsGet", "server", _proto_items),
+    Fact("RouterIfList", "switch", _switch_interfaces),
+    Fact("RouterTableList", "switch", _switch_routes),
+    Fact("StatusGet", "hub", _hub_status),
+    Fact("UserList", "hub", _users),
+    Fact("CascadeList", "hub", _cascades),
+    Fact("ExtOptionList", "hub_ext_options", _ext_options),
+    Fact("CascadeGet", "cascade", _cascade_details),
+)
+_PARSERS = {f.command: f.parse for f in FACTS}
+
+
+def read_commands(desired: ServerSpec | BridgeSpec) -> list[v.Command]:
+    """The read-only commands of `FACTS` for this node, in script order: the desired spec
+    names the hubs, cascades and switches whose details matter; everything else only needs
+    its name, to be removed."""
+    C = v.Command
+    cmds = [C(f.command, f.args) for f in FACTS if f.scope == "node"]
+    if isinstance(desired, ServerSpec):
+        cmds += [C(f.command, f.args) for f in FACTS if f.scope == "server"]
+        switch = [f for f in FACTS if f.scope == "switch"]
+        cmds += [C(f.command, (sw.name,)) for sw in desired.l3_switches for f in switch]
+    for hub in desired.hubs:
+        h = hub.name
+        for f in FACTS:
+            match f.scope:
+                case "hub":
+                    cmds.append(C(f.command, f.args, hub=h))
+                case "hub_ext_options" if hub.ext_options:
+                    cmds.append(C(f.command, f.args, hub=h))
+                case "cascade":
+                    cmds += [C(f.command, (c.name,), hub=h) for c in hub.cascades]
+                case _:
+                    pass
+    return cmds
+
+
+def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> NodeState:
+    """Build the node state from (command, reply) pairs of a `read_commands` script (other
+    read-only commands of the same script are ignored)."""
+    acc = _NodeAcc()
     for cmd, reply in pairs:
-        if not reply.ok:
-            continue  # an absent hub/cascade/switch: nothing to record
-        out = reply.output
-        arg0 = cmd.args[0] if cmd.args and isinstance(cmd.args[0], str) else ""
-        hubd = hubs.setdefault(cmd.hub.lower(), _HubAcc()) if cmd.hub else _HubAcc()
-        match cmd.name:
-            case "ListenerList":
-                for r in v.table(out):
-                    port = int(r["port"].split()[-1])
-                    listeners[port] = r["status"].strip() == "Listening"
-            case "HubList":
-                hub_names = [r["hub"] for r in v.table(out)]
-            case "BridgeList":
-                bridges = [BridgeState(r["hub"], r["device"], r["status"]) for r in v.table(out)]
-            case "RouterList":
-                switches = {r["name"]: r["running"].startswith("Start") for r in v.table(out)}
-            case "RouterIfList":
-                l3_if[arg0] = [
-                    (r["hub"], IPv4Interface(f"{r['ip']}/{r['mask']}")) for r in v.table(out)
-                ]
-            case "RouterTableList":
-                l3_rt[arg0] = [
-                    (
-                        IPv4Network(f"{r['network']}/{r['mask']}"),
-                        IPv4Address(r["gateway"]),
-                        v.number(r["metric"]),
-                    )
-                    for r in v.table(out)
-                ]
-            case "ProtoOptionsGet":
-                enabled = next((r["value"] for r in v.table(out) if r["name"] == "Enabled"), "")
-                proto[arg0.lower()] = enabled
-            case "IPsecGet" | "VpnAzureGetStatus" | "VpnOverIcmpDnsGet":
-                proto.update(v.items(out))
-            case "StatusGet":
-                status = v.items(out)
-                hubd.securenat = v.yes(status.get("securenat", "no"))
-                hubd.online = status.get("status", "Online").strip() != "Offline"
-            case "UserList":
-                hubd.users = tuple(UserState(r["name"], r.get("note", "")) for r in v.table(out))
-            case "CascadeList":
-                hubd.cascades = [(r["name"], r["status"]) for r in v.table(out)]
-            case "ExtOptionList":
-                hubd.ext = {r["item"]: v.number(r["value"]) for r in v.table(out)}
-            case "CascadeGet":
-                hubd.details[arg0.lower()] = v.items(out)
-            case _:
-                pass
+        parse = _PARSERS.get(cmd.name)
+        if reply.ok and parse is not None:  # a failed reply: an absent hub/cascade/switch
+            parse(acc, cmd, reply.output)
 
     hub_states: dict[str, HubState] = {}
-    for name in hub_names:
-        d = hubs.get(name.lower(), _HubAcc())
+    for name in acc.hub_names:
+        d = acc.hubs.get(name.lower(), _HubAcc())
         cascades = tuple(_cascade(n, st, d.details.get(n.lower())) for n, st in d.cascades)
         hub_states[name.lower()] = HubState(
             name=name,
@@ -214,9 +301,12 @@ def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> Node
             ext_options=d.ext,
         )
     l3 = {
-        name.lower(): L3State(name, running, tuple(l3_if.get(name, ())), tuple(l3_rt.get(name, ())))
-        for name, running in switches.items()
+        name.lower(): L3State(
+            name, running, tuple(acc.l3_if.get(name, ())), tuple(acc.l3_rt.get(name, ()))
+        )
+        for name, running in acc.switches.items()
     }
+    proto = acc.proto
     protocols = (
         Protocols(
             openvpn=v.yes(proto.get("openvpn", "false")),
@@ -235,22 +325,12 @@ def parse_state(pairs: Pairs, *, admin_password_set: bool, server: bool) -> Node
     )
     return NodeState(
         admin_password_set=admin_password_set,
-        listeners=listeners,
+        listeners=acc.listeners,
         hubs=hub_states,
-        bridges=tuple(bridges),
+        bridges=tuple(acc.bridges),
         l3_switches=l3,
         protocols=protocols,
     )
-
-
-@dataclass
-class _HubAcc:
-    online: bool = True
-    securenat: bool = False
-    users: tuple[UserState, ...] = ()
-    cascades: list[tuple[str, str]] = field(default_factory=list)
-    ext: dict[str, int] = field(default_factory=dict)
-    details: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _cascade(name: str, status: str, it: dict[str, str] | None) -> CascadeState:

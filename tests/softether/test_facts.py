@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from softether.facts import read_commands
+from softether.facts import FACTS, read_commands
 
 from .helpers import fixture_state, reference_specs
 
@@ -64,3 +64,14 @@ def test_facts_bridge_reads_cascade_details_and_status() -> None:
     assert c.online
     assert st.listeners == {5555: True}
     assert [(b.hub, b.device) for b in st.bridges] == [("BRIDGE", "vpntap")]
+
+
+def test_facts_one_table_drives_the_reads_and_the_parsing() -> None:
+    # Every row of FACTS is read for some node (the server and a bridge between them), and
+    # every command read is a row: read_commands and parse_state cannot drift apart.
+    bridge = SPECS.bridges["Hybrid-VPC"]
+    server, bridged = read_commands(SPECS.server), read_commands(bridge)
+    assert {c.name for c in server + bridged} == {f.command for f in FACTS}
+    assert {(f.command, f.args) for f in FACTS if f.args} <= {(c.name, c.args) for c in server}
+    server_only = {f.command for f in FACTS if f.scope in ("server", "switch")}
+    assert not {c.name for c in bridged} & server_only
