@@ -1,12 +1,14 @@
 """Capture vpncmd /CSV outputs from the real Debian build into tests/softether/fixtures/.
 
-Run by hand as root: `python -m tests.softether.capture_fixtures`. Each fixture is a pair:
-`<name>.script` (the /IN lines, masked) and `<name>.out` (vpncmd's stdout, verbatim). The
-passwords are this script's fixed fake ones, so the outputs can be committed.
+Run by hand as root: `python -m tests.softether.capture_fixtures`. Each scenario is a folder of
+one file per command (see tests/softether/helpers.py), cut from vpncmd's stdout verbatim and
+checked to give that stdout back. The passwords are this script's fixed fake ones, so the
+outputs can be committed.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -16,16 +18,41 @@ from softether import vpncmd as v
 from softether.facts import read_commands
 from softether.session import Session
 
-from .helpers import error_script, reference_specs
+from .helpers import FIXTURES, answer, error_script, fixture_file, reference_specs, script_contexts
 
-HERE = Path(__file__).parent / "fixtures"
+PROMPT = re.compile(r"^VPN (?:Server|Bridge)(?:/[^>]*)?>(.*)$")
+
+
+def save_replies(scenario: str, lines: list[str], masked: list[str], stdout: str) -> int:
+    """Cut vpncmd's stdout of a script into the scenario's files; the number written."""
+    raw = stdout.removesuffix("\n").split("\n")
+    starts: list[int] = []
+    for n, ln in enumerate(raw):
+        m = PROMPT.match(ln)
+        if m and len(starts) < len(lines) and m.group(1) == lines[len(starts)]:
+            starts.append(n)
+    if len(starts) != len(lines):
+        raise SystemExit(f"{scenario}: vpncmd ran {len(starts)} of {len(lines)} lines")
+    (FIXTURES / scenario).mkdir(parents=True, exist_ok=True)
+    (FIXTURES / scenario / "preamble.txt").write_text("".join(f"{ln}\n" for ln in raw[: starts[0]]))
+    written: dict[Path, str] = {}
+    ends = [*starts[1:], len(raw)]
+    for start, end, shown, hub in zip(starts, ends, masked, script_contexts(masked), strict=True):
+        body = "".join(f"{ln}\n" for ln in raw[start + 1 : end])
+        path = fixture_file(scenario, hub, shown)
+        if written.setdefault(path, body) != body:
+            raise SystemExit(f"{path}: two runs of one command answered differently")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    if answer(scenario, lines, masked) != stdout:
+        raise SystemExit(f"{scenario}: the files do not give vpncmd's output back")
+    return len(written)
 
 
 def save(name: str, session: Session, commands: list[v.Command]) -> None:
     lines, res = session.runner.run_script(commands, 20)
-    (HERE / f"{name}.script").write_text("\n".join(v.script(commands, masked=True)) + "\n")
-    (HERE / f"{name}.out").write_text(res.stdout)
-    print(f"{name}: {len(lines)} lines, rc {res.rc}")
+    n = save_replies(name, lines, v.script(commands, masked=True), res.stdout)
+    print(f"{name}: {len(lines)} lines, {n} files, rc {res.rc}")
 
 
 def main() -> None:

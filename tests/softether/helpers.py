@@ -1,8 +1,19 @@
-"""Shared by the softether tests: fixtures on disk, the reference specs with fake secrets."""
+"""Shared by the softether tests: fixtures on disk, the reference specs with fake secrets.
+
+Fixtures are one file per command per scenario (napalm's FakeDevice style):
+`fixtures/<scenario>/<Command>[_<args>].csv` holds vpncmd's output of that command run
+server-wide, `fixtures/<scenario>/<HUB>/<Command>[_<args>].csv` of one run in hub HUB (the
+masked script line names the file, every run of characters other than letters, digits, `.`
+and `-` written `_`), and `fixtures/<scenario>/preamble.txt` what vpncmd prints before the
+first prompt (`Password: ...` when an admin password is set). `vpncmd_output` answers any
+script from them, command by command, as vpncmd would print it: a new read needs one new file
+per scenario, not a recapture of every script.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,16 +46,62 @@ def reference_specs(
     )
 
 
-def fixture(name: str) -> tuple[list[str], str]:
-    """(script lines as they were run, vpncmd stdout) of a captured fixture."""
-    lines = (FIXTURES / f"{name}.script").read_text().splitlines()
-    return lines, (FIXTURES / f"{name}.out").read_text()
+def fixture_file(scenario: str, hub: str | None, masked_line: str) -> Path:
+    """Where the output of one script line (run in `hub`, None: server-wide) is kept."""
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", masked_line) + ".csv"
+    return FIXTURES / scenario / hub / name if hub else FIXTURES / scenario / name
+
+
+def script_contexts(masked: Sequence[str]) -> list[str | None]:
+    """The hub each line of a `vpncmd.script` runs in (as the script selects it)."""
+    out: list[str | None] = []
+    current: str | None = None
+    for line in masked:
+        out.append(current)
+        if line == "Hub":
+            current = None
+        elif line.startswith("Hub "):
+            current = line[4:]
+    return out
+
+
+def prompts(scenario: str, lines: Sequence[str], masked: Sequence[str]) -> list[tuple[str, Path]]:
+    """(vpncmd's prompt line, fixture file) per script line: `VPN Server/HUB>` once a
+    `Hub HUB` succeeded, `VPN Server>` when none is selected."""
+    out: list[tuple[str, Path]] = []
+    selected: str | None = None
+    for line, shown, hub in zip(lines, masked, script_contexts(masked), strict=True):
+        path = fixture_file(scenario, hub, shown)
+        out.append((f"VPN Server{'/' + selected if selected else ''}>{line}", path))
+        if shown == "Hub":
+            selected = None
+        elif shown.startswith("Hub ") and path.exists():
+            failed = path.read_text().startswith("Error occurred.")
+            selected = selected if failed else shown[4:]
+    return out
+
+
+def answer(scenario: str, lines: Sequence[str], masked: Sequence[str]) -> str:
+    """vpncmd's stdout for a script (`lines` as run, `masked` as recorded), from the
+    scenario's per-command files."""
+    text = (FIXTURES / scenario / "preamble.txt").read_text()
+    for prompt, path in prompts(scenario, lines, masked):
+        if not path.exists():
+            raise AssertionError(
+                f"no fixture {path.relative_to(FIXTURES)}: capture this command's output "
+                "(tests/softether/capture_fixtures.py)"
+            )
+        text += prompt + "\n" + path.read_text()
+    return text
+
+
+def vpncmd_output(scenario: str, commands: Sequence[v.Command]) -> str:
+    """vpncmd's stdout for the script of `commands`, answered command by command."""
+    return answer(scenario, v.script(commands), v.script(commands, masked=True))
 
 
 def fixture_state(name: str, commands: list[v.Command], *, server: bool) -> NodeState:
-    lines, out = fixture(name)
-    assert lines == v.script(commands, masked=True), "fixture was captured for another script"
-    parsed = v.split_output(out, v.script(commands))
+    parsed = v.split_output(vpncmd_output(name, commands), v.script(commands))
     return parse_state(
         v.pair(commands, parsed.replies),
         admin_password_set=parsed.password_prompted,

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+import pytest
+
+from softether import vpncmd as v
 from softether.facts import FACTS, read_commands
 
-from .helpers import fixture_state, reference_specs
+from .helpers import fixture_state, reference_specs, vpncmd_output
 
 SPECS = reference_specs()
 
@@ -75,3 +78,16 @@ def test_facts_one_table_drives_the_reads_and_the_parsing() -> None:
     assert {(f.command, f.args) for f in FACTS if f.args} <= {(c.name, c.args) for c in server}
     server_only = {f.command for f in FACTS if f.scope in ("server", "switch")}
     assert not {c.name for c in bridged} & server_only
+
+
+def test_facts_fixtures_answer_any_script_command_by_command() -> None:
+    # Another script (here a few of the reads) needs no recapture: each command has its file.
+    C = v.Command
+    st = fixture_state(
+        "server_converged_read", [C("HubList"), C("UserList", hub="HYBRID")], server=True
+    )
+    hybrid = st.hub("HYBRID")
+    assert hybrid is not None and {u.name for u in hybrid.users} == {"hybrid-vpc", "hybrid-vnet"}
+    # A new read is one missing file per scenario, named.
+    with pytest.raises(AssertionError, match=r"no fixture server_converged_read/SessionList\.csv"):
+        vpncmd_output("server_converged_read", [C("SessionList")])

@@ -21,7 +21,7 @@ from softether.facts import (
 from softether.plan import commands, password_note, plan
 from softether.spec import Hub, ServerSpec, User
 
-from .helpers import fixture, fixture_state, reference_specs
+from .helpers import fixture_state, reference_specs, vpncmd_output
 
 SPECS = reference_specs(server_address="198.51.100.1")
 SERVER = SPECS.server
@@ -268,7 +268,7 @@ def test_plan_pins_the_server_certificate_and_detects_a_different_one() -> None:
 def test_plan_hub_set_offline_by_hand_is_drift() -> None:
     # Issue 15 #5: `Offline` on a hub left an empty plan (and a PASS for "configuration
     # matches") while nothing crossed the hub.
-    _, out = fixture("bridge_converged_read")
+    out = vpncmd_output("bridge_converged_read", read_commands(BRIDGE))
     parsed = v.split_output(
         out.replace("Status,Online", "Status,Offline", 1), v.script(read_commands(BRIDGE))
     )

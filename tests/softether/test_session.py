@@ -19,16 +19,24 @@ from softether.plan import Change
 from softether.session import Plan, Session
 from softether.transport import RunRecord, RunResult
 
-from .helpers import FAKE, error_script, fixture, mutating_commands, reference_specs
+from .helpers import (
+    FAKE,
+    answer,
+    error_script,
+    mutating_commands,
+    reference_specs,
+    vpncmd_output,
+)
 
 SPECS = reference_specs(server_address="198.51.100.1")
 
 
 @dataclass
 class FakeTransport:
-    """Answers read scripts with a fixture's output and any other script with success."""
+    """Answers read scripts command by command from a scenario's fixture files, and any other
+    script with success."""
 
-    reads: list[str]  # fixture names, one per read session, in order
+    reads: list[str]  # fixture scenarios, one per read session, in order
     host: str = "fake-node"
     records: list[RunRecord] = field(default_factory=list)
     connects: int = 0
@@ -54,15 +62,13 @@ class FakeTransport:
         if self.timed_out:
             return RunResult(-1, "", "@@pid 4242\n", timeout, timed_out=True)
         lines = redacted_stdin.splitlines()
-        if lines and lines[0] == "ListenerList":
-            name = self.reads.pop(0)
-            script, out = fixture(name)
-            assert script == lines
-            return RunResult(0, out, "@@pid 1\n", 0.1)
-        # Echo the script as vpncmd does: the real lines, secrets included.
+        # The script as run: the real lines, secrets included.
         m = re.search(r"head -c (\d+)", command)
         assert m is not None
         real = stdin[: int(m.group(1))].decode().splitlines()
+        if lines and lines[0] == "ListenerList":
+            return RunResult(0, answer(self.reads.pop(0), real, lines), "@@pid 1\n", 0.1)
+        # Echo the script as vpncmd does.
         echo = "".join(f"VPN Server>{ln}\n" for ln in real)
         return RunResult(0, "Password: ***\n\n" + echo, "", 0.1)
 
@@ -89,7 +95,7 @@ def test_session_result_counts_the_mutating_commands_it_sent() -> None:
 def test_session_apply_reports_first_failure_with_code_name_and_masked_output() -> None:
     specs = reference_specs()
     cmds = error_script(specs)
-    _, out = fixture("server_apply_errors")
+    out = vpncmd_output("server_apply_errors", cmds)
 
     class Replay(FakeTransport):
         def run(self, command: str, **kw: object) -> RunResult:  # type: ignore[override]

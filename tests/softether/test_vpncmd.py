@@ -4,8 +4,9 @@ import pytest
 from pydantic import SecretStr
 
 from softether import vpncmd as v
+from softether.facts import read_commands
 
-from .helpers import FAKE, error_script, fixture, reference_specs
+from .helpers import FAKE, error_script, reference_specs, vpncmd_output
 
 
 def test_vpncmd_command_masks_secret_arguments_but_renders_them_for_the_script() -> None:
@@ -41,8 +42,7 @@ def test_vpncmd_mask_replaces_longest_secret_first() -> None:
 
 def test_vpncmd_split_output_reads_each_commands_own_status() -> None:
     commands = error_script(reference_specs())
-    lines, out = fixture("server_apply_errors")
-    assert lines == v.script(commands, masked=True)
+    out = vpncmd_output("server_apply_errors", commands)
     parsed = v.split_output(out, v.script(commands))
     assert parsed.password_prompted
     codes = [r.code for r in parsed.replies]
@@ -72,7 +72,7 @@ def test_vpncmd_pair_blames_commands_of_an_unselectable_hub() -> None:
 
 
 def test_vpncmd_split_output_rejects_output_of_another_script() -> None:
-    _, out = fixture("bridge_fresh_read")
+    out = vpncmd_output("bridge_fresh_read", read_commands(reference_specs().bridges["Hybrid-VPC"]))
     with pytest.raises(v.OutputError):
         v.split_output(out, ["ListenerList", "HubList", "SomethingElse"])
 
@@ -110,6 +110,6 @@ def test_vpncmd_csv_table_maps_headers_in_one_place_and_handles_quotes() -> None
 
 def test_vpncmd_fixture_outputs_hold_only_fake_secrets() -> None:
     # Guard for the fixtures themselves: captured with the fake passwords, nothing else.
-    _, out = fixture("server_apply_errors")
+    out = vpncmd_output("server_apply_errors", error_script(reference_specs()))
     assert f"{FAKE}-0" in out
     assert v.mask(out, [f"{FAKE}-0", f"{FAKE}-4"]).count(FAKE) == 0
