@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab import faults
 from lab.down import down
-from lab.netns import pids_in
 from lab.node import Node
+from lab.proc import pids_in
 from lab.state import remove_dirs
 from lab.status import wait_for_matrix
 from lab.up import Lab, open_lab, up

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.down import down
 from lab.layout import Host, Layout
-from lab.netns import in_ns, run
+from lab.proc import in_ns, run
 from lab.state import remove_dirs
 from lab.up import open_lab, up
 from topology import read_stack_file, stack_file

@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.lab_throughput import bench_stack, hosts, iperf_json, quiet, veth
 from lab.down import down
 from lab.layout import SWITCH, Host
-from lab.netns import delete, in_ns, pids_in, run
+from lab.netns import delete
+from lab.proc import in_ns, pids_in, run
 from lab.state import remove_dirs
 from lab.up import open_lab, up
 

@@ -51,8 +51,8 @@ from bench.tunnel_peers import ROOT, TICK, Sample, measure, medians, softether_p
 from lab.down import down
 from lab.faults import vpncmd
 from lab.layout import Host
-from lab.netns import in_ns, run
-from lab.node import LabError, Node
+from lab.node import Node
+from lab.proc import LabError, in_ns, run
 from lab.state import remove_dirs
 from lab.up import Lab, open_lab, specs, up
 from softether.spec import BRIDGE_HUB

@@ -47,7 +47,7 @@ def _down_command(args: argparse.Namespace) -> str:
 
 def _left_behind(directory: Path) -> str:
     """What the record says exists (namespaces, live processes), without touching anything."""
-    from lab import netns, paas
+    from lab import proc
     from lab.state import LabState, RecordError
 
     try:
@@ -56,8 +56,8 @@ def _left_behind(directory: Path) -> str:
         return f"a lab with an unreadable record in {directory}"
     if st is None:
         return "nothing recorded"
-    ns = sum(netns.exists(n) for n in st.namespaces)
-    procs = sum(paas.alive(p) for p in st.pids.values())
+    ns = sum(proc.exists(n) for n in st.namespaces)
+    procs = sum(proc.alive(p) for p in st.pids.values())
     return f"{ns} namespaces and {procs} processes of lab {st.lab_id} (record in {directory})"
 
 
@@ -82,7 +82,7 @@ def _on_interrupt(
 
 def _one_line(cmd: str, run: Callable[[], int]) -> int:
     """Run a lab command; a LabError (busy, unreadable record, failed step) is one line."""
-    from lab.node import LabError
+    from lab.proc import LabError
     from softether.errors import SoftEtherError
 
     try:
@@ -93,7 +93,7 @@ def _one_line(cmd: str, run: Callable[[], int]) -> int:
 
 
 def up(args: argparse.Namespace) -> int:
-    from lab.node import LabError
+    from lab.proc import LabError
     from lab.state import LabBusy, RecordError, lab_dir
     from lab.up import up as lab_up
     from softether.errors import SoftEtherError

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
-from . import firewall, netns, paas
+from . import firewall, paas, proc
 from .layout import INTERNET
 from .state import lab_dir, operation
 from .status import matrix
@@ -41,8 +41,8 @@ class Check:
 
 
 def _running(lab: Lab) -> Check:
-    missing = [n.name for n in lab.layout.namespaces if not netns.exists(n.name)]
-    dead = [k for k, pid in lab.state.pids.items() if not paas.alive(pid)]
+    missing = [n.name for n in lab.layout.namespaces if not proc.exists(n.name)]
+    dead = [k for k, pid in lab.state.pids.items() if not proc.alive(pid)]
     ok = not missing and not dead and bool(lab.state.pids)
     why = ", ".join(
         [*(f"namespace {m} missing" for m in missing), *(f"{d} not running" for d in dead)]
@@ -60,7 +60,7 @@ def _root_untouched(lab: Lab) -> Check:
     internet: the lab lives entirely inside its namespaces."""
     net = lab.stack.network
     ranges = [*net.ranges.values(), INTERNET]
-    text = netns.run(["ip", "-4", "-o", "addr", "show"]) + netns.run(["ip", "-4", "route", "show"])
+    text = proc.run(["ip", "-4", "-o", "addr", "show"]) + proc.run(["ip", "-4", "route", "show"])
     found = set()
     for word in text.split():
         try:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import netns, paas
+from . import netns, proc
 from .layout import lab_id
 from .state import LabBusy, LabState, RecordError, holder, lab_dir, mark, operation, remove_dirs
 
@@ -26,19 +26,12 @@ CANCEL_WAIT_S = 15.0
 RELEASE_WAIT_S = 5.0
 
 
-def _netns_of(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
-
-
 def _ns_ids(names: list[str]) -> set[str]:
     """The `net:[inode]` identities of the lab's namespaces that exist."""
     out = set()
     for n in names:
         with contextlib.suppress(OSError):
-            out.add(f"net:[{os.stat(netns.NETNS_DIR / n).st_ino}]")
+            out.add(f"net:[{os.stat(proc.NETNS_DIR / n).st_ino}]")
     return out
 
 
@@ -57,36 +50,20 @@ def marked(directory: Path) -> set[int]:
         except OSError:
             continue
         sshd = argv.startswith(b"sshd:") or argv.startswith(b"/usr/sbin/sshd")
-        if (want in env or (sshd and inside in argv)) and paas.alive(int(d.name)):
+        if (want in env or (sshd and inside in argv)) and proc.alive(int(d.name)):
             out.add(int(d.name))
     return out
-
-
-def _stop_all(pids: set[int]) -> None:
-    """KILL them all at once and wait (bounded): the lab's data is deleted with it, so nothing
-    needs a graceful shutdown (SoftEther's watchdog would only restart a TERMed worker)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while any(paas.alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def _cancel_up(directory: Path, say: Callable[[str], None]) -> None:
     """A `lab up` holding the lock: interrupt it and wait (bounded) until it lets go."""
     pid, command = holder(directory)
-    if pid is None or not command.startswith("lab up") or not paas.alive(pid):
+    if pid is None or not command.startswith("lab up") or not proc.alive(pid):
         return
     say(f"cancelling the lab up in progress (pid {pid})")
     # SIGINT first (it says what it leaves and exits at once); KILL if it does not go.
     for sig in (signal.SIGINT, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        while paas.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not paas.alive(pid):
+        if proc.kill([pid], sig, CANCEL_WAIT_S):
             return
 
 
@@ -116,19 +93,21 @@ def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
         st = None
     lid = st.lab_id if st else lab_id(str(directory))
     prefix = f"hc-{lid}-"
-    found = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}*")) if lid else []
+    found = sorted(p.name for p in proc.NETNS_DIR.glob(f"{prefix}*")) if lid else []
     recorded_ns: list[str] = st.namespaces if st else []
     names = list(dict.fromkeys([*recorded_ns, *found]))
     ours = _ns_ids(names)
     recorded = st.pids.values() if st else ()
-    targets = {pid for pid in recorded if paas.alive(pid) and _netns_of(pid) in ours}
-    targets |= {pid for ns in names for pid in netns.pids_in(ns)}
+    targets = {pid for pid in recorded if proc.alive(pid) and proc.netns_of(pid) in ours}
+    targets |= {pid for ns in names for pid in proc.pids_in(ns)}
     targets |= marked(directory)
     if st is None and not names and not targets:
         remove_dirs(directory)
         say(f"no lab for stack {ref}: nothing to do")
         return 0
-    _stop_all(targets)
+    # KILL them all at once and wait (bounded): the lab's data is deleted with it, so nothing
+    # needs a graceful shutdown (SoftEther's watchdog would only restart a TERMed worker).
+    proc.kill(targets)
     gone = netns.delete(names)
     remove_dirs(directory)
     say(

@@ -5,8 +5,6 @@ Recovery is then measured with `status.wait_for_matrix`: nothing here repairs an
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import threading
 import time
@@ -14,8 +12,8 @@ from dataclasses import dataclass, field
 
 from softether.spec import BRIDGE_HUB
 
-from .netns import pids_in, run
-from .node import Node, comm, sh
+from .node import Node
+from .proc import comm, pids_in, run, send, sh
 from .up import Lab, specs
 
 
@@ -97,9 +95,7 @@ class SshKiller:
             seen |= {p for p in pids if comm(p) == "vpncmd"}
             if len(seen) >= self.nth:
                 for pid in pids:
-                    if comm(pid) == "sshd" and pid != listener:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                            self.killed.append(pid)
+                    if comm(pid) == "sshd" and pid != listener and send(pid, signal.SIGKILL):
+                        self.killed.append(pid)
                 return
             time.sleep(0.02)

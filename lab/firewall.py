@@ -27,8 +27,8 @@ from components.firewall import SSH_PORT, Firewall, FirewallRules, Ingress, fire
 from topology import Stack
 
 from .layout import OPERATOR, STRANGER, Layout
-from .netns import in_ns, run
 from .node import netns_socket
+from .proc import in_ns, run
 
 TABLE = "hybrid_firewall"
 # A filtered SYN gets no answer: after this long without one, the probe counts it dropped.

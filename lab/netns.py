@@ -9,26 +9,11 @@ or route of the lab ever exists in the root namespace.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from .layout import Layout, Link, Namespace
-from .node import sh
+from .proc import exists, in_ns, run
 
-NETNS_DIR = Path("/run/netns")
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro")
-
-
-def run(argv: Sequence[str], *, timeout: float = 20.0, stdin: str | None = None) -> str:
-    """`lab.node.sh` for an argv list."""
-    return sh(*argv, timeout=timeout, stdin=stdin)
-
-
-def exists(ns: str) -> bool:
-    return (NETNS_DIR / ns).exists()
-
-
-def in_ns(ns: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *argv]
 
 
 def _batch(ns: str, lines: list[str]) -> None:
@@ -121,9 +106,3 @@ def delete(names: Sequence[str]) -> list[str]:
             gone.append(ns)
     return gone
 
-
-def pids_in(ns: str) -> list[int]:
-    """Processes whose network namespace is `ns` (`ip netns pids`)."""
-    if not exists(ns):
-        return []
-    return [int(p) for p in run(["ip", "netns", "pids", ns]).split()]

@@ -43,7 +43,6 @@ import ctypes
 import os
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import threading
@@ -59,6 +58,8 @@ from pydantic import SecretStr
 from components.cloudinit import BRIDGE_BINARY
 from softether.spec import SshTarget
 from softether.transport import SshTransport, ssh_transport
+
+from .proc import LabError, alive, comm, exists, kill_all_in, pids_in, sh
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
@@ -97,25 +98,6 @@ WRAP_IO(SSL_write)
 WRAP_HS(SSL_accept)
 WRAP_HS(SSL_connect)
 """
-
-
-class LabError(RuntimeError):
-    pass
-
-
-def sh(*argv: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> str:
-    """Run a command with a hard timeout; with `check`, a failure raises LabError with the
-    last lines of its output."""
-    try:
-        res = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, input=stdin, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise LabError(f"{shlex.join(argv)}: no answer within {timeout:.0f} s") from None
-    if check and res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-        raise LabError(f"{shlex.join(argv)} exited {res.returncode}: {' / '.join(tail)}")
-    return res.stdout
 
 
 def run_id() -> str:
@@ -207,8 +189,8 @@ class Internet:
         sh("ip", "-n", node.netns, "link", "set", inside, "up")
 
     def stop(self) -> None:
-        if _netns_exists(self.netns):
-            _kill_netns_pids(self.netns)
+        if exists(self.netns):
+            kill_all_in(self.netns)
             sh("ip", "netns", "del", self.netns, check=False)
         self.created = False
 
@@ -394,14 +376,14 @@ class Node:
         restarted: list[str] = []
         marks = "".join(f"{k}={shlex.quote(v)} " for k, v in self.env.items())
         name = Path(self.binary).name[:15]  # /proc/PID/comm is cut at 15 characters
-        if not any(comm(p) == name for p in _netns_pids(self.netns)):
+        if not any(comm(p) == name for p in pids_in(self.netns)):
             for stale in self._dir("run").glob(".pid_*"):
                 stale.unlink(missing_ok=True)
             self.exec(f"{marks}{self.softether_command('start')} >/dev/null")
             self.pids["softether"] = self.softether_pid()
             self.wait_listening(self.admin_port)
             restarted.append("softether")
-        if not _alive(self.pids.get("sshd", 0)) or _zombie(self.pids["sshd"]):
+        if not alive(self.pids.get("sshd")):
             pid_file = self._dir("ssh") / "sshd.pid"
             pid_file.unlink(missing_ok=True)
             self.exec(f"{marks}{self._sshd_command}")
@@ -432,10 +414,10 @@ class Node:
     def stop(self) -> None:
         """Stop SoftEther gracefully (it saves its config), then every process in the node's
         network namespace by PID, then delete the namespace. Safe to call twice."""
-        if not _netns_exists(self.netns):
+        if not exists(self.netns):
             return
         holder = self.pids.get("holder")
-        if holder and _alive(holder):
+        if alive(holder):
             with contextlib.suppress(LabError, subprocess.TimeoutExpired):
                 self.exec(
                     self.softether_command("stop") + " >/dev/null 2>&1", timeout=15, check=False
@@ -445,7 +427,7 @@ class Node:
 
     def stop_processes(self) -> None:
         """TERM, then KILL, every process in the node's network namespace (bounded)."""
-        _kill_netns_pids(self.netns)
+        kill_all_in(self.netns)
 
 
 def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 5.0) -> int:
@@ -458,53 +440,6 @@ def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 
                     return int(text)
         time.sleep(0.05)
     raise LabError(f"node {node}: no pid file after {timeout} s")
-
-
-def _netns_exists(name: str) -> bool:
-    return Path(f"/run/netns/{name}").exists()
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _netns_pids(netns: str) -> list[int]:
-    return [int(p) for p in sh("ip", "netns", "pids", netns, check=False).split()]
-
-
-def comm(pid: int) -> str:
-    """A process's command name ("" once it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _kill_netns_pids(netns: str) -> None:
-    """TERM, then KILL, every process in `netns` (all started by the lab), bounded."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        pids = _netns_pids(netns)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_alive(p) and not _zombie(p) for p in pids):
-            time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
 
 
 def generate_client_key(directory: Path) -> tuple[str, str]:

@@ -19,7 +19,6 @@ import grp
 import http.client
 import os
 import shlex
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -29,8 +28,8 @@ from pathlib import Path
 from topology import Stack
 
 from .layout import Host, Layout
-from .netns import in_ns, run
-from .node import LabError, netns_socket
+from .node import netns_socket
+from .proc import LabError, alive, in_ns, run, stop
 from .state import LabState, mark
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
@@ -81,33 +80,6 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int
             env={**os.environ, **(env or {})},
         )
     return p.pid
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return not stat.read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
-
-
-def stop_pid(pid: int | None, seconds: float = 15.0) -> None:
-    """TERM, wait (bounded), then KILL."""
-    if not alive(pid):
-        return
-    assert pid is not None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + seconds
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if alive(pid):
-        os.kill(pid, signal.SIGKILL)
 
 
 class Database:
@@ -186,7 +158,7 @@ class Database:
         run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot"], stdin=sql)
 
     def stop(self) -> None:
-        stop_pid(self.state.pids.get("db"), seconds=30)
+        stop(self.state.pids.get("db"), seconds=30)
         self.state.record({"db": None})
 
 
@@ -287,7 +259,7 @@ class WordPress:
         return fetch(self.host.ns, self.url)
 
     def stop(self) -> None:
-        stop_pid(self.state.pids.get("app"))
+        stop(self.state.pids.get("app"))
         self.state.record({"app": None})
 
 

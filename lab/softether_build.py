@@ -37,7 +37,7 @@ from typing import Literal
 from components.cloudinit import install_script
 from topology import SoftEtherOptions
 
-from .node import LabError, sh
+from .proc import LabError, sh
 
 CACHE_ENV = "HYBRID_SOFTETHER_CACHE"
 MIRROR_ENV = "HYBRID_SOFTETHER_MIRROR"

@@ -30,7 +30,7 @@ from typing import Any
 
 from topology import stack_file
 
-from .node import LabError
+from .proc import LabError
 
 ALPHABET = string.ascii_letters + string.digits
 DEFAULT_ROOT = "/run/hybrid-lab"

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netns, paas
+from . import proc
 from .layout import Host, Layout
 
 PING_DEADLINE_S = 4
@@ -30,7 +30,7 @@ class Probe:
 
 def ping(ns: str, address: str, deadline_s: int = PING_DEADLINE_S) -> bool:
     """True if `address` answers one ping from namespace `ns` within `deadline_s`."""
-    argv = netns.in_ns(
+    argv = proc.in_ns(
         ns, "ping", "-n", "-q", "-c", "1", "-i", "0.5", "-W", "1", "-w", str(deadline_s), address
     )
     try:
@@ -99,7 +99,7 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
         return 1
     refresh_pids(lab)
     say(f"lab {layout.lab_id} of stack {ref}, state in {st.directory}")
-    missing = [n.name for n in layout.namespaces if not netns.exists(n.name)]
+    missing = [n.name for n in layout.namespaces if not proc.exists(n.name)]
     say(
         f"namespaces: {len(layout.namespaces) - len(missing)}/{len(layout.namespaces)}"
         + (f" (missing: {', '.join(missing)})" if missing else "")
@@ -110,11 +110,11 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
     # What each node's SoftEther is: "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674".
     release = {n.name: n.softether_label for n in lab.nodes.values()}
     for name, pid in sorted(st.pids.items()):
-        up = paas.alive(pid)
+        up = proc.alive(pid)
         healthy &= up
-        key, _, proc = name.partition("/")
+        key, _, process = name.partition("/")
         desc = what.get(key, "")
-        if proc == "softether":
+        if process == "softether":
             desc += f", SoftEther {release.get(key) or 'unknown'}"
         say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {desc}")
     if healthy:

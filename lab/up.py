@@ -35,16 +35,10 @@ from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
-from . import firewall, netns, paas, softether_build
+from . import firewall, netns, paas, proc, softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
-from .node import (
-    COMPAT_LIBRARY,
-    LabError,
-    Node,
-    build_compat_library,
-    generate_client_key,
-    netns_socket,
-)
+from .node import COMPAT_LIBRARY, Node, build_compat_library, generate_client_key, netns_socket
+from .proc import LabError
 from .state import LabState, lab_dir, mark, operation
 
 SSH_DEADLINE_S = 30.0
@@ -133,7 +127,7 @@ def use_release(lab: Lab, node: Node, release: softether_build.Release | None) -
 
 
 def running(node: Node) -> bool:
-    return paas.alive(node.pids.get("holder"))
+    return proc.alive(node.pids.get("holder"))
 
 
 def refresh_pids(lab: Lab) -> None:
@@ -311,7 +305,7 @@ def start_and_converge(
 def _stop_leftovers(lab: Lab, node: Node) -> None:
     """A node whose holder died is started again: first stop what of it still runs in its
     own namespace (its SoftEther would hold the ports), and forget its old PIDs."""
-    if netns.exists(node.netns):
+    if proc.exists(node.netns):
         node.stop_processes()
     lab.state.record({f"{node.name}/{k}": None for k in node.pids})
     node.pids.clear()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lab.down import down
-from lab.netns import delete, exists
+from lab.netns import delete
+from lab.proc import exists
 from lab.state import LabState, lab_dir, remove_dirs
 from lab.up import UpReport, up
 

@@ -30,7 +30,7 @@ def test_checks_root_namespace_guard(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extra: str, ok: bool
 ) -> None:
     monkeypatch.setattr(
-        checks.netns, "run", lambda argv, **_: ROOT_NS + extra if "addr" in argv else ""
+        checks.proc, "run", lambda argv, **_: ROOT_NS + extra if "addr" in argv else ""
     )
     check = checks._root_untouched(open_lab("dev", tmp_path))
     assert check.ok is ok

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lab.down import down, marked
-from lab.netns import NETNS_DIR
+from lab.proc import NETNS_DIR
 from lab.state import LabState, RecordError, lab_dir, remove_dirs
 
 from .conftest import TEST_ROOT

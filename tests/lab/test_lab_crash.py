@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.down import down
-from lab.netns import exists
+from lab.proc import exists
 from lab.state import LabState, lab_dir
 
 from .conftest import TEST_ROOT

@@ -20,9 +20,7 @@ import pytest
 
 from lab import faults
 from lab.checks import checks
-from lab.netns import NETNS_DIR, pids_in
-from lab.node import comm
-from lab.paas import alive
+from lab.proc import NETNS_DIR, alive, comm, pids_in
 from lab.state import LabState
 from lab.status import wait_for_matrix
 from lab.up import open_lab, specs, up

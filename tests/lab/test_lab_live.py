@@ -16,8 +16,7 @@ from lab import faults
 from lab.checks import checks
 from lab.down import down
 from lab.layout import PUBLIC_IF
-from lab.netns import exists
-from lab.paas import alive
+from lab.proc import alive, exists
 from lab.state import LabState
 from lab.status import matrix, status, wait_for_matrix
 from lab.tls_capture import capture_server_hellos

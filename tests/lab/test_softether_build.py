@@ -8,7 +8,7 @@ import pytest
 
 from components import cloudinit
 from lab import softether_build as sb
-from lab.node import LabError
+from lab.proc import LabError
 from topology import SoftEtherOptions
 
 REPO = Path(__file__).resolve().parents[2]

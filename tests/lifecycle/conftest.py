@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from lab.node import Node, Testbed, sh
+from lab.node import Node, Testbed
+from lab.proc import sh
 from softether.derive import derive, secret_names
 from softether.dynamic import node_props
 from softether.spec import spec_to_dict

@@ -335,7 +335,7 @@ def test_live_unreachable_host_fails_after_retry_deadline(testbed: Testbed, home
 def test_live_changed_host_key_is_refused_naming_both_fingerprints(
     testbed: Testbed, home: Node, tmp_path: Path
 ) -> None:
-    from lab.node import sh
+    from lab.proc import sh
     from softether.transport import fingerprint, parse_public_key
 
     for kind in ("ed25519", "ecdsa"):
