@@ -32,11 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab import faults
 from lab.down import down
+from lab.lab import Lab, open_lab
 from lab.node import Node
 from lab.proc import pids_in
 from lab.state import remove_dirs
 from lab.status import wait_for_matrix
-from lab.up import Lab, open_lab, up
+from lab.up import up
 from softether.errors import SoftEtherError
 
 ROOT = Path("/run/hybrid-lab-bench")

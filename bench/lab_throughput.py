@@ -33,10 +33,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.down import down
+from lab.lab import open_lab
 from lab.layout import Host, Layout
 from lab.proc import in_ns, run
 from lab.state import remove_dirs
-from lab.up import open_lab, up
+from lab.up import up
 from topology import read_stack_file, stack_file
 
 ROOT = Path("/run/hybrid-lab-bench")

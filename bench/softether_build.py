@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from components import cloudinit
 from lab import faults, softether_build
 from lab.down import down
+from lab.lab import open_lab, softether_options
 from lab.layout import PUBLIC_IF
 from lab.state import remove_dirs
 from lab.status import wait_for_matrix
 from lab.tls_capture import capture_server_hellos
-from lab.up import open_lab, softether_options, up
+from lab.up import up
 
 ROOT = Path("/run/hybrid-lab-bench")
 

@@ -24,9 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.down import down
+from lab.lab import open_lab
 from lab.outputs import lab_outputs, lab_report
 from lab.state import remove_dirs
-from lab.up import open_lab, up
+from lab.up import up
 
 ROOT = Path("/run/hybrid-lab-bench")
 ROOT_DIR = Path(__file__).resolve().parents[1]

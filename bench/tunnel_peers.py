@@ -42,11 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lab_throughput import bench_stack, hosts, iperf_json, quiet, veth
 from lab.down import down
+from lab.lab import open_lab
 from lab.layout import SWITCH, Host
 from lab.netns import delete
 from lab.proc import in_ns, pids_in, run
 from lab.state import remove_dirs
-from lab.up import open_lab, up
+from lab.up import up
 
 ROOT = Path("/run/hybrid-lab-bench")
 TICK = os.sysconf("SC_CLK_TCK")

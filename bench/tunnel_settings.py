@@ -50,11 +50,12 @@ from bench.lab_throughput import bench_stack, hosts, quiet
 from bench.tunnel_peers import ROOT, TICK, Sample, measure, medians, softether_pids, wait_ping
 from lab.down import down
 from lab.faults import vpncmd
+from lab.lab import Lab, open_lab, specs
 from lab.layout import Host
 from lab.node import Node
 from lab.proc import LabError, in_ns, run
 from lab.state import remove_dirs
-from lab.up import Lab, open_lab, specs, up
+from lab.up import up
 from softether.spec import BRIDGE_HUB
 from topology.model import TAP_NAME, TAP_PREFIX
 

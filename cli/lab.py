@@ -142,8 +142,8 @@ def down(args: argparse.Namespace) -> int:
 def outputs(args: argparse.Namespace) -> int:
     import json
 
+    from lab.lab import open_lab
     from lab.outputs import lab_outputs
-    from lab.up import open_lab
 
     if not _root():
         return 2

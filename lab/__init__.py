@@ -5,7 +5,9 @@ reference network (layout.py, derived from the topology and its routing plan); r
 Server/Bridge instances with sshd (node.py), converged over SSH with pinned host keys by
 `softether` from the specs `softether.derive` makes (up.py); MariaDB and WordPress standing in
 for RDS and App Service (paas.py); the blog's checks (checks.py); faults for tests and
-benchmarks (faults.py); teardown from the lab's own record (state.py, down.py).
+benchmarks (faults.py); teardown from the lab's own record (state.py, down.py). Every command
+works through the lab handle (lab.py: `open_lab`, `specs`, `session`) and one process and
+namespace toolkit (proc.py).
 
 Debian 12's SoftEther has an OpenSSL-3 error-queue defect (see node.py): the lab preloads a
 small compatibility library into its SoftEther processes, so restarts and faults heal by

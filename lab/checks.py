@@ -20,10 +20,10 @@ from pathlib import Path
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
 from . import firewall, paas, proc
+from .lab import Lab, open_lab, refresh_pids, session, specs
 from .layout import INTERNET
 from .state import lab_dir, operation
 from .status import matrix
-from .up import Lab, open_lab, refresh_pids, session, specs
 
 PAGE_DEADLINE_S = 30.0
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from softether.spec import BRIDGE_HUB
 
+from .lab import Lab, specs
 from .node import Node
 from .proc import comm, pids_in, run, send, sh
-from .up import Lab, specs
 
 
 def vpncmd(node: Node, password: str, *command: str, hub: str | None = None) -> str:

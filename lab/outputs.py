@@ -14,8 +14,8 @@ from softether.outputs import LAB, STATUS, Outputs, node_output, status_output
 from softether.spec import spec_to_dict
 from topology import plan_routes
 
+from .lab import Lab, specs
 from .state import stack_name
-from .up import Lab, specs
 
 
 def lab_outputs(lab: Lab) -> dict[str, Any]:

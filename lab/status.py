@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import proc
+from .lab import open_lab, refresh_pids
 from .layout import Host, Layout
+from .outputs import lab_report
 
 PING_DEADLINE_S = 4
 
@@ -88,9 +90,6 @@ def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
 def status(ref: str, say: Callable[[str], None] = print, root: Path | None = None) -> int:
     """Print what runs, the cascades, and the matrix; 0 if all is up and green."""
     from softether.health import text_lines
-
-    from .outputs import lab_report
-    from .up import open_lab, refresh_pids
 
     lab = open_lab(ref, root)
     layout, st = lab.layout, lab.state

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab import checks
-from lab.up import open_lab
+from lab.lab import open_lab
 
 ROOT_NS = """\
 2: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0

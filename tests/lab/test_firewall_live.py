@@ -12,7 +12,7 @@ import pytest
 from cli.main import main
 from components.firewall import ANYWHERE, Ingress
 from lab.firewall import Guard, apply, guards, verify, without
-from lab.up import Lab, open_lab
+from lab.lab import Lab, open_lab
 
 from .conftest import RunningLab, lab_fixture
 

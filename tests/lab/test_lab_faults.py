@@ -20,10 +20,11 @@ import pytest
 
 from lab import faults
 from lab.checks import checks
+from lab.lab import open_lab, specs
 from lab.proc import NETNS_DIR, alive, comm, pids_in
 from lab.state import LabState
 from lab.status import wait_for_matrix
-from lab.up import open_lab, specs, up
+from lab.up import up
 from softether.spec import BRIDGE_HUB
 
 from .conftest import RunningLab, lab_fixture

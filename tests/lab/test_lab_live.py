@@ -15,12 +15,13 @@ from cli.main import main
 from lab import faults
 from lab.checks import checks
 from lab.down import down
+from lab.lab import open_lab, specs
 from lab.layout import PUBLIC_IF
 from lab.proc import alive, exists
 from lab.state import LabState
 from lab.status import matrix, status, wait_for_matrix
 from lab.tls_capture import capture_server_hellos
-from lab.up import open_lab, specs, up
+from lab.up import up
 from softether.errors import SoftEtherError, TransportError
 
 from ..softether.helpers import softether_processes

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from lab.lab import open_lab
 from lab.outputs import lab_outputs
-from lab.up import open_lab
 
 from .conftest import RunningLab, lab_fixture
 

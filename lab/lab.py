@@ -1,0 +1,159 @@
+"""The lab handle: a stack's lab (its layout, its record, its nodes) and the ways in.
+
+`open_lab` builds it from the stack and the record without starting or building anything
+(each node pointed at its SoftEther release: `softether_options`, `use_release`); `specs` are
+the nodes' specs with the lab's secrets, `transport`/`session` reach a node over SSH from
+the operator's namespace, `running`/`refresh_pids` read what lives. `lab up`, `status`,
+`test`, `outputs`, the faults and the benchmarks all work through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+
+from softether.derive import NodeSpecs, derive, secret_names
+from softether.session import Session
+from softether.spec import BridgeSpec, ServerSpec, SshTarget
+from softether.transport import SshTransport, ssh_transport
+from topology import SoftEtherOptions, Stack, load_stack, plan_routes
+
+from . import proc, softether_build
+from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
+from .node import COMPAT_LIBRARY, Node, generate_client_key, netns_socket
+from .state import LabState, lab_dir, mark
+
+SSH_DEADLINE_S = 30.0
+
+
+@dataclass
+class Lab:
+    """A stack's lab: its layout, its record and its nodes (by site name)."""
+
+    ref: str
+    stack: Stack
+    layout: Layout
+    state: LabState
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def client_key(self) -> tuple[str, str]:
+        return generate_client_key(self.state.directory / "client")
+
+
+def open_lab(
+    ref: str,
+    root: Path | None = None,
+    preload: bool | None = None,
+    source: Literal["upstream", "debian"] | None = None,
+) -> Lab:
+    """The lab of stack `ref` (running or not); nothing is started or built.
+
+    Each node runs the SoftEther release the stack's `network.softether` selects
+    (lab.softether_build); a node that was started keeps the release recorded for it.
+    `source` overrides the stack's choice and `preload` (Debian's build only: the OpenSSL-3
+    compatibility library, lab/node.py says why; default True) can turn the library off;
+    both are kept for the lab's later commands and exist to measure side by side
+    (bench/lab_faults.py).
+    """
+    stack = load_stack(ref)
+    directory = lab_dir(ref, root)
+    layout = build_layout(stack, ref, lab_id(str(directory)))
+    state = LabState.load(directory) or LabState(directory, ref, layout.lab_id)
+    if preload is not None:
+        state.extra["preload"] = preload
+    if source is not None:
+        state.extra["source"] = source
+    lab = Lab(ref, stack, layout, state)
+    chosen = softether_build.cached_release(softether_options(lab))
+    started: dict[str, dict[str, str]] = state.extra.get("softether", {})
+    for v in layout.nodes:
+        key = v.ns.rsplit("-", 1)[1]
+        release = softether_build.Release.from_record(started[key]) if key in started else chosen
+        node = Node(
+            name=key,
+            kind="server" if v.kind == "server" else "bridge",
+            netns=v.ns,
+            state_dir=directory / "nodes" / key,
+            address=v.public,
+            admin_port=stack.network.home.vpn_server.port if v.kind == "server" else 5555,
+            env=mark(directory),
+        )
+        use_release(lab, node, release)
+        node.pids = {
+            k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
+        }
+        pub = node.state_dir / "ssh" / "ssh_host_ed25519_key.pub"
+        if pub.exists():
+            node.host_key = " ".join(pub.read_text().split()[:2])
+        lab.nodes[v.site] = node
+    return lab
+
+
+def softether_options(lab: Lab) -> SoftEtherOptions:
+    """The stack's `network.softether`, with the source `open_lab` was told to use."""
+    options = lab.stack.network.softether
+    source = lab.state.extra.get("source")
+    return options.model_copy(update={"source": source}) if source else options
+
+
+def use_release(lab: Lab, node: Node, release: softether_build.Release | None) -> None:
+    """Point `node` at `release`'s binaries (None: an upstream build not made yet)."""
+    debian = release is not None and release.source == "debian"
+    node.softether_root = release.root if release else None
+    node.softether_label = release.label if release else ""
+    preload = debian and lab.state.extra.get("preload", True)
+    node.compat_library = lab.state.directory / "compat" / COMPAT_LIBRARY if preload else None
+
+
+def running(node: Node) -> bool:
+    return proc.alive(node.pids.get("holder"))
+
+
+def refresh_pids(lab: Lab) -> None:
+    """Re-read each running node's SoftEther PID: a restart (or SoftEther's own watchdog)
+    replaces the worker process, and the record must name the live one."""
+    fresh: dict[str, int | None] = {}
+    for node in lab.nodes.values():
+        if running(node):
+            pid = node.softether_pid()
+            node.pids["softether"] = pid
+            fresh[f"{node.name}/softether"] = pid
+    lab.state.record(fresh)
+
+
+def specs(lab: Lab, create: bool = False) -> NodeSpecs:
+    """The nodes' specs with the lab's secrets; only `up` creates missing secrets (`create`),
+    everything else reads them (a read-only `status` writes nothing)."""
+    net = lab.stack.network
+    # Every bridge node restarts the same way (the vpnbridge binary, the shared compat library).
+    bridge = next(n for n in lab.nodes.values() if n.kind == "bridge")
+    return derive(
+        net,
+        plan_routes(net),
+        lab.state.secrets(secret_names(net), create=create),
+        server_address=str(SERVER_PUBLIC.ip),
+        restart_command=bridge.restart_command,
+    )
+
+
+def transport(lab: Lab, node: Node) -> SshTransport:
+    """SSH to `node` from the operator's place on the lab's internet (the socket is opened in
+    that namespace), host key pinned to the one generated for the node."""
+    operator = lab.layout.operator_ns
+    target = SshTarget(
+        host=node.host,
+        host_key=node.host_key,
+        private_key=SecretStr(lab.client_key[0]),
+        connect_deadline_s=SSH_DEADLINE_S,
+    )
+    return ssh_transport(
+        target, lambda host, port, timeout: netns_socket(operator, host, port, timeout)
+    )
+
+
+def session(lab: Lab, site: str, spec: ServerSpec | BridgeSpec) -> Session:
+    return Session(transport(lab, lab.nodes[site]), spec)
