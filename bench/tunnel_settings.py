@@ -50,7 +50,7 @@ from bench.lab_throughput import bench_stack, hosts, quiet
 from bench.tunnel_peers import ROOT, TICK, Sample, measure, medians, softether_pids, wait_ping
 from lab.down import down
 from lab.faults import vpncmd
-from lab.lab import Lab, open_lab, specs
+from lab.lab import Lab, open_lab
 from lab.layout import Host
 from lab.node import Node
 from lab.proc import LabError, in_ns, run
@@ -71,16 +71,14 @@ class ProjectPath:
     aws: Host
     server: Node
     bridge: Node
-    server_pw: str
-    bridge_pw: str
     transit: str
     work: Path
 
     def on_server(self, *command: str, hub: str | None = None) -> str:
-        return vpncmd(self.server, self.server_pw, *command, hub=hub)
+        return vpncmd(self.lab, self.lab.stack.network.home.name, *command, hub=hub)
 
     def on_bridge(self, *command: str, hub: str | None = None) -> str:
-        return vpncmd(self.bridge, self.bridge_pw, *command, hub=hub)
+        return vpncmd(self.lab, self.aws.site, *command, hub=hub)
 
     def cascade(self, command: str, *args: str) -> str:
         return self.on_bridge(command, self.transit, *args, hub=BRIDGE_HUB)
@@ -308,7 +306,6 @@ def main() -> int:
             raise SystemExit("the lab's matrix is not green")
         lab = open_lab(str(path), root)
         home, aws = hosts(lab.layout)
-        sp = specs(lab)
         net = lab.stack.network
         p = ProjectPath(
             lab,
@@ -316,8 +313,6 @@ def main() -> int:
             aws,
             lab.nodes[net.home.name],
             lab.nodes[aws.site],
-            sp.server.admin_password.get_secret_value(),
-            sp.bridges[aws.site].admin_password.get_secret_value(),
             net.transit.hub,
             work,
         )

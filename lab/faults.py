@@ -1,5 +1,8 @@
 """Faults injected into a running lab (tests and bench): each returns when the fault is in.
 
+A fault is a function taking the lab handle (`lab.lab`); SoftEther is reached the way the
+lab converges it, through the node's session (SSH from the operator's place, the spec's admin
+port and password: the server's port is the stack's `network.home.vpnServer.port`).
 Recovery is then measured with `status.wait_for_matrix`: nothing here repairs anything.
 """
 
@@ -10,18 +13,33 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from softether import vpncmd as v
 from softether.spec import BRIDGE_HUB
 
-from .lab import Lab, specs
+from .lab import Lab, session, specs
 from .node import Node
-from .proc import comm, pids_in, run, send, sh
+from .proc import LabError, comm, pids_in, run, send
+
+VPNCMD_TIMEOUT_S = 20.0
 
 
-def vpncmd(node: Node, password: str, *command: str, hub: str | None = None) -> str:
-    """One vpncmd command inside `node` (password on stdin, never in argv)."""
-    argv = [*node.nsenter(), "timeout", "-s", "KILL", "20", "vpncmd", "localhost:5555", "/SERVER"]
-    argv += [f"/ADMINHUB:{hub}"] if hub else []
-    return sh(*argv, "/CMD", *command, stdin=password + "\n", timeout=30)
+def vpncmd(lab: Lab, site: str, *command: str, hub: str | None = None) -> str:
+    """One vpncmd command on `site`'s node, in `hub` (None: server-wide), through the lab's
+    session; its output lines. A command SoftEther refuses raises LabError."""
+    nodes = specs(lab)
+    spec = nodes.server if site == lab.stack.network.home.name else nodes.bridges[site]
+    cmd = v.Command(command[0], tuple(command[1:]), hub=hub)
+    s = session(lab, site, spec)
+    try:
+        lines, res = s.run_script([cmd], VPNCMD_TIMEOUT_S)
+    finally:
+        s.transport.close()
+    if res.timed_out:
+        raise LabError(f"{site}: vpncmd {cmd} did not finish within {VPNCMD_TIMEOUT_S:.0f} s")
+    ((_, reply),) = v.pair([cmd], v.split_output(res.stdout, lines).replies)
+    if not reply.ok:
+        raise LabError(f"{site}: vpncmd {cmd} failed: error {reply.code} {reply.message}")
+    return "\n".join(reply.output)
 
 
 def restart_softether(node: Node) -> None:
@@ -48,19 +66,15 @@ def link_down(lab: Lab, site: str, seconds: float) -> None:
 def delete_l3_switch(lab: Lab) -> None:
     """What an operator's slip does: `RouterStop` + `RouterDelete` on the home server."""
     home = lab.stack.network.home
-    node = lab.nodes[home.name]
-    pw = specs(lab).server.admin_password.get_secret_value()
     switch = home.vpn_server.l3_switch
-    vpncmd(node, pw, "RouterStop", switch)
-    vpncmd(node, pw, "RouterDelete", switch)
+    vpncmd(lab, home.name, "RouterStop", switch)
+    vpncmd(lab, home.name, "RouterDelete", switch)
 
 
 def delete_cascade(lab: Lab, site: str) -> None:
     """Remove a bridge's cascade by hand (drift the next converge must repair)."""
-    node = lab.nodes[site]
-    spec = specs(lab).bridges[site]
-    pw = spec.admin_password.get_secret_value()
-    vpncmd(node, pw, "CascadeDelete", spec.cascades[0].name, hub=BRIDGE_HUB)
+    cascade = specs(lab).bridges[site].cascades[0]
+    vpncmd(lab, site, "CascadeDelete", cascade.name, hub=BRIDGE_HUB)
 
 
 @dataclass

@@ -33,7 +33,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
     def visit(m: str, path: list[str]) -> list[str]:
         if m in path:
-            return path[path.index(m) :] + [m]
+            return [*path[path.index(m) :], m]
         if m in done:
             return []
         for n in sorted(graph.get(m, ())):

@@ -105,8 +105,7 @@ def test_lab_hub_offline_by_hand_is_drift_repaired_by_up(dev: RunningLab) -> Non
     nodes = specs(lab)
     hub = nodes.server.hubs[-1].name  # the transit hub every cascade lands in
     assert any(c.remote_hub == hub for b in nodes.bridges.values() for c in b.cascades)
-    pw = nodes.server.admin_password.get_secret_value()
-    faults.vpncmd(lab.nodes[home], pw, "Offline", hub=hub)
+    faults.vpncmd(lab, home, "Offline", hub=hub)
     (match,) = [c for c in checks(dev.ref, dev.root) if c.name.startswith(f"{home}: SoftEther")]
     print(match.line())
     assert not match.ok and f"~ hub {hub}: online" in match.detail
@@ -120,18 +119,15 @@ def test_lab_user_password_changed_on_the_server_is_repaired_by_up(dev: RunningL
     home = lab.stack.network.home
     site = lab.stack.network.sites[0].name
     nodes = specs(lab)
-    bridge_pw = nodes.bridges[site].admin_password.get_secret_value()
     cascade = nodes.bridges[site].cascades[0]
     faults.vpncmd(
-        lab.nodes[home.name], nodes.server.admin_password.get_secret_value(),
+        lab, home.name,
         "UserPasswordSet", cascade.username, "/PASSWORD:ChangedByHand1", hub=cascade.remote_hub,
     )  # fmt: skip
-    faults.vpncmd(lab.nodes[site], bridge_pw, "CascadeOffline", cascade.name, hub=BRIDGE_HUB)
-    faults.vpncmd(lab.nodes[site], bridge_pw, "CascadeOnline", cascade.name, hub=BRIDGE_HUB)
+    faults.vpncmd(lab, site, "CascadeOffline", cascade.name, hub=BRIDGE_HUB)
+    faults.vpncmd(lab, site, "CascadeOnline", cascade.name, hub=BRIDGE_HUB)
     deadline = time.monotonic() + 30
-    while "authentication failed" not in faults.vpncmd(
-        lab.nodes[site], bridge_pw, "CascadeList", hub=BRIDGE_HUB
-    ):
+    while "authentication failed" not in faults.vpncmd(lab, site, "CascadeList", hub=BRIDGE_HUB):
         assert time.monotonic() < deadline, "the server never refused the cascade"
         time.sleep(0.5)
     r = up(dev.ref, say=print, root=dev.root)
