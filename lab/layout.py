@@ -76,7 +76,7 @@ class Namespace:
     site: str
     routes: tuple[Route, ...] = ()
     forwarding: bool = False
-    switches: tuple[tuple[str, IPv4Interface], ...] = ()  # Linux bridges: name, address
+    switches: tuple[tuple[str, IPv4Interface | None], ...] = ()  # Linux bridges: name, address
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def build(layout: Layout) -> list[str]:
 def _config(n: Namespace, links: tuple[Link, ...]) -> list[str]:
     lines = ["link set lo up"]
     for sw, addr in n.switches:
-        lines += [f"addr replace {addr} dev {sw}", f"link set {sw} up"]
+        lines += [f"addr replace {addr} dev {sw}"] if addr is not None else []
+        lines.append(f"link set {sw} up")
     for lk in links:
         for ns, ifname, addr, switch in (
             (lk.a_ns, lk.a_if, lk.a_addr, None),
@@ -105,4 +106,3 @@ def delete(names: Sequence[str]) -> list[str]:
             run(["ip", "netns", "delete", ns])
             gone.append(ns)
     return gone
-

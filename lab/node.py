@@ -13,10 +13,11 @@ Each node gets
   command reads none of the operator's dotfiles, e.g. a ~/.bashrc that Debian's bash reads
   for commands run by sshd), no ~/.ssh/rc, no ~/.ssh/environment.
 
-`Internet` is a namespace with a Linux bridge that joins the nodes' "wan" interfaces
-(addresses from 198.51.100.0/24, the documentation range). Nothing is configured in the root
-namespace: the test process reaches sshd through a socket opened inside the node's network
-namespace (`netns_socket`).
+The test bed's internet is a namespace with a Linux bridge that joins the nodes' "wan"
+interfaces (addresses from 198.51.100.0/24, the documentation range), built like the lab's
+network: a small `lab.layout.Layout` made real by `lab.netns.build`. Nothing is configured in
+the root namespace: the test process reaches sshd through a socket opened inside the node's
+network namespace (`netns_socket`).
 
 Why `compat/` (LD_PRELOAD): Debian 12's SoftEther 5.01.9674 is built against OpenSSL 3 but
 predates upstream's fix of its SSL error handling (upstream b2ec1bd5, released in 5.02.5185).
@@ -32,8 +33,9 @@ internet, nodes, a pinned-key `SshTransport` per node, teardown of everything).
 The three state paths, the two /etc directories and /run/sshd must exist as mount points;
 `Node.start` creates them if missing (they are the packages' own directories) and leaves them.
 
-Teardown (`Node.stop`, `Internet.stop`) is idempotent: it stops processes by the PIDs in the
-node's network namespace (all of them were started by the lab) and deletes the namespaces.
+Teardown (`Node.stop`, `Testbed.stop`) is idempotent: it stops processes by the PIDs in the
+node's network namespace (all of them were started by the lab, `lab.proc.kill_all_in`) and
+deletes the namespaces (`lab.netns.delete`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from components.cloudinit import BRIDGE_BINARY
 from softether.spec import SshTarget
 from softether.transport import SshTransport, ssh_transport
 
+from . import netns
+from .layout import Layout, Link, Namespace, VpnNode
 from .proc import LabError, alive, comm, exists, kill_all_in, pids_in, sh
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
@@ -149,53 +153,6 @@ def netns_socket(netns: str, host: str, port: int, timeout: float) -> socket.soc
 
 
 @dataclass
-class Internet:
-    """A namespace holding a Linux bridge: the "internet" between the nodes."""
-
-    netns: str
-    bridge: str = "inet0"
-    created: bool = False
-    links: int = 0
-
-    def start(self) -> Internet:
-        sh("ip", "netns", "add", self.netns)
-        self.created = True
-        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.netns, "link", "add", self.bridge, "type", "bridge")
-        sh("ip", "-n", self.netns, "link", "set", self.bridge, "up")
-        return self
-
-    def attach(self, node: Node, inside: str = "wan0") -> None:
-        """Give `node` an interface `inside` on this internet with `node.address`."""
-        self.links += 1
-        outside = f"p{self.links}"
-        sh(
-            "ip",
-            "-n",
-            self.netns,
-            "link",
-            "add",
-            outside,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            inside,
-            "netns",
-            node.netns,
-        )
-        sh("ip", "-n", self.netns, "link", "set", outside, "master", self.bridge, "up")
-        sh("ip", "-n", node.netns, "addr", "add", str(node.address), "dev", inside)
-        sh("ip", "-n", node.netns, "link", "set", inside, "up")
-
-    def stop(self) -> None:
-        if exists(self.netns):
-            kill_all_in(self.netns)
-            sh("ip", "netns", "del", self.netns, check=False)
-        self.created = False
-
-
-@dataclass
 class Node:
     """One SoftEther node. `start()` brings it up; `stop()` is idempotent and always safe."""
 
@@ -259,10 +216,6 @@ class Node:
         return f"{stop} >/dev/null 2>&1; sleep 0.5; {self.softether_command('start')} >/dev/null"
 
     # ---- lifecycle -----------------------------------------------------------------------
-    def create_netns(self) -> None:
-        sh("ip", "netns", "add", self.netns)
-        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
-
     def start(self, authorized_keys: str) -> Node:
         """Start the holder (mount namespace), SoftEther and sshd. The netns must exist and
         have the node's address (sshd listens only there)."""
@@ -423,7 +376,7 @@ class Node:
                     self.softether_command("stop") + " >/dev/null 2>&1", timeout=15, check=False
                 )
         self.stop_processes()
-        sh("ip", "netns", "del", self.netns, check=False)
+        netns.delete([self.netns])
 
     def stop_processes(self) -> None:
         """TERM, then KILL, every process in the node's network namespace (bounded)."""
@@ -455,9 +408,13 @@ def generate_client_key(directory: Path) -> tuple[str, str]:
 class Testbed:
     """An internet namespace plus SoftEther nodes on it, for tests and benchmarks.
 
-    `add(...)` creates and starts a node; `transport(node)` gives an SshTransport that pins
-    the node's host key and connects through its namespace; `stop()` tears everything down
-    (idempotent, continues past failures; call it from a finalizer).
+    Built like the lab: a small `Layout` (the internet namespace with its Linux bridge, one
+    namespace per node, its `wan0` veth to the internet) made real by `lab.netns.build` and
+    deleted by `lab.netns.delete`. `add(...)` creates and starts a node; `attach(node)` puts
+    a machine that is not started (e.g. the operator's) on the internet; `transport(node)`
+    gives an SshTransport that pins the node's host key and connects through its namespace;
+    `stop()` tears everything down (idempotent, continues past failures; call it from a
+    finalizer).
     """
 
     __test__ = False  # not a pytest class, despite the name
@@ -468,7 +425,6 @@ class Testbed:
     # build without it (the OpenSSL-3 defect, for the tests that reproduce it).
     preload: bool = True
     nodes: dict[str, Node] = field(default_factory=dict)
-    internet: Internet | None = None
     client_key: str = ""
     client_pub: str = ""
     compat: Path | None = None
@@ -477,6 +433,38 @@ class Testbed:
     source: Literal["upstream", "debian"] | None = None
     softether_root: Path | None = None
     softether_label: str = ""
+    ports: int = 0  # machines attached so far (their internet ports are p1, p2, ...)
+
+    @property
+    def internet(self) -> str:
+        """The internet's namespace (its Linux bridge is `inet0`)."""
+        return f"hc-{self.run}-net"
+
+    def _layout(self, node: Node | None = None, lan_device: str | None = None) -> Layout:
+        """The internet, with `node` on it: `wan0` (its address) to the bridge's next port and,
+        with `lan_device`, a veth of that name inside the node (peer `lanpeer`). Pure data."""
+        spaces = [Namespace("net", self.internet, "inet", "internet", switches=(("inet0", None),))]
+        links: list[Link] = []
+        vpn: list[VpnNode] = []
+        if node is not None:
+            spaces.append(Namespace(node.name, node.netns, node.kind, node.name))
+            port = f"p{self.ports}"
+            links.append(Link(node.netns, "wan0", self.internet, port, node.address, None, "inet0"))
+            if lan_device:
+                links.append(Link(node.netns, lan_device, node.netns, "lanpeer"))
+            vpn.append(VpnNode(node.netns, node.kind, node.name, node.address))
+        return Layout(
+            lab_id=self.run,
+            stack="",
+            namespaces=tuple(spaces),
+            links=tuple(links),
+            hosts=(),
+            nodes=tuple(vpn),
+            db=None,
+            app=None,
+            operator_ns=self.internet,
+            stranger_ns=self.internet,
+        )
 
     def start(self) -> Testbed:
         from topology import SoftEtherOptions
@@ -490,8 +478,17 @@ class Testbed:
         self.softether_root, self.softether_label = got.root, got.label
         if self.preload and got.source == "debian":
             self.compat = build_compat_library(self.root / "compat")
-        self.internet = Internet(f"hc-{self.run}-net").start()
+        netns.build(self._layout())
         return self
+
+    def attach(self, node: Node, lan_device: str | None = None) -> Node:
+        """Create `node`'s namespace on the internet (`wan0` with `node.address`) and, with
+        `lan_device`, a veth of that name inside it (its peer `lanpeer` too); nothing starts
+        (e.g. the operator's machine). The node is torn down with the test bed."""
+        self.nodes[node.name] = node
+        self.ports += 1
+        netns.build(self._layout(node, lan_device))
+        return node
 
     def add(
         self,
@@ -502,7 +499,6 @@ class Testbed:
     ) -> Node:
         """Start a node at `address` (e.g. 198.51.100.1/24). `lan_device`: a veth of that name
         inside the node (its peer `lanpeer` too), for a server's local bridge."""
-        assert self.internet is not None, "start() first"
         node = Node(
             name,
             kind,
@@ -513,25 +509,7 @@ class Testbed:
             softether_root=self.softether_root,
             softether_label=self.softether_label,
         )
-        self.nodes[name] = node
-        node.create_netns()
-        self.internet.attach(node)
-        if lan_device:
-            sh(
-                "ip",
-                "-n",
-                node.netns,
-                "link",
-                "add",
-                lan_device,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "lanpeer",
-            )
-            for dev in (lan_device, "lanpeer"):
-                sh("ip", "-n", node.netns, "link", "set", dev, "up")
+        self.attach(node, lan_device)
         node.start(self.client_pub)
         return node
 
@@ -553,7 +531,7 @@ class Testbed:
                 node.stop()
             except Exception as e:  # keep tearing down the others
                 errors.append(f"{node.name}: {e}")
-        if self.internet is not None:
-            self.internet.stop()
+        kill_all_in(self.internet)
+        netns.delete([self.internet])
         if errors:
             raise LabError("teardown: " + "; ".join(errors))

@@ -98,10 +98,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         # The operator's machine: runs the provider host, reaches the nodes' sshd over the
         # lab's internet (a namespace with an address and nothing else).
         op = Node("op", "bridge", f"hc-{bed.run}-op", tmp_path / "lab" / "op", IPv4Interface(OPERATOR_ADDRESS))
-        bed.nodes[op.name] = op
-        op.create_netns()
-        assert bed.internet is not None
-        bed.internet.attach(op)
+        bed.attach(op)
         with provider_host(op.netns, tmp_path) as host:
             yield Lab(bed, home, aws, host)
     finally:
