@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from lab.netns import pids_in
-from lab.node import Node, Testbed, comm
+from lab.node import Node, Testbed
+from lab.proc import comm, pids_in
 from softether import vpncmd as v
 from softether.derive import NodeSpecs
 from softether.errors import AccessDeniedError, HostKeyRefused, HostUnreachable
