@@ -30,13 +30,10 @@ def vpncmd(lab: Lab, site: str, *command: str, hub: str | None = None) -> str:
     spec = nodes.server if site == lab.stack.network.home.name else nodes.bridges[site]
     cmd = v.Command(command[0], tuple(command[1:]), hub=hub)
     s = session(lab, site, spec)
-    try:
-        lines, res = s.run_script([cmd], VPNCMD_TIMEOUT_S)
+    try:  # the session's runner: its timeout, access-denied and retry handling
+        ((_, reply),) = s.runner.run([cmd], VPNCMD_TIMEOUT_S)
     finally:
         s.transport.close()
-    if res.timed_out:
-        raise LabError(f"{site}: vpncmd {cmd} did not finish within {VPNCMD_TIMEOUT_S:.0f} s")
-    ((_, reply),) = v.pair([cmd], v.split_output(res.stdout, lines).replies)
     if not reply.ok:
         raise LabError(f"{site}: vpncmd {cmd} failed: error {reply.code} {reply.message}")
     return "\n".join(reply.output)
