@@ -20,27 +20,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import paramiko
 from pydantic import SecretStr
 
 from softether import vpncmd as v
 from softether.derive import admin_secret, derive, secret_names
 from softether.errors import AccessDeniedError, AuthFailed, SoftEtherError, TransportError
 from softether.facts import NodeState
-from softether.session import Session
 from softether.spec import ServerSpec, SshTarget
-from softether.transport import (
-    RunRecord,
-    SshTransport,
-    fingerprint,
-    parse_public_key,
-    ssh_transport,
-)
 from topology import Stack, plan_routes
 from topology.load import PROJECT
 
 from .args import add_stack, stack_of
+
+if TYPE_CHECKING:  # the SSH stack (paramiko) loads when preflight runs, not for every `hybrid` command
+    import paramiko
+
+    from softether.session import Session
+    from softether.transport import RunRecord, SshTransport
 
 PASSWORD_ENV = "HYBRID_HOME_ADMIN_PASSWORD"
 KEY_ENV = "HYBRID_OPERATOR_KEY"
@@ -88,6 +86,10 @@ def main(args: argparse.Namespace) -> int:
     if not 1 <= target.port <= 65535:
         problems.append(f"--port: {target.port} is not a TCP port")
     if target.host_key is not None:
+        import paramiko
+
+        from softether.transport import parse_public_key
+
         try:
             parse_public_key(target.host_key)
         except (ValueError, paramiko.SSHException) as e:
@@ -139,6 +141,10 @@ def preflight(
 ) -> list[Check]:
     """Every check, in order; stops after a FAIL that the later checks depend on.
     `records` receives the transport's command records (tests assert nothing mutates)."""
+    import paramiko
+
+    from softether.transport import fingerprint, parse_public_key, ssh_transport
+
     out: list[Check] = []
     label = f"{target.user}@{target.host}:{target.port}"
     try:
@@ -194,6 +200,10 @@ def _known(t: Target) -> str:
 
 def _offered_key(target: Target, sock_factory: SockFactory | None) -> paramiko.PKey:
     """The host key the server offers (as ssh-keyscan reads it); no authentication."""
+    import paramiko
+
+    from softether.transport import parse_public_key
+
     sock = (sock_factory or _connect)(target.host, target.port, TIMEOUT_S)
     t = paramiko.Transport(sock)
     try:
@@ -268,6 +278,8 @@ def _checks(
         out.append(Check("lan device", "FAIL", f"{dev} does not exist on the server (network.home.vpnServer.bridgeDevice)"))
     if server.port not in softether:
         return out
+    from softether.session import Session
+
     out += _softether_checks(Session(transport, spec, read_timeout_s=TIMEOUT_S, service_wait_s=0.0), admin_password)
     return out
 

@@ -15,10 +15,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from softether.health import Report, SockFactory, check, text_lines
 from softether.outputs import Outputs, OutputsError, parse_outputs
+
+if TYPE_CHECKING:  # the SSH stack (paramiko) loads when status runs, not for every `hybrid` command
+    from softether.health import Report, SockFactory
 
 DEFAULT_KEY = "~/.ssh/hybrid-cloud"
 KEY_ENV = "HYBRID_OPERATOR_KEY"
@@ -47,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from softether.health import check
+
     try:
         outputs, key, sock = prepare(args)
     except OutputsError as e:
@@ -113,6 +117,8 @@ def print_report(report: Report, args: argparse.Namespace, say: Callable[[str], 
     elif args.prometheus:
         say(prometheus(report).rstrip("\n"))
     else:
+        from softether.health import text_lines
+
         for line in text_lines(report):
             say(line)
 

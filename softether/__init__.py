@@ -1,53 +1,10 @@
 """Declarative, idempotent SoftEther configuration: desired state -> facts -> plan -> vpncmd.
 
 No Pulumi here (only `softether.dynamic` imports it). Entry points:
-`Session(transport, spec).converge()`, `derive(topology, plan_routes(topology), secrets)`,
-`SshTransport` / `LocalTransport`.
+`softether.session.Session(transport, spec).converge()`,
+`softether.derive.derive(topology, plan_routes(topology), secrets)`,
+`softether.transport.ssh_transport(target)` / `LocalTransport`.
+
+The package itself imports nothing: the Pulumi program needs `derive` and `spec` but not the
+SSH stack (paramiko, the session), which only the provider's operations and the CLI load.
 """
-
-from .derive import NodeSpecs, derive, secret_names
-from .errors import (
-    AccessDeniedError,
-    AuthFailed,
-    BridgeDeviceError,
-    CommandError,
-    HostCommandError,
-    HostKeyRefused,
-    HostUnreachable,
-    NotConvergedError,
-    SoftEtherError,
-    TrafficError,
-    TransportError,
-    VpncmdTimeoutError,
-)
-from .session import Plan, Result, Session
-from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_json
-from .transport import LocalTransport, SshTransport, ssh_transport
-
-__all__ = [
-    "AccessDeniedError",
-    "AuthFailed",
-    "BridgeDeviceError",
-    "BridgeSpec",
-    "CommandError",
-    "HostCommandError",
-    "HostKeyRefused",
-    "HostUnreachable",
-    "LocalTransport",
-    "NodeSpecs",
-    "NotConvergedError",
-    "Plan",
-    "Result",
-    "ServerSpec",
-    "Session",
-    "SoftEtherError",
-    "SshTarget",
-    "SshTransport",
-    "TrafficError",
-    "TransportError",
-    "VpncmdTimeoutError",
-    "derive",
-    "secret_names",
-    "spec_from_json",
-    "ssh_transport",
-]
