@@ -14,6 +14,7 @@ keys) come from `COMPUTED`, one function per resource type; add yours there.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -359,5 +360,15 @@ def run_program(
             out = pulumi.Output.from_input(value)
             exports[key] = Export(await out.future(), await out.is_secret())
 
-    sdk_private.run(body)
+    # The evaluation makes ~35k short-lived objects (outputs, futures, tasks) next to the ~350k
+    # long-lived ones of the SDK's modules, which it also imports; each of CPython's full
+    # collections traverses all of them: six took 0.95 s of a 4.3 s `hybrid plan` of dev.
+    # Paused while the program runs (peak RSS +3 MB), the collector resumes afterwards.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        sdk_private.run(body)
+    finally:
+        if was_enabled:
+            gc.enable()
     return ProgramRun(name, stack, tuple(monitor.records), exports, tuple(mocks_.calls))

@@ -61,3 +61,20 @@ def test_plan_cli_writes_the_policy_pack_config(tmp_path, capsys: pytest.Capture
     assert config["operatorCidr"] == "203.0.113.0/24"
     assert "192.168.21.0/24" in config["hybridRanges"]
     assert "hybrid:aws:Ec2Bridge" not in capsys.readouterr().out  # --quiet: no tree
+
+
+def test_plan_loads_no_ssh_stack_and_leaves_the_collector_as_it_found_it() -> None:
+    """`hybrid plan` in a fresh interpreter: the program and the CLI's parser never import
+    paramiko (only status, preflight and the provider's operations need SSH), and the
+    evaluation's pause of the cyclic collector ends with the run (bench/plan_eval.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        "from cli.main import main\n"
+        "assert main(['plan', '--stack', 'dev', '--quiet']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'paramiko'), gc.isenabled())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.splitlines()[-1] == "[] True"
