@@ -94,18 +94,14 @@ def show(title: str, rows: list[Row]) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hc-bench-") as tmp:
-        bed = Testbed(Path(tmp) / "seq").start()
-        try:
+        with Testbed(Path(tmp) / "seq") as bed:
             nodes, specs = bring_up(bed)
             first = [apply(bed, nodes[n], spec_of(specs, n)) for n, _, _ in NODES]
             again = [apply(bed, nodes[n], spec_of(specs, n)) for n, _, _ in NODES]
-        finally:
-            bed.stop()
         show("apply from empty, one node after the other", first)
         show("re-apply on the converged nodes", again)
 
-        bed = Testbed(Path(tmp) / "par").start()
-        try:
+        with Testbed(Path(tmp) / "par") as bed:
             nodes, specs = bring_up(bed)
             start = time.monotonic()
             with ThreadPoolExecutor(max_workers=3) as pool:
@@ -119,8 +115,6 @@ def main() -> None:
                     pool.map(lambda n: apply(bed, nodes[n[0]], spec_of(specs, n[0])), NODES)
                 )
             wall_again = time.monotonic() - start
-        finally:
-            bed.stop()
         show(f"three nodes in parallel from empty: wall {wall:.2f} s", rows)
         show(f"three nodes in parallel, re-apply: wall {wall_again:.2f} s", again)
 

@@ -413,8 +413,8 @@ class Testbed:
     deleted by `lab.netns.delete`. `add(...)` creates and starts a node; `attach(node)` puts
     a machine that is not started (e.g. the operator's) on the internet; `transport(node)`
     gives an SshTransport that pins the node's host key and connects through its namespace;
-    `stop()` tears everything down (idempotent, continues past failures; call it from a
-    finalizer).
+    `stop()` tears everything down (idempotent, continues past failures); `with Testbed(...)
+    as bed:` starts it and calls `stop()` however the block ends.
     """
 
     __test__ = False  # not a pytest class, despite the name
@@ -480,6 +480,18 @@ class Testbed:
             self.compat = build_compat_library(self.root / "compat")
         netns.build(self._layout())
         return self
+
+    def __enter__(self) -> Testbed:
+        """`with Testbed(root) as bed:` starts it and tears it down on the way out, also when
+        `start()` itself fails half-way (its internet namespace may already exist)."""
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def attach(self, node: Node, lan_device: str | None = None) -> Node:
         """Create `node`'s namespace on the internet (`wan0` with `node.address`) and, with

@@ -25,13 +25,9 @@ PASSWORD = "preflightAdmin1"
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    b = Testbed(Path(tmp_path_factory.mktemp("preflight")), source="debian")  # a stock home server
-    try:
-        b.start()
+    with Testbed(Path(tmp_path_factory.mktemp("preflight")), source="debian") as b:  # a stock home server
         b.add("home", "server", "198.51.100.1/24", lan_device="eth1")
         yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture(scope="module")

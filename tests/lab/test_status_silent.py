@@ -28,12 +28,8 @@ RECONNECT_S = 20.0
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    bed = Testbed(Path(tmp_path_factory.mktemp("status-silent")), preload=False)
-    try:
-        bed.start()
+    with Testbed(Path(tmp_path_factory.mktemp("status-silent")), preload=False) as bed:
         yield bed
-    finally:
-        bed.stop()
 
 
 def test_status_silent_established_cascade_is_reported_down(bare: Testbed) -> None:

@@ -90,9 +90,7 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    bed = Testbed(tmp_path / "lab")
-    try:
-        bed.start()
+    with Testbed(tmp_path / "lab") as bed:
         home = bed.add("home", "server", "198.51.100.1/24", lan_device="eth1")
         aws = bed.add("aws", "bridge", "198.51.100.2/24")
         # The operator's machine: runs the provider host, reaches the nodes' sshd over the
@@ -101,5 +99,3 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         bed.attach(op)
         with provider_host(op.netns, tmp_path) as host:
             yield Lab(bed, home, aws, host)
-    finally:
-        bed.stop()

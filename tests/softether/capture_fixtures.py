@@ -56,25 +56,21 @@ def save(name: str, session: Session, commands: list[v.Command]) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="hc-capture-") as tmp:
-        bed = Testbed(Path(tmp)).start()
-        try:
-            home = bed.add("home", "server", "198.51.100.1/24", lan_device="eth1")
-            aws = bed.add("aws", "bridge", "198.51.100.2/24")
-            specs = reference_specs(home.host, aws.restart_command)
-            server = Session(bed.transport(home), specs.server)
-            save("server_fresh_read", server, read_commands(specs.server))
-            server.converge()
-            save("server_converged_read", server, read_commands(specs.server))
-            bridge = Session(bed.transport(aws), specs.bridges["Hybrid-VPC"])
-            save("bridge_fresh_read", bridge, read_commands(bridge.spec))
-            bridge.converge()
-            time.sleep(1)
-            save("bridge_converged_read", bridge, read_commands(bridge.spec))
-            errors = error_script(specs)
-            save("server_apply_errors", server, errors)
-        finally:
-            bed.stop()
+    with tempfile.TemporaryDirectory(prefix="hc-capture-") as tmp, Testbed(Path(tmp)) as bed:
+        home = bed.add("home", "server", "198.51.100.1/24", lan_device="eth1")
+        aws = bed.add("aws", "bridge", "198.51.100.2/24")
+        specs = reference_specs(home.host, aws.restart_command)
+        server = Session(bed.transport(home), specs.server)
+        save("server_fresh_read", server, read_commands(specs.server))
+        server.converge()
+        save("server_converged_read", server, read_commands(specs.server))
+        bridge = Session(bed.transport(aws), specs.bridges["Hybrid-VPC"])
+        save("bridge_fresh_read", bridge, read_commands(bridge.spec))
+        bridge.converge()
+        time.sleep(1)
+        save("bridge_converged_read", bridge, read_commands(bridge.spec))
+        errors = error_script(specs)
+        save("server_apply_errors", server, errors)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,8 @@ from .helpers import reference_specs
 
 @pytest.fixture(scope="module")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    bed = Testbed(Path(tmp_path_factory.mktemp("softether-live")))
-    try:
-        bed.start()
+    with Testbed(Path(tmp_path_factory.mktemp("softether-live"))) as bed:
         yield bed
-    finally:
-        bed.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,8 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    bed = Testbed(Path(tmp_path_factory.mktemp("softether-bare")), preload=False, source="debian")
-    try:
-        bed.start()
+    with Testbed(Path(tmp_path_factory.mktemp("softether-bare")), preload=False, source="debian") as bed:
         yield bed
-    finally:
-        bed.stop()
 
 
 def test_live_defect_bridge_restart_restores_traffic_after_server_restart(bare: Testbed) -> None:

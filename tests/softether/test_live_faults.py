@@ -118,16 +118,12 @@ import sys
 from pathlib import Path
 from lab.node import Testbed
 
-bed = Testbed(Path(sys.argv[1]))
-try:
-    bed.start()
+with Testbed(Path(sys.argv[1])) as bed:
     node = bed.add("home", "server", "198.51.100.1/24")
     t = bed.transport(node)
     res = t.run("echo ran-the-command", timeout=20)
     t.close()
     print(res.stdout.strip())
-finally:
-    bed.stop()
 """
 
 
