@@ -145,14 +145,15 @@ def outputs(args: argparse.Namespace) -> int:
     from lab.lab import open_lab
     from lab.outputs import lab_outputs
 
-    if not _root():
-        return 2
-    lab = open_lab(stack_ref(args))
-    if not lab.state.path.exists():
-        print(
-            f"hybrid lab outputs: no lab for stack {stack_ref(args)}: hybrid lab up",
-            file=sys.stderr,
-        )
-        return 1
-    print(json.dumps(lab_outputs(lab), indent=2))
-    return 0
+    def run() -> int:
+        lab = open_lab(stack_ref(args))
+        if not lab.state.path.exists():
+            print(
+                f"hybrid lab outputs: no lab for stack {stack_ref(args)}: hybrid lab up",
+                file=sys.stderr,
+            )
+            return 1
+        print(json.dumps(lab_outputs(lab), indent=2))
+        return 0
+
+    return _one_line("outputs", run) if _root() else 2

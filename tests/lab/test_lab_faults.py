@@ -158,9 +158,11 @@ def test_lab_corrupt_records_are_one_line_and_status_writes_no_secret(dev: Runni
         record.write_bytes(good_record[: len(good_record) // 2])  # truncated
         one_line_failure(cli(dev, "status"), "lab.json")
         one_line_failure(cli(dev, "up"), "lab.json")
+        one_line_failure(cli(dev, "outputs"), "lab.json")
         record.write_bytes(good_record)
         secrets.write_bytes(b"\xff not json")
         one_line_failure(cli(dev, "status"), "secrets.json")
+        one_line_failure(cli(dev, "outputs"), "secrets.json")
         # A secret missing from the record: status reports it and writes nothing.
         secrets.write_bytes(good_secrets.replace(b'"admin/', b'"gone/', 1))
         before = secrets.read_bytes()
