@@ -23,7 +23,7 @@ from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
 from . import proc, softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
-from .node import COMPAT_LIBRARY, Node, generate_client_key, netns_socket
+from .node import COMPAT_LIBRARY, Node, client_key_file, generate_client_key, netns_socket
 from .state import LabState, lab_dir, mark
 
 SSH_DEADLINE_S = 30.0
@@ -41,7 +41,12 @@ class Lab:
 
     @property
     def client_key(self) -> tuple[str, str]:
-        return generate_client_key(self.state.directory / "client")
+        return generate_client_key(self.client_key_file.parent)
+
+    @property
+    def client_key_file(self) -> Path:
+        """The operator's private key for this lab (`hybrid lab outputs` names it)."""
+        return client_key_file(self.state.directory / "client")
 
 
 def open_lab(

@@ -395,10 +395,15 @@ def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 
     raise LabError(f"node {node}: no pid file after {timeout} s")
 
 
+def client_key_file(directory: Path) -> Path:
+    """The private key file `generate_client_key(directory)` makes (public key: `.pub`)."""
+    return directory / "id_ed25519"
+
+
 def generate_client_key(directory: Path) -> tuple[str, str]:
     """(private key text, public key line) of a fresh ed25519 key for this run."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "id_ed25519"
+    path = client_key_file(directory)
     if not path.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hc-lab-client", "-f", str(path))
     return path.read_text(), path.with_suffix(".pub").read_text().strip()

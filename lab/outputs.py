@@ -47,7 +47,7 @@ def lab_outputs(lab: Lab) -> dict[str, Any]:
         ),
         LAB: {
             "operatorNamespace": lab.layout.operator_ns,
-            "operatorKeyFile": str(lab.state.directory / "client" / "id_ed25519"),
+            "operatorKeyFile": str(lab.client_key_file),
         },
     }
 
