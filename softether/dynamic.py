@@ -91,8 +91,10 @@ def spec_digest(props: dict[str, Any]) -> str:
 
 
 def _footprint(spec: Any, node: Any) -> tuple[list[str], list[str]]:
-    """(what of the spec a server already had, the hubs it has that the spec leaves alone)."""
+    """(what of the spec a server already had, the hubs and L3 switches it has that the spec
+    leaves alone)."""
     wanted = {h.name.lower() for h in spec.hubs}
+    switches = {s.name.lower() for s in spec.l3_switches}
     adopted = [f"hub {h.name}" for h in spec.hubs if node.hub(h.name) is not None]
     adopted += [
         f"local bridge {b.hub} -> {b.device}"
@@ -100,6 +102,7 @@ def _footprint(spec: Any, node: Any) -> tuple[list[str], list[str]]:
         if any((c.hub.lower(), c.device) == (b.hub.lower(), b.device) for c in node.bridges)
     ]
     untouched = [f"hub {h.name}" for k, h in sorted(node.hubs.items()) if k not in wanted]
+    untouched += [f"L3 switch {s.name}" for k, s in sorted(node.l3_switches.items()) if k not in switches]
     return adopted, untouched
 
 
@@ -217,7 +220,7 @@ class SoftEtherNode(pulumi.dynamic.Resource, module="softether", name="SoftEther
     certificate: pulumi.Output[str | None]  # a server's certificate (PEM), for the cascades
     traffic: pulumi.Output[str | None]  # a bridge's: verified / deferred / not checked
     adopted: pulumi.Output[list[str]]  # what a server already had at its first converge
-    untouched: pulumi.Output[list[str]]  # hubs of the server the stack leaves alone
+    untouched: pulumi.Output[list[str]]  # hubs and L3 switches of the server the stack leaves alone
 
     def __init__(
         self,

@@ -360,7 +360,7 @@ def _bridges(d: ServerSpec | BridgeSpec, cur: NodeState) -> Iterator[Change]:
 def _l3(d: ServerSpec, cur: NodeState) -> Iterator[Change]:
     wanted = {s.name.lower() for s in d.l3_switches}
     for key, sw in sorted(cur.l3_switches.items()):
-        if key not in wanted:
+        if key not in wanted and d.prune_hubs:
             yield Change(f"- L3 switch {sw.name}", (Command("RouterDelete", (sw.name,)),))
     for sw in d.l3_switches:
         yield from _switch(sw, cur)

@@ -235,8 +235,9 @@ class ServerSpec(_Node):
     kind: Literal["server"] = "server"
     hardening: Hardening = Hardening()
     l3_switches: tuple[L3Switch, ...] = ()
-    # True: hubs not listed are deleted (a fresh server's DEFAULT too, unless listed). Off by
-    # default: a home server is the user's, and its other hubs are not the stack's to delete.
+    # True: hubs and L3 switches not listed are deleted (a fresh server's DEFAULT too, unless
+    # listed). Off by default: a home server is the user's, and its other hubs and L3 switches
+    # are not the stack's to delete.
     prune_hubs: bool = False
 
     @model_validator(mode="after")

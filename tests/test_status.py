@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from cli.preflight import _about, _listeners
+from cli.preflight import _about, _listeners, _objects
 from cli.status import prometheus, to_json
-from softether.facts import CascadeState
+from softether.facts import CascadeState, HubState, L3State, NodeState, Protocols
 from softether.health import (
     NodeReport,
     Ping,
@@ -172,6 +172,30 @@ def test_preflight_reads_listeners_and_names_what_the_plan_does_per_object() -> 
     assert not _about("+ hub HYBRID2", "hub", "HYBRID")
     assert _about("+ L3 L3SW route 192.168.20.0/24 via 192.168.10.2", "L3 switch", "L3SW")
     assert _about("- L3 switch OLD", "L3 switch", "OLD")
+
+
+def test_preflight_names_what_a_pruning_spec_would_delete_as_a_warning() -> None:
+    """The stack's home spec prunes nothing; a spec that does (`prune_hubs`) makes preflight
+    say DELETES for the user's hub and switch, from the planner's own lines."""
+    from pydantic import SecretStr
+
+    from softether.plan import plan
+    from softether.spec import Hub, ServerSpec
+
+    state = NodeState(
+        admin_password_set=True,
+        listeners={5555: True},
+        hubs={"keep": HubState("KEEP"), "family": HubState("FAMILY")},
+        l3_switches={"familysw": L3State("FAMILYSW", True, ())},
+        protocols=Protocols(),
+    )
+    for prune, level, word in ((True, "WARN", "pulumi up DELETES it"), (False, "PASS", "left alone")):
+        spec = ServerSpec(admin_password=SecretStr("a"), hubs=(Hub(name="KEEP"),), prune_hubs=prune)
+        lines = [c.summary for c in plan(spec, state)]
+        hubs, switches = (_objects(n, k, state, spec, lines) for n, k in (("hubs", "hub"), ("l3 switches", "L3 switch")))
+        assert (hubs.level, switches.level) == (level, level)
+        assert hubs.text == f"FAMILY: not the stack's, {word}; KEEP: adopted as it is"
+        assert switches.text == f"FAMILYSW: not the stack's, {word}"
 
 
 def test_preflight_cli_refuses_a_missing_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from cli.main import main
 from cli.preflight import PASSWORD_ENV, Check, Target, preflight, server_spec
-from lab.node import Node, Testbed, generate_client_key, netns_socket
+from lab.node import Node, Testbed, client_key_file, generate_client_key, netns_socket
 from softether.session import Session
 from softether.transport import RunRecord
 from topology import Stack, load_stack
@@ -143,7 +143,7 @@ def cli(
 ) -> tuple[int, str]:
     """`hybrid preflight` as a user runs it against the node: (exit code, admin password line)."""
     home = bed.nodes["home"]
-    key = Path(bed.root) / "client" / "id_ed25519"
+    key = client_key_file(Path(bed.root) / "client")
     mp.setenv(PASSWORD_ENV, password)
     capsys.readouterr()
     code = main(
@@ -161,14 +161,18 @@ def vpncmd(node: Node, command: str) -> None:
 def test_preflight_foreign_hub_is_named_as_left_alone(bed: Testbed, stack: Stack) -> None:
     home = bed.nodes["home"]
     vpncmd(home, "HubCreate FAMILY /PASSWORD:familyHub1")
+    vpncmd(home, "RouterAdd FAMILYSW")
     try:
         checks, _, mutating = run(bed, stack)
         assert mutating == 0
-        # The home server's spec does not prune hubs (audit #13): the user's hub stays.
+        # The home server's spec prunes nothing (audit #13): the user's hub and switch stay.
         assert checks["hubs"].level == "PASS"
         assert "FAMILY: not the stack's, left alone" in checks["hubs"].text
+        assert checks["l3 switches"].level == "PASS"
+        assert "FAMILYSW: not the stack's, left alone" in checks["l3 switches"].text
         assert "FAMILY" in home.exec(f"vpncmd localhost:5555 /SERVER /PASSWORD:{PASSWORD} /CSV /CMD HubList")
     finally:
+        vpncmd(home, "RouterDelete FAMILYSW")
         vpncmd(home, "HubDelete FAMILY")
 
 

@@ -118,21 +118,23 @@ def test_destroy_then_up_with_fresh_secrets_converges_with_no_hand_step(lab: Lab
 
 def test_adopting_a_hand_built_home_server_keeps_the_users_hub(lab: Lab) -> None:
     # As in the blog: the user's own admin password, hub DEFAULT bridged to the LAN, and
-    # another hub of the user's.
+    # another hub of the user's with an L3 switch of the user's on it.
     by_hand(
         lab.home,
         None,
         f"ServerPasswordSet {ADMIN}\nBridgeCreate DEFAULT /DEVICE:eth1 /TAP:no\n"
-        "HubCreate FAMILY /PASSWORD:family-hub-pw\n",
+        "HubCreate FAMILY /PASSWORD:family-hub-pw\n"
+        "RouterAdd FAMILYSW\nRouterIfAdd FAMILYSW /HUB:FAMILY /IP:172.31.250.1/255.255.255.0\n",
     )
     secrets = lab.secrets("a", ADMIN)
     step = lab.host.up(HOME, lab.home_props(secrets))
     assert step.calls == ["Check", "Create"]
     outs = lab.host.outputs(HOME)
     assert outs["adopted"] == ["hub DEFAULT", "local bridge DEFAULT -> eth1"]
-    assert outs["untouched"] == ["hub FAMILY"]
+    assert outs["untouched"] == ["hub FAMILY", "L3 switch FAMILYSW"]
     hubs = by_hand(lab.home, ADMIN, "HubList\n")
     assert "FAMILY" in hubs and "HYBRID" in hubs
+    assert "172.31.250.1" in by_hand(lab.home, ADMIN, "RouterIfList FAMILYSW\n")  # the user's switch stays
     assert lab.host.up(HOME, lab.home_props(secrets)).changes is False
 
 

@@ -142,8 +142,8 @@ def test_plan_removes_undesired_switch_before_undesired_hub() -> None:
         protocols=Protocols(),
     )
     assert names(st, spec) == ["- L3 switch SW", "- hub OLD"]
-    # Pruning is an explicit opt-in: by default a hub the spec does not list is kept.
-    assert names(st, spec.model_copy(update={"prune_hubs": False})) == ["- L3 switch SW"]
+    # Pruning is an explicit opt-in: by default a hub or L3 switch the spec does not list is kept.
+    assert names(st, spec.model_copy(update={"prune_hubs": False})) == []
 
 
 def test_plan_password_note_depends_on_every_input() -> None:
