@@ -4,7 +4,6 @@ session's transport is replaced by one that answers like vpncmd."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from lab.node import Node
 from lab.proc import LabError
 from softether.transport import RunRecord, RunResult
 from topology.load import read_stack_file, stack_file
+
+from ..softether.helpers import script_run, vpncmd_echo
 
 SERVER_PORT = 4433
 
@@ -42,14 +43,7 @@ class VpncmdEcho:
         abort_on: Sequence[str] = (),
     ) -> RunResult:
         self.records.append(RunRecord(command, redacted_stdin, 0, 0.0))
-        m = re.search(r"head -c (\d+)", command)
-        assert m is not None
-        out = "Password: ***\n\n"
-        for line in stdin[: int(m.group(1))].decode().splitlines():
-            out += f"VPN Server>{line}\n"
-            if self.error and line.startswith(self.error):
-                out += "Error occurred. (Error code: 29)\nThe specified object does not exist.\n"
-        return RunResult(0, out, "@@pid 1\n", 0.1)
+        return RunResult(0, vpncmd_echo(script_run(command, stdin), self.error), "@@pid 1\n", 0.1)
 
     def close(self) -> None:
         pass

@@ -46,6 +46,25 @@ def reference_specs(
     )
 
 
+def script_run(command: str, stdin: bytes) -> list[str]:
+    """The script lines a runner's vpncmd command reads: the first `head -c N` bytes of its
+    stdin (the admin password follows them)."""
+    m = re.search(r"head -c (\d+)", command)
+    assert m is not None, command
+    return stdin[: int(m.group(1))].decode().splitlines()
+
+
+def vpncmd_echo(lines: Sequence[str], error: str = "") -> str:
+    """What vpncmd prints for `lines` that all succeed and print nothing: each after its
+    prompt; a line starting with `error` fails with error 29 instead."""
+    out = "Password: ***\n\n"
+    for line in lines:
+        out += f"VPN Server>{line}\n"
+        if error and line.startswith(error):
+            out += "Error occurred. (Error code: 29)\nThe specified object does not exist.\n"
+    return out
+
+
 def fixture_file(scenario: str, hub: str | None, masked_line: str) -> Path:
     """Where the output of one script line (run in `hub`, None: server-wide) is kept."""
     name = re.sub(r"[^A-Za-z0-9.-]+", "_", masked_line) + ".csv"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +24,8 @@ from .helpers import (
     error_script,
     mutating_commands,
     reference_specs,
+    script_run,
+    vpncmd_echo,
     vpncmd_output,
 )
 
@@ -62,15 +63,10 @@ class FakeTransport:
         if self.timed_out:
             return RunResult(-1, "", "@@pid 4242\n", timeout, timed_out=True)
         lines = redacted_stdin.splitlines()
-        # The script as run: the real lines, secrets included.
-        m = re.search(r"head -c (\d+)", command)
-        assert m is not None
-        real = stdin[: int(m.group(1))].decode().splitlines()
+        real = script_run(command, stdin)  # the script as run, secrets included
         if lines and lines[0] == "ListenerList":
             return RunResult(0, answer(self.reads.pop(0), real, lines), "@@pid 1\n", 0.1)
-        # Echo the script as vpncmd does.
-        echo = "".join(f"VPN Server>{ln}\n" for ln in real)
-        return RunResult(0, "Password: ***\n\n" + echo, "", 0.1)
+        return RunResult(0, vpncmd_echo(real), "", 0.1)
 
     def close(self) -> None:
         pass
