@@ -41,7 +41,7 @@ class Lab:
 
     @property
     def client_key(self) -> tuple[str, str]:
-        return generate_client_key(self.client_key_file.parent)
+        return generate_client_key(self.state.directory / "client")
 
     @property
     def client_key_file(self) -> Path:

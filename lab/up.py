@@ -56,15 +56,15 @@ def converge_site(
     site: str,
     spec: ServerSpec | BridgeSpec,
     reset_users: frozenset[tuple[str, str]] = frozenset(),
-) -> tuple[Result, int]:
-    """Converge one node over SSH; (result, mutating vpncmd commands sent)."""
+) -> Result:
+    """Converge one node over SSH (the result counts the mutating vpncmd commands sent)."""
     s = session(lab, site, spec)
     s.reset_users = reset_users
     try:
         result = s.converge()
     finally:
         s.transport.close()
-    return result, result.mutating_commands
+    return result
 
 
 def start_node(lab: Lab, site: str, authorized: str) -> None:
@@ -127,7 +127,7 @@ def reconnect_cascades(lab: Lab, nodes: NodeSpecs) -> list[str]:
 
 def start_and_converge(
     lab: Lab, nodes: NodeSpecs
-) -> tuple[list[str], list[str], dict[str, tuple[Result, int]]]:
+) -> tuple[list[str], list[str], dict[str, Result]]:
     """Start the nodes that are not running, restart what died in the others, and converge
     every node, as early as each can.
 
@@ -159,14 +159,14 @@ def start_and_converge(
 
         refused = {s: pool.submit(check, s) for s in nodes.bridges if s not in todo}
 
-        def converge_home() -> tuple[Result, int]:
+        def converge_home() -> Result:
             started[home].result()
             reset = frozenset(u for f in refused.values() for u in f.result())
             return converge_site(lab, home, by_site[home], reset)
 
         first = pool.submit(converge_home)
 
-        def converge_bridge(site: str) -> tuple[Result, int]:
+        def converge_bridge(site: str) -> Result:
             started[site].result()
             if todo or (site in refused and refused[site].result()):
                 first.result()
@@ -209,13 +209,13 @@ class Progress:
 class UpReport:
     seconds: float
     network_seconds: float  # nothing (or a running lab) -> full matrix
-    results: dict[str, tuple[Result, int]]
+    results: dict[str, Result]
     matrix_ok: bool
     restarted: tuple[str, ...] = ()  # processes of a running lab found dead and restarted
 
     @property
     def mutating(self) -> int:
-        return sum(m for _, m in self.results.values())
+        return sum(r.mutating_commands for r in self.results.values())
 
 
 def up(
@@ -283,7 +283,7 @@ def _up(
         where = f" from {release.root}" if release.root else ""
         return f"{release.label}{where}"
 
-    results: dict[str, tuple[Result, int]] = {}
+    results: dict[str, Result] = {}
     restarted: list[str] = []
 
     def nodes() -> str:
@@ -291,8 +291,8 @@ def _up(
         results.update(res)
         restarted.extend(revived)
         refresh_pids(lab)
-        changed = sum(1 for r, _ in results.values() if r.changed)
-        mut = sum(m for _, m in results.values())
+        changed = sum(1 for r in results.values() if r.changed)
+        mut = sum(r.mutating_commands for r in results.values())
         again = f" (restarted: {', '.join(revived)})" if revived else ""
         return (
             f"{len(started)} started, {len(lab.nodes) - len(started)} running{again}; "
@@ -306,17 +306,17 @@ def _up(
         # Let the PaaS thread finish, so every process it starts is recorded for `down`.
         paas_thread.join(120)
         raise
-    for site, (r, m) in results.items():
+    for site, r in results.items():
         lines = r.diff.splitlines()
         say(
-            f"           {site}: {len(lines)} change(s), {m} mutating, {r.seconds:.2f} s"
+            f"           {site}: {len(lines)} change(s), {r.mutating_commands} mutating, {r.seconds:.2f} s"
             + (", bridge restarted" if r.restarted else "")
         )
     probes: list[Probe] = []
 
     def check() -> str:
         waited = ""
-        if restarted or any(r.changed for r, _ in results.values()):
+        if restarted or any(r.changed for r in results.values()):
             # A restarted or reconfigured server or bridge: the cascades reconnect by
             # themselves (SoftEther retries every second), a restarted bridge's tap gets its
             # address from the watcher. A bounded while before the matrix that counts.

@@ -110,7 +110,7 @@ def test_lab_hub_offline_by_hand_is_drift_repaired_by_up(dev: RunningLab) -> Non
     print(match.line())
     assert not match.ok and f"~ hub {hub}: online" in match.detail
     r = up(dev.ref, say=print, root=dev.root)
-    assert f"~ hub {hub}: online" in r.results[home][0].diff
+    assert f"~ hub {hub}: online" in r.results[home].diff
     assert r.matrix_ok
 
 
@@ -132,7 +132,7 @@ def test_lab_user_password_changed_on_the_server_is_repaired_by_up(dev: RunningL
         time.sleep(0.5)
     r = up(dev.ref, say=print, root=dev.root)
     assert (
-        f"~ user {cascade.remote_hub}/{cascade.username}: password" in r.results[home.name][0].diff
+        f"~ user {cascade.remote_hub}/{cascade.username}: password" in r.results[home.name].diff
     )
     assert r.matrix_ok
     assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
