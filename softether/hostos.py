@@ -382,8 +382,8 @@ def apply_script(spec: ServerSpec | BridgeSpec, changes: tuple[HostChange, ...])
 def wait_for_device(device: str, seconds: float) -> str:
     """Shell: wait until /sys/class/net/<device> exists (bounded), fail if it never does.
 
-    The one tap wait: the apply script, the bridge restart and the unit's ExecStart (through
-    `_exec_sh`) all run this text."""
+    The one tap wait: the apply script (so also a bridge restart's converge) and the unit's
+    ExecStart (through `_exec_sh`) run this text."""
     n = max(1, int(seconds * 10))
     path = shlex.quote(f"/sys/class/net/{device}")
     missing = shlex.quote(f"device {device} did not appear")

@@ -226,7 +226,7 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 # vpncmd echoes each script line after its prompt: `VPN Server>Cmd` or `VPN Server/HUB>Cmd`
 # (a VPN Bridge prompts "VPN Server" too).
-_PROMPT = re.compile(r"^VPN (?:Server|Bridge)(?:/[^>]*)?>(.*)$")
+PROMPT = re.compile(r"^VPN (?:Server|Bridge)(?:/[^>]*)?>(.*)$")
 _ERROR = re.compile(r"^Error occurred\. \(Error code: (\d+)\)")
 _NOT_FOUND = re.compile(r'^"[^"]*": Command not found\.')
 _NEED_HUB = "Before executing this command, first select the Virtual Hub"
@@ -264,7 +264,7 @@ def split_output(text: str, lines: Sequence[str]) -> ScriptOutput:
     preamble: list[str] = []
     chunks: list[tuple[str, list[str]]] = []
     for raw in out:
-        m = _PROMPT.match(raw)
+        m = PROMPT.match(raw)
         if m and len(chunks) < len(lines) and m.group(1).strip() == lines[len(chunks)].strip():
             chunks.append((m.group(1), []))
         elif chunks:

@@ -8,7 +8,6 @@ outputs can be committed.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -20,15 +19,13 @@ from softether.session import Session
 
 from .helpers import FIXTURES, answer, error_script, fixture_file, reference_specs, script_contexts
 
-PROMPT = re.compile(r"^VPN (?:Server|Bridge)(?:/[^>]*)?>(.*)$")
-
 
 def save_replies(scenario: str, lines: list[str], masked: list[str], stdout: str) -> int:
     """Cut vpncmd's stdout of a script into the scenario's files; the number written."""
     raw = stdout.removesuffix("\n").split("\n")
     starts: list[int] = []
     for n, ln in enumerate(raw):
-        m = PROMPT.match(ln)
+        m = v.PROMPT.match(ln)
         if m and len(starts) < len(lines) and m.group(1) == lines[len(starts)]:
             starts.append(n)
     if len(starts) != len(lines):

@@ -17,7 +17,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.node import Node, sh
+from lab.node import Node
+from lab.proc import sh
 from softether import vpncmd as v
 from softether.derive import NodeSpecs, derive, secret_names
 from softether.facts import NodeState, parse_state

@@ -71,7 +71,7 @@ def test_facts_bridge_reads_cascade_details_and_status() -> None:
 
 def test_facts_one_table_drives_the_reads_and_the_parsing() -> None:
     # Every row of FACTS is read for some node (the server and a bridge between them), and
-    # every command read is a row: read_commands and parse_state cannot drift apart.
+    # every command read is a row (parse_state picks each reply's parser from the same rows).
     bridge = SPECS.bridges["Hybrid-VPC"]
     server, bridged = read_commands(SPECS.server), read_commands(bridge)
     assert {c.name for c in server + bridged} == {f.command for f in FACTS}
