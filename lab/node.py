@@ -438,6 +438,7 @@ class Testbed:
     source: Literal["upstream", "debian"] | None = None
     softether_root: Path | None = None
     softether_label: str = ""
+    ports: int = 0  # machines attached so far (their internet ports are p1, p2, ...)
 
     @property
     def internet(self) -> str:
@@ -452,7 +453,7 @@ class Testbed:
         vpn: list[VpnNode] = []
         if node is not None:
             spaces.append(Namespace(node.name, node.netns, node.kind, node.name))
-            port = f"p{len(self.nodes)}"  # the n-th machine attached: p1, p2, ...
+            port = f"p{self.ports}"
             links.append(Link(node.netns, "wan0", self.internet, port, node.address, None, "inet0"))
             if lan_device:
                 links.append(Link(node.netns, lan_device, node.netns, "lanpeer"))
@@ -502,6 +503,7 @@ class Testbed:
         `lan_device`, a veth of that name inside it (its peer `lanpeer` too); nothing starts
         (e.g. the operator's machine). The node is torn down with the test bed."""
         self.nodes[node.name] = node
+        self.ports += 1
         netns.build(self._layout(node, lan_device))
         return node
 
