@@ -7,6 +7,7 @@ resource converges it over SSH once the VM answers with the pinned host key.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ CMAKE_FLAGS = (
 )
 # At first boot apt-daily / unattended-upgrades may hold the dpkg lock: wait for it, bounded.
 DPKG_LOCK_TIMEOUT_S = 600
+BUILD_STAMP = "/usr/local/share/hybrid-cloud/softether-build"
 
 
 def _apt_install(packages: tuple[str, ...]) -> list[str]:
@@ -65,6 +67,13 @@ def _apt_install(packages: tuple[str, ...]) -> list[str]:
         f"  apt-get -o DPkg::Lock::Timeout={DPKG_LOCK_TIMEOUT_S} install -y --no-install-recommends {names}",
         "fi",
     ]
+
+
+def build_stamp(options: SoftEtherOptions) -> str:
+    """What the install script writes to BUILD_STAMP after a build: the commit and a digest
+    of the build flags (another commit or other flags: another build)."""
+    flags = hashlib.sha256(" ".join(CMAKE_FLAGS).encode()).hexdigest()[:12]
+    return f"{options.upstream_commit} {flags}"
 
 
 def install_script(options: SoftEtherOptions) -> str:
@@ -80,11 +89,19 @@ def install_script(options: SoftEtherOptions) -> str:
     if options.source == "debian":
         return "\n".join([*head, *_apt_install(DEBIAN_PACKAGES), ""])
     tag, commit = options.upstream_tag, options.upstream_commit
+    stamp = build_stamp(options)
     return "\n".join(
         [
             *head,
             'DESTDIR="${DESTDIR:-}"',
             f'SE_SRC="${{SE_SRC:-{SRC_DIR}}}"',
+            # Run again (another boot of the instance, a lab machine with the build in its
+            # image), the script finds its own stamp and stops: nothing to fetch or build.
+            f'BUILT="$DESTDIR{BUILD_STAMP}"',
+            f'if [ "$(cat "$BUILT" 2>/dev/null)" = "{stamp}" ]; then',
+            f'  echo "SoftEther {tag} ({commit[:8]}, these flags) is installed: nothing to build"',
+            "  exit 0",
+            "fi",
             *_apt_install(BUILD_PACKAGES),
             # The smallest sizes (512 MB) run out of memory compiling Cedar without swap.
             "if [ -z \"$DESTDIR\" ] && [ \"$(awk '/MemTotal/ {print $2}' /proc/meminfo)\" -lt 2000000 ] && [ ! -e /swapfile ]; then",
@@ -104,6 +121,8 @@ def install_script(options: SoftEtherOptions) -> str:
             'make -C build -j"$(nproc)"',
             'make -C build install DESTDIR="$DESTDIR"',
             'if [ -z "$DESTDIR" ]; then ldconfig; fi',
+            'mkdir -p "${BUILT%/*}"',
+            f'echo "{stamp}" > "$BUILT"',
             "",
         ]
     )

@@ -15,9 +15,11 @@ import yaml
 from components.aws import aws_architecture
 from components.azure import azure_image_sku
 from components.cloudinit import (
+    BUILD_STAMP,
     CMAKE_FLAGS,
     HostKey,
     bridge_cloud_config,
+    build_stamp,
     install_script,
     systemd_unit,
 )
@@ -259,7 +261,7 @@ def test_build_flags_keep_the_kem_of_every_tls_group_softether_offers() -> None:
 def _run_install_script(tmp_path: Path, commit: str, destdir: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The upstream script with every external command replaced by a stub that logs its argv."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
-    bin_dir.mkdir()
+    bin_dir.mkdir(parents=True)
     stubs = {
         "dpkg": "exit 0",
         "apt-get": "exit 0",
@@ -271,7 +273,13 @@ def _run_install_script(tmp_path: Path, commit: str, destdir: str) -> tuple[subp
         (bin_dir / name).chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DESTDIR": destdir, "SE_SRC": str(tmp_path / "src")}
     script = install_script(SoftEtherOptions())
-    res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    # The stamp goes to $DESTDIR/usr/local/share: on a "VM" (no DESTDIR), a tmpfs there of a
+    # private mount namespace, never this machine's own.
+    argv = ["sh", "-c", script]
+    if not destdir:
+        mount = 'mount -t tmpfs hc-test /usr/local/share && exec sh -c "$0"'
+        argv = ["unshare", "-m", "-r", "--propagation", "private", "sh", "-c", mount, script]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
     return res, log.read_text().splitlines() if log.exists() else []
 
 
@@ -296,3 +304,18 @@ def test_install_script_stops_before_building_a_moved_tag(tmp_path: Path) -> Non
     assert res.returncode == 1
     assert f"expected the pinned {COMMIT}" in res.stderr
     assert not [c for c in calls if c.startswith(("make", "configure", "git submodule"))]
+
+
+def test_install_script_run_again_finds_its_stamp_and_builds_nothing(tmp_path: Path) -> None:
+    """Another boot of the instance, or a lab machine whose image has the build: no fetch,
+    no build; a stamp of another commit or other flags builds."""
+    root, stamp = tmp_path / "root", build_stamp(SoftEtherOptions())
+    first, calls = _run_install_script(tmp_path / "a", COMMIT, str(root))
+    assert first.returncode == 0 and any(c.startswith("make -C build") for c in calls)
+    assert (root / BUILD_STAMP.lstrip("/")).read_text().strip() == stamp
+    again, calls = _run_install_script(tmp_path / "b", COMMIT, str(root))
+    assert again.returncode == 0 and calls == []
+    assert "is installed: nothing to build" in again.stdout
+    (root / BUILD_STAMP.lstrip("/")).write_text(f"{'f' * 40} {stamp.split()[1]}\n")
+    _, calls = _run_install_script(tmp_path / "c", COMMIT, str(root))
+    assert any(c.startswith("make -C build") for c in calls)
