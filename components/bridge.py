@@ -53,8 +53,15 @@ def converge(
 ) -> SoftEtherNode:
     """The bridge's SoftEther node, over SSH to its public address with the pinned host key;
     `machine` (the VM's identity) tells a rebuilt VM at the same address from the old one."""
+    # cloud-init keeps sshd closed until SoftEther is installed: a refused port is the
+    # expected state for the whole first boot, so it is retried as long as anything.
     target = ssh_target(
-        public_ip, args.host_key_public, args.operator_private_key, user=SSH_USER, deadline_s=BRIDGE_CONNECT_DEADLINE_S
+        public_ip,
+        args.host_key_public,
+        args.operator_private_key,
+        user=SSH_USER,
+        deadline_s=BRIDGE_CONNECT_DEADLINE_S,
+        refused_deadline_s=BRIDGE_CONNECT_DEADLINE_S,
     )
     return SoftEtherNode(
         f"{name}-softether",

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 
 from softether.derive import NodeSpecs, derive
-from softether.spec import spec_to_dict
+from softether.spec import SshTarget, spec_to_dict
 from topology import RoutingPlan, Topology
 
 from .secrets import HybridSecrets
@@ -62,6 +62,7 @@ def ssh_target(
     port: int = 22,
     user: str = "root",
     deadline_s: float,
+    refused_deadline_s: float = SshTarget.model_fields["refused_deadline_s"].default,
 ) -> pulumi.Output[dict[str, Any]]:
     """An `softether.spec.SshTarget` dict: key auth, the host key pinned."""
     return pulumi.Output.secret(
@@ -73,6 +74,7 @@ def ssh_target(
                 "host_key": v[1].strip(),
                 "private_key": v[2],
                 "connect_deadline_s": deadline_s,
+                "refused_deadline_s": refused_deadline_s,
             }
         )
     )

@@ -305,6 +305,9 @@ class SshTarget(Model):
     host_key: str = Field(min_length=1)
     private_key: Secret  # OpenSSH/PEM text
     connect_deadline_s: float = Field(default=120.0, gt=0)
+    # How long a port that refuses connections is retried: sshd may be seconds from starting
+    # on a running machine; on a new VM it stays closed for the whole first boot.
+    refused_deadline_s: float = Field(default=10.0, gt=0)
 
 
 def cert_sha1(pem: str) -> str:

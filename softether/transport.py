@@ -118,8 +118,8 @@ class SshTransport:
     user: str = "root"
     connect_deadline_s: float = 120.0
     attempt_timeout_s: float = 5.0
-    # A reachable host that refuses the port: sshd may be seconds from starting (boot), not
-    # minutes; refused for this long in a row ends the retries early.
+    # A reachable host that refuses the port, for this long in a row, ends the retries early
+    # (SshTarget.refused_deadline_s).
     refused_deadline_s: float = 10.0
     # Opens the TCP connection (host, port, timeout); the lab opens it inside a netns.
     sock_factory: Callable[[str, int, float], socket.socket] | None = None
@@ -381,6 +381,7 @@ def ssh_transport(
         host_key=target.host_key,
         private_key=target.private_key.get_secret_value(),
         connect_deadline_s=target.connect_deadline_s,
+        refused_deadline_s=min(target.refused_deadline_s, target.connect_deadline_s),
         attempt_timeout_s=attempt_timeout_s,
         sock_factory=sock_factory,
     )

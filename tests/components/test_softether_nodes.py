@@ -64,6 +64,8 @@ def test_bridge_node_logs_in_as_root_at_its_public_address_with_the_pinned_key(d
     assert (target["user"], target["port"]) == ("root", 22)
     # The VM builds SoftEther before sshd opens: the measured bootstrap, with margin.
     assert target["connect_deadline_s"] == BRIDGE_CONNECT_DEADLINE_S >= 3 * BRIDGE_BOOTSTRAP_MEASURED_S
+    # cloud-init keeps sshd closed for the whole build: refusals are waited out as long.
+    assert target["refused_deadline_s"] == BRIDGE_CONNECT_DEADLINE_S
 
 
 def test_bridge_node_waits_for_its_vm_and_the_home_server(dev: ProgramRun) -> None:

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from softether.errors import HostUnreachable
-from softether.transport import SshTransport
+from softether.spec import SshTarget
+from softether.transport import SshTransport, ssh_transport
 
 from .helpers import reference_specs
 
@@ -114,3 +116,21 @@ def test_transport_refused_port_fails_long_before_the_deadline(tmp_path: Path) -
     took = time.monotonic() - start
     print(f"refused port: failed after {took:.1f} s")
     assert took < 60  # generous: the point is not waiting out the 120 s deadline
+
+
+def test_transport_waits_out_refusals_as_long_as_its_target_says(tmp_path: Path) -> None:
+    """A bridge's target: a refused port is retried for `refused_deadline_s`, not 10 s."""
+    ident = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ident)], check=True)
+    target = SshTarget(
+        host="127.0.0.1",
+        port=_free_port(),
+        host_key=ident.with_suffix(".pub").read_text(),
+        private_key=SecretStr(ident.read_text()),
+        connect_deadline_s=14.0,
+        refused_deadline_s=14.0,
+    )
+    start = time.monotonic()
+    with pytest.raises(HostUnreachable, match="refused for 14 s"):
+        ssh_transport(target).connect()
+    assert 13.0 <= time.monotonic() - start < 40
