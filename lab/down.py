@@ -4,7 +4,9 @@ Only what belongs to the lab is touched: recorded PIDs (each checked to still li
 the lab's namespaces, so a reused PID is never killed), any process left inside the lab's
 namespaces (the recorded ones and those named `hc-<lab id>-*`), any process carrying the
 lab's mark (`lab.state.MARK`; a node's sshd by its config in the lab's directory: found also
-when its namespace was deleted by hand), then those namespaces. Works from the namespaces and processes alone when the record is unreadable.
+when its namespace was deleted by hand), every process in the cgroups of the lab's booted
+machines (lab/vm.py; a machine's systemd clears the environment, and lives on in an unnamed
+namespace when its namespace is deleted by hand), then those namespaces and cgroups. Works from the namespaces and processes alone when the record is unreadable.
 Safe twice, and after a crash. A `lab up` in progress is cancelled first (SIGINT, bounded
 wait for its lock). No graceful SoftEther stop: the configuration is deleted with the lab.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from . import netns, proc
 from .layout import lab_id
 from .state import LabBusy, LabState, RecordError, holder, lab_dir, mark, operation, remove_dirs
+from .vm import cgroup_pids, machine_cgroups, remove_cgroup
 
 CANCEL_WAIT_S = 15.0
 RELEASE_WAIT_S = 5.0
@@ -101,6 +104,8 @@ def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
     targets = {pid for pid in recorded if proc.alive(pid) and proc.netns_of(pid) in ours}
     targets |= {pid for ns in names for pid in proc.pids_in(ns)}
     targets |= marked(directory)
+    machines = machine_cgroups(prefix) if lid else []
+    targets |= {pid for c in machines for pid in cgroup_pids(c)}
     if st is None and not names and not targets:
         remove_dirs(directory)
         say(f"no lab for stack {ref}: nothing to do")
@@ -108,6 +113,8 @@ def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
     # KILL them all at once and wait (bounded): the lab's data is deleted with it, so nothing
     # needs a graceful shutdown (SoftEther's watchdog would only restart a TERMed worker).
     proc.kill(targets)
+    for c in machines:
+        remove_cgroup(c)
     gone = netns.delete(names)
     remove_dirs(directory)
     say(

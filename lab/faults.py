@@ -98,7 +98,7 @@ class SshKiller:
             self._thread.join(self.within_s + 5)
 
     def _watch(self) -> None:
-        listener = self.node.pids["sshd"]
+        listener = self.node.sshd_pid()
         seen: set[int] = set()
         deadline = time.monotonic() + self.within_s
         while time.monotonic() < deadline:

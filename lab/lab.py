@@ -21,12 +21,15 @@ from softether.spec import BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
-from . import proc, softether_build
+from . import image, proc, softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
 from .node import COMPAT_LIBRARY, Node, client_key_file, generate_client_key, netns_socket
+from .proc import LabError
 from .state import LabState, lab_dir, mark
+from .vm import VmNode
 
 SSH_DEADLINE_S = 30.0
+VM_SSH_DEADLINE_S = 120.0  # a booted bridge with its build in the image: sshd in 5-15 s
 
 
 @dataclass
@@ -54,6 +57,7 @@ def open_lab(
     root: Path | None = None,
     preload: bool | None = None,
     source: Literal["upstream", "debian"] | None = None,
+    boot: bool | None = None,
 ) -> Lab:
     """The lab of stack `ref` (running or not); nothing is started or built.
 
@@ -72,21 +76,34 @@ def open_lab(
         state.extra["preload"] = preload
     if source is not None:
         state.extra["source"] = source
+    if boot is not None:
+        if state.pids and state.extra.get("boot", True) != boot:
+            raise LabError(
+                f"lab {directory}: its bridges run {'booted' if not boot else 'unbooted'}; "
+                "hybrid lab down first to change that"
+            )
+        state.extra["boot"] = boot
     lab = Lab(ref, stack, layout, state)
     chosen = softether_build.cached_release(softether_options(lab))
     started: dict[str, dict[str, str]] = state.extra.get("softether", {})
+    built = image.cached()
     for v in layout.nodes:
         key = v.ns.rsplit("-", 1)[1]
         release = softether_build.Release.from_record(started[key]) if key in started else chosen
-        node = Node(
-            name=key,
-            kind="server" if v.kind == "server" else "bridge",
-            netns=v.ns,
-            state_dir=directory / "nodes" / key,
-            address=v.public,
-            admin_port=stack.network.home.vpn_server.port if v.kind == "server" else 5555,
-            env=mark(directory),
-        )
+        state_dir, env = directory / "nodes" / key, mark(directory)
+        node: Node
+        if v.kind == "server":
+            port = stack.network.home.vpn_server.port
+            node = Node(key, "server", v.ns, state_dir, v.public, admin_port=port, env=env)
+        elif booted(lab):
+            recorded = started.get(key, {}).get("image")
+            root = Path(recorded) if recorded else built.root if built else None
+            options = softether_options(lab)
+            node = VmNode(
+                key, "bridge", v.ns, state_dir, v.public, env=env, image=root, options=options
+            )
+        else:
+            node = Node(key, "bridge", v.ns, state_dir, v.public, env=env)
         use_release(lab, node, release)
         node.pids = {
             k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
@@ -96,6 +113,12 @@ def open_lab(
             node.host_key = " ".join(pub.read_text().split()[:2])
         lab.nodes[v.site] = node
     return lab
+
+
+def booted(lab: Lab) -> bool:
+    """The lab's cloud bridges are booted machines (lab/vm.py), as `open_lab` was told; the
+    default for a new lab."""
+    return bool(lab.state.extra.get("boot", True))
 
 
 def softether_options(lab: Lab) -> SoftEtherOptions:
@@ -149,11 +172,16 @@ def transport(lab: Lab, node: Node) -> SshTransport:
     """SSH to `node` from the operator's place on the lab's internet (the socket is opened in
     that namespace), host key pinned to the one generated for the node."""
     operator = lab.layout.operator_ns
+    # A booted bridge refuses SSH while it boots, as the cloud's does (components/bridge.py).
+    vm = isinstance(node, VmNode)
     target = SshTarget(
         host=node.host,
         host_key=node.host_key,
         private_key=SecretStr(lab.client_key[0]),
-        connect_deadline_s=SSH_DEADLINE_S,
+        connect_deadline_s=VM_SSH_DEADLINE_S if vm else SSH_DEADLINE_S,
+        refused_deadline_s=VM_SSH_DEADLINE_S
+        if vm
+        else SshTarget.model_fields["refused_deadline_s"].default,
     )
     return ssh_transport(
         target, lambda host, port, timeout: netns_socket(operator, host, port, timeout)

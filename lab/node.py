@@ -230,21 +230,8 @@ class Node:
         for p in (*STATE_PATHS, *ETC_PATHS, SSHD_RUN):
             Path(p).mkdir(parents=True, exist_ok=True)
         ssh = self._dir("ssh")
-        key = ssh / "ssh_host_ed25519_key"
-        if not key.exists():
-            sh(
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                f"hc-lab-{self.name}",
-                "-f",
-                str(key),
-            )
-        self.host_key = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+        key = host_key_file(ssh)
+        self.host_key = generate_host_key(ssh, f"hc-lab-{self.name}")[1]
         (ssh / "authorized_keys").write_text(authorized_keys)
         os.chmod(ssh / "authorized_keys", 0o600)
         (ssh / "sshd_config").write_text(
@@ -344,6 +331,10 @@ class Node:
             restarted.append("sshd")
         return restarted
 
+    def sshd_pid(self) -> int | None:
+        """The node's listening sshd (the parent of every SSH session's sshd)."""
+        return self.pids.get("sshd")
+
     def softether_pid(self) -> int:
         """The worker's PID, from the pid file SoftEther writes into its (per-node) run dir."""
         return _read_pid(self.name, lambda: list(self._dir("run").glob(".pid_*")))
@@ -393,6 +384,20 @@ def _read_pid(node: str, candidates: Callable[[], list[Path]], timeout: float = 
                     return int(text)
         time.sleep(0.05)
     raise LabError(f"node {node}: no pid file after {timeout} s")
+
+
+def host_key_file(directory: Path) -> Path:
+    """The node's SSH host key (private; the public half is `.pub`)."""
+    return directory / "ssh_host_ed25519_key"
+
+
+def generate_host_key(directory: Path, comment: str) -> tuple[str, str]:
+    """(private key text, `ssh-ed25519 AAAA...`) of the host key in `directory`, made once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = host_key_file(directory)
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key))
+    return key.read_text(), " ".join(key.with_suffix(".pub").read_text().split()[:2])
 
 
 def client_key_file(directory: Path) -> Path:

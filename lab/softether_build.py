@@ -112,7 +112,7 @@ def release(
         return got
     if not build:
         raise LabError(f"SoftEther {upstream_label(options)} is not built in {cache_root()}")
-    with _locked(cache_root() / f".{build_key(options)}.lock"):
+    with locked(cache_root() / f".{build_key(options)}.lock"):
         got = cached(options)  # another process may have built it meanwhile
         if got is None:
             build_upstream(options, cache_root() / build_key(options), say)
@@ -187,7 +187,7 @@ def _mirror_env(tar: str, scratch: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One builder per key on this machine; the others wait for its result."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:

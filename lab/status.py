@@ -18,6 +18,7 @@ from . import proc
 from .lab import open_lab, refresh_pids
 from .layout import Host, Layout
 from .outputs import lab_report
+from .vm import VmNode
 
 PING_DEADLINE_S = 4
 
@@ -108,6 +109,7 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
     what |= {"db": "MariaDB (for RDS)", "app": "WordPress (for App Service)"}
     # What each node's SoftEther is: "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674".
     release = {n.name: n.softether_label for n in lab.nodes.values()}
+    machines = {n.name: n.vm for n in lab.nodes.values() if isinstance(n, VmNode) and n.image}
     for name, pid in sorted(st.pids.items()):
         up = proc.alive(pid)
         healthy &= up
@@ -115,6 +117,8 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
         desc = what.get(key, "")
         if process == "softether":
             desc += f", SoftEther {release.get(key) or 'unknown'}"
+        if process == "holder" and key in machines:
+            desc += f", {machines[key].describe()}"
         say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {desc}")
     if healthy:
         # What `hybrid lab outputs | hybrid status --outputs -` reports (softether/health.py).

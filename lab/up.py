@@ -31,9 +31,10 @@ from softether.plan import Change
 from softether.session import Plan, Result
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
-from . import firewall, netns, paas, proc, softether_build
+from . import firewall, image, netns, paas, proc, softether_build
 from .lab import (
     Lab,
+    booted,
     open_lab,
     refresh_pids,
     running,
@@ -46,6 +47,7 @@ from .node import Node, build_compat_library
 from .proc import LabError
 from .state import lab_dir, operation
 from .status import Probe, format_matrix, matrix, wait_for_matrix
+from .vm import VmNode
 
 SETTLE_S = 60.0  # after repairs: how long the network may take to be green
 NUDGE_AFTER_S = 8.0  # ... and after how long the cascades not established are reconnected
@@ -271,11 +273,15 @@ def _up(
 
     def softether() -> str:
         release = softether_build.release(softether_options(lab), say)
+        vm = image.image(say) if booted(lab) else None
         started = st.extra.setdefault("softether", {})
         for node in lab.nodes.values():
             if not running(node):  # what it is about to start with, for `lab status`
                 use_release(lab, node, release)
                 started[node.name] = release.to_record()
+                if isinstance(node, VmNode) and vm is not None:
+                    node.image = vm.root
+                    started[node.name]["image"] = str(vm.root)
         st.save()
         if any(n.compat_library for n in lab.nodes.values()):
             lib = build_compat_library(st.directory / "compat")

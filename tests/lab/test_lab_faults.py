@@ -25,6 +25,7 @@ from lab.proc import NETNS_DIR, alive, comm, pids_in
 from lab.state import LabState
 from lab.status import wait_for_matrix
 from lab.up import up
+from lab.vm import VmNode
 from softether.spec import BRIDGE_HUB
 
 from .conftest import RunningLab, lab_fixture
@@ -70,20 +71,51 @@ def softether_pids(lab_ns: str) -> list[int]:
 
 
 def test_lab_up_restarts_every_dead_daemon(dev: RunningLab) -> None:
+    """What the lab runs itself comes back with `lab up`: the home server's SoftEther (the
+    user's machine, no service manager in the lab) and a bridge machine that went down
+    (booted again: a reboot)."""
     assert dev.report.matrix_ok
     lab = open_lab(dev.ref, dev.root)
     home = lab.stack.network.home.name
-    a, b = (s.name for s in lab.stack.network.sites)
+    b = lab.stack.network.sites[-1].name
     kill9(softether_pids(lab.nodes[home].netns))  # watchdog and worker: nothing restarts it
-    kill9(softether_pids(lab.nodes[a].netns))
-    kill9([lab.nodes[b].pids["sshd"]])
+    machine = lab.nodes[b]
+    assert isinstance(machine, VmNode)
+    machine.vm.poweroff()  # the VM stopped
     time.sleep(0.5)
-    assert softether_pids(lab.nodes[home].netns) == []
+    assert softether_pids(lab.nodes[home].netns) == [] and not machine.vm.running
     t0 = time.monotonic()
     r = up(dev.ref, say=print, root=dev.root)
-    print(f"up after kill -9 of 3 daemons: {time.monotonic() - t0:.1f} s, restarted {r.restarted}")
-    assert set(r.restarted) >= {f"{home} softether", f"{a} softether", f"{b} sshd"}
+    print(
+        f"up after kill -9 of the home server's SoftEther, a bridge VM off: {time.monotonic() - t0:.1f} s, restarted {r.restarted}"
+    )
+    assert set(r.restarted) >= {f"{home} softether"}
+    again = open_lab(dev.ref, dev.root).nodes[b]
+    assert isinstance(again, VmNode) and again.vm.running
     assert r.matrix_ok
+    assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
+
+
+def test_lab_booted_bridge_restarts_its_own_services(dev: RunningLab) -> None:
+    """Inside a booted bridge, systemd restarts what dies, as on the VM: every vpnbridge
+    process killed (the unit's Restart=), the listening sshd killed (ssh.service's)."""
+    lab = open_lab(dev.ref, dev.root)
+    a, b = (lab.nodes[s.name] for s in lab.stack.network.sites)
+    before = set(softether_pids(a.netns))
+    listener = b.sshd_pid()
+    assert before and listener is not None
+    kill9([*before, listener])
+    t0 = time.monotonic()
+    green, took = wait_for_matrix(lab.layout, RECOVERY_S)
+    print(
+        f"every vpnbridge process and an sshd killed -> full matrix: {time.monotonic() - t0:.1f} s"
+    )
+    assert green, f"not green {took:.0f} s after systemd should have restarted the bridge"
+    assert set(softether_pids(a.netns)) - before
+    deadline = time.monotonic() + RECOVERY_S
+    while b.sshd_pid() in (None, listener):
+        assert time.monotonic() < deadline, "ssh.service was not restarted"
+        time.sleep(0.5)
     assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
 
 
