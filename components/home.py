@@ -14,7 +14,13 @@ from topology import RoutingPlan, Topology
 from topology.load import PROJECT
 
 from .node import HOME_CONNECT_DEADLINE_S, ssh_target
-from .secrets import HOME_ADMIN_CONFIG, SET_HOME_ADMIN
+from .secrets import (
+    HOME_ADMIN_CONFIG,
+    KEY_FILE,
+    OPERATOR_KEY_CONFIG,
+    SET_HOME_ADMIN,
+    SET_OPERATOR_KEY,
+)
 
 HOST_KEY_CONFIG = "homeHostKey"
 
@@ -43,24 +49,46 @@ def pin_command(net: Topology) -> str:
     )
 
 
-def manual_steps(
-    net: Topology, plan: RoutingPlan, host_key_known: bool, admin_password_known: bool
-) -> ManualSteps:
+@dataclass(frozen=True)
+class HomeConfig:
+    """Which of the stack's settings for the home server are there (each outlives `pulumi
+    destroy`, as the server does): `homeHostKey`, `homeAdminPassword`, `operatorKey`."""
+
+    host_key: bool
+    admin_password: bool
+    operator_key: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.host_key and self.admin_password and self.operator_key
+
+
+def authorize_step(net: Topology) -> str:
+    ssh = net.home.vpn_server.ssh
+    return (
+        f"authorize the operator key ({KEY_FILE}.pub, stack output operatorPublicKey) for"
+        f" {ssh.user} on {ssh.host}: append it to ~{ssh.user}/.ssh/authorized_keys"
+    )
+
+
+def manual_steps(net: Topology, plan: RoutingPlan, known: HomeConfig) -> ManualSteps:
     server = net.home.vpn_server
     ssh = server.ssh
     target = server.host_address or ssh.host
-    access = [
-        f"authorize the operator key (stack output operatorPublicKey) for {ssh.user} on"
-        f" {ssh.host}: append it to ~{ssh.user}/.ssh/authorized_keys",
-    ]
-    if not host_key_known:
+    access = [authorize_step(net)]
+    if not known.operator_key:
+        access.append(
+            f"give the stack the operator's SSH key (it outlives pulumi destroy, as the server's"
+            f" authorization of it does): {SET_OPERATOR_KEY}, then pulumi up again"
+        )
+    if not known.host_key:
         # The program never accepts an unknown host key: the user pins it once.
         access.append(
             f"pin the server's host key: {pin_command(net)}"
             " (check it against the server's own /etc/ssh/ssh_host_ed25519_key.pub), then"
             " pulumi up again: SoftEther on the home server is configured once it is set"
         )
-    if not admin_password_known:
+    if not known.admin_password:
         access.append(
             f"give the stack the server's SoftEther admin password (it outlives pulumi"
             f" destroy): {SET_HOME_ADMIN}, then pulumi up again"
@@ -90,6 +118,7 @@ class HomeLanArgs:
     operator_private_key: pulumi.Input[str]
     host_key: str | None
     admin_password_known: bool = True  # the stack secret homeAdminPassword is set
+    operator_key_known: bool = True  # the stack secret operatorKey is set
 
 
 class HomeLan(pulumi.ComponentResource):
@@ -105,11 +134,11 @@ class HomeLan(pulumi.ComponentResource):
     def __init__(self, name: str, args: HomeLanArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid:home:HomeLan", name, None, opts)
         ssh = args.network.home.vpn_server.ssh
-        known = (args.host_key is not None, args.admin_password_known)
-        self.steps = manual_steps(args.network, args.routes, *known)
-        self.pending = pending(args.network, *known)
+        known = HomeConfig(args.host_key is not None, args.admin_password_known, args.operator_key_known)
+        self.steps = manual_steps(args.network, args.routes, known)
+        self.pending = pending(args.network, known)
         self.softether = None
-        if args.host_key is not None and args.admin_password_known:
+        if args.host_key is not None and known.complete:
             target = ssh_target(
                 ssh.host,
                 args.host_key,
@@ -124,17 +153,17 @@ class HomeLan(pulumi.ComponentResource):
         self.register_outputs(self.steps.to_json())
 
 
-def pending(net: Topology, host_key_known: bool, admin_password_known: bool) -> list[str]:
+def pending(net: Topology, known: HomeConfig) -> list[str]:
     """What is left before the home VPN server is configured, and the commands to finish it."""
-    if host_key_known and admin_password_known:
+    if known.complete:
         return []
-    ssh = net.home.vpn_server.ssh
-    todo = [
-        f"authorize the operator key (stack output operatorPublicKey) for {ssh.user}@{ssh.host}",
-    ]
-    if not host_key_known:
+    todo = []
+    if not known.operator_key:
+        todo.append(f"give the stack the operator's SSH key ({OPERATOR_KEY_CONFIG}): {SET_OPERATOR_KEY}")
+    todo.append(authorize_step(net))
+    if not known.host_key:
         todo.append(f"pin the home server's host key ({HOST_KEY_CONFIG}): {pin_command(net)}")
-    if not admin_password_known:
+    if not known.admin_password:
         todo.append(f"set the home server's admin password ({HOME_ADMIN_CONFIG}): {SET_HOME_ADMIN}")
     sites = ", ".join(s.name for s in net.sites)
     return [

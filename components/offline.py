@@ -26,7 +26,7 @@ import pulumi
 from pulumi.runtime import mocks, rpc
 
 from topology import Stack, read_stack_file, stack_file
-from topology.load import PROJECT
+from topology.load import OPERATOR_KEY, PROJECT
 
 from . import sdk_private
 from .sdk_private import SECRET_SIG, SECRET_SIG_KEY
@@ -322,6 +322,10 @@ def _config_for_pulumi(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 MOCK_SECRET = "encrypted-secret-not-decrypted-under-mocks"
+# Encrypted values the program parses: a stand-in of their kind (the mocks cannot decrypt).
+MOCK_TYPED_SECRETS = {
+    f"{PROJECT}:{OPERATOR_KEY}": lambda: _ed25519("encrypted-operator-key")["privateKeyOpenssh"],
+}
 
 
 def run_program(
@@ -348,7 +352,11 @@ def run_program(
     sdk_private.start(mocks_, monitor, project=PROJECT, stack=name, preview=preview)
     file_config = read_stack_file(path)
     # Values `pulumi config set --secret` wrote (encrypted): secrets the mocks cannot decrypt.
-    encrypted = {k: MOCK_SECRET for k, v in file_config.items() if isinstance(v, dict) and set(v) == {"secure"}}
+    encrypted = {
+        k: MOCK_TYPED_SECRETS[k]() if k in MOCK_TYPED_SECRETS else MOCK_SECRET
+        for k, v in file_config.items()
+        if isinstance(v, dict) and set(v) == {"secure"}
+    }
     values = {**file_config, **(config or {}), **encrypted, **(secrets or {})}
     pulumi.runtime.set_all_config(_config_for_pulumi(values), [*encrypted, *(secrets or {})])
     stack = program.stack_from_config(str(path))

@@ -23,9 +23,7 @@ from .budgets import Budgets, BudgetsArgs
 from .database import PrivateMysql, PrivateMysqlArgs
 from .home import HomeLan, HomeLanArgs
 from .node import node_specs, spec_of
-from .secrets import HybridSecrets, home_admin_password
-
-KEY_FILE = "~/.ssh/hybrid-cloud"
+from .secrets import KEY_FILE, HybridSecrets, home_admin_password, operator_key
 
 
 def stack_from_config(source: str | None = None) -> Stack:
@@ -90,19 +88,21 @@ def build(stack: Stack) -> dict[str, Any]:
 def build_network(stack: Stack) -> Network:
     topo = stack.network
     plan = plan_routes(topo)
-    home_admin = home_admin_password(f"stack {pulumi.get_stack()}")
-    secrets = HybridSecrets("secrets", topo, home_admin)
+    source = f"stack {pulumi.get_stack()}"
+    home_admin = home_admin_password(source)
+    operator = operator_key(source)
+    secrets = HybridSecrets("secrets", topo, home_admin, operator)
     specs = node_specs(topo, plan, secrets)
-    operator_key = secrets.operator_key.private_key_openssh
     home = HomeLan(
         topo.home.name,
         HomeLanArgs(
             topo,
             plan,
             spec_of(specs, None),
-            operator_key,
+            secrets.operator_private_key,
             stack.home_host_key,
             admin_password_known=home_admin is not None,
+            operator_key_known=operator is not None,
         ),
     )
     out = Network(plan=plan, home=home, secrets=secrets)
@@ -124,8 +124,8 @@ def build_network(stack: Stack) -> Network:
             site=site,
             host_key_private=host_key.private_key_openssh,
             host_key_public=host_key.public_key_openssh,
-            operator_public_key=secrets.operator_key.public_key_openssh,
-            operator_private_key=operator_key,
+            operator_public_key=secrets.operator_public_key,
+            operator_private_key=secrets.operator_private_key,
             spec=spec_of(specs, site.name),
             after=(home.softether,) if home.softether else (),
         )
@@ -155,7 +155,7 @@ def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
         "routes": net.plan.to_json(),
         "home": net.home.steps.to_json() | home_softether(net.home),
         "pending": net.home.pending,
-        "operatorPublicKey": net.secrets.operator_key.public_key_openssh,
+        "operatorPublicKey": net.secrets.operator_public_key,
         "bridges": {
             s.name: {
                 "cloud": s.cloud,

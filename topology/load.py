@@ -65,7 +65,8 @@ def parse_stack(
 # Stack secrets the program reads itself through Pulumi's config (components/secrets.py),
 # not part of the topology: a stack file holds them encrypted (`secure:`).
 HOME_ADMIN_PASSWORD = "homeAdminPassword"
-SECRET_KEYS = (HOME_ADMIN_PASSWORD,)
+OPERATOR_KEY = "operatorKey"
+SECRET_KEYS = (HOME_ADMIN_PASSWORD, OPERATOR_KEY)
 
 
 def project_config(config: Mapping[str, Any]) -> dict[str, Any]:

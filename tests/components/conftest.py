@@ -8,6 +8,8 @@ from typing import Any
 
 import pulumi
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from components import program
 from components.offline import ProgramRun, run_program
@@ -24,14 +26,32 @@ PINNED = {"hybrid-cloud:homeHostKey": HOME_HOST_KEY}
 # The home server's admin password, a stack secret (`pulumi config set --secret`).
 HOME_ADMIN = {"hybrid-cloud:homeAdminPassword": "homeAdminFromStackSecret42"}
 
+
+def _operator_key() -> str:
+    """A fresh ed25519 key in OpenSSH format, as `ssh-keygen` writes it."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+
+
+# The operator's SSH key, a stack secret (`pulumi config set --secret ... < ~/.ssh/hybrid-cloud`).
+OPERATOR = {"hybrid-cloud:operatorKey": _operator_key()}
+OPERATOR_PUBLIC = (
+    serialization.load_ssh_private_key(OPERATOR["hybrid-cloud:operatorKey"].encode(), None)
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+)
+
 _runs: dict[Path, ProgramRun] = {}
 
 
 def program_run(path: Path) -> ProgramRun:
-    """The run of the program for `path` (home host key pinned, admin password set), once
-    per test session."""
+    """The run of the program for `path` (home host key pinned, admin password and operator
+    key set), once per test session."""
     if path not in _runs:
-        _runs[path] = run_program(path, config=PINNED, secrets=HOME_ADMIN)
+        _runs[path] = run_program(path, config=PINNED, secrets=HOME_ADMIN | OPERATOR)
     return _runs[path]
 
 

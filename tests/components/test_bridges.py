@@ -24,6 +24,7 @@ from components.cloudinit import (
     systemd_unit,
 )
 from components.offline import ProgramRun, Record, is_secret, plain
+from tests.components.conftest import OPERATOR_PUBLIC
 from topology import SoftEtherOptions
 
 ENI = "aws:ec2/networkInterface:NetworkInterface"
@@ -143,8 +144,7 @@ def test_azure_bridge_vm_is_debian_12_with_keys_only(dev: ProgramRun) -> None:
     }  # fmt: skip
     linux = vm.input("osProfile")["linuxConfiguration"]
     assert linux["disablePasswordAuthentication"] is True
-    operator = dev.one(KEY, "secrets-operator-ssh").outputs["publicKeyOpenssh"]
-    assert [k["keyData"] for k in linux["ssh"]["publicKeys"]] == [operator]
+    assert [k["keyData"] for k in linux["ssh"]["publicKeys"]] == [OPERATOR_PUBLIC]
     assert vm.input("networkProfile")["networkInterfaces"][0]["id"] == dev.one(NIC, "Hybrid-VNet-bridge-nic").id
 
 
@@ -152,13 +152,12 @@ def test_azure_bridge_vm_is_debian_12_with_keys_only(dev: ProgramRun) -> None:
 def test_bridge_cloud_init_pins_the_generated_host_key(dev: ProgramRun, site: str) -> None:
     doc = _cloud_config(dev, site)
     host_key = dev.one(KEY, f"secrets-{site}-host-key").outputs
-    operator = dev.one(KEY, "secrets-operator-ssh").outputs
     assert doc["ssh_keys"] == {
         "ed25519_private": host_key["privateKeyOpenssh"],
         "ed25519_public": host_key["publicKeyOpenssh"].strip(),
     }
     assert (doc["ssh_deletekeys"], doc["ssh_genkeytypes"]) == (True, ["ed25519"])
-    assert doc["ssh_authorized_keys"] == [operator["publicKeyOpenssh"].strip()]
+    assert doc["ssh_authorized_keys"] == [OPERATOR_PUBLIC]
     assert (doc["ssh_pwauth"], doc["disable_root"]) == (False, False)
 
 

@@ -55,7 +55,7 @@ def test_exports_leak_check_catches_an_exported_password() -> None:
     def build(stack: Stack) -> dict[str, Any]:
         net = program.build_network(stack)
         password = next(iter(net.secrets.passwords.values())).result
-        return program.network_exports(stack.network, net) | {"oops": password, "key": net.secrets.operator_key.private_key_pem}
+        return program.network_exports(stack.network, net) | {"oops": password, "key": net.secrets.operator_private_key}
 
     run = run_program("dev", build=build)
     assert sorted(leaked(run)) == ["key", "oops"]
