@@ -10,7 +10,9 @@ Type token: `pulumi-python:dynamic/softether:SoftEtherNode`.
 - read (`pulumi refresh`, `preview --refresh`): reads the node over SSH and plans against
   the spec; drift made by hand shows as `drift` (the planned changes, masked) and a digest
   that no longer matches, so the next up updates (converges) the node; a converged node
-  reads back exactly as stored;
+  reads back exactly as stored. A node that cannot be reached (a stopped VM, one still
+  booting, an operator outside `operatorCidr`) is not waited for: after a short connect
+  deadline its `drift` says so and why, the refresh goes on, and the next up converges it;
 - delete: a no-op (the VM goes away with the stack; the home server is the user's);
 - outputs: host, kind, digest, last diff and drift (masked), traffic, what a server's first
   converge adopted and what it leaves alone; and, as Pulumi secrets, the spec and target
@@ -38,6 +40,9 @@ NODE_TYPE = "pulumi-python:dynamic/softether:SoftEtherNode"
 # Inputs the program passes as Pulumi secrets (also stored as secret outputs for `read`).
 SECRET_INPUTS = ("spec", "target")
 DRIFTED = "drifted"  # the digest a node with hand-made drift reads back with
+READ_DEADLINE_S = 15.0  # how long a refresh tries to reach a node
+# How a node is reached, not what it is: not part of its digest (a new deadline changes nothing).
+REACH = {"private_key", "connect_deadline_s", "refused_deadline_s"}
 
 
 def _plain(value: Any) -> Any:
@@ -82,7 +87,7 @@ def spec_digest(props: dict[str, Any]) -> str:
     canonical = json.dumps(
         {
             "spec": spec_to_dict(spec, reveal=True),
-            "target": target.model_dump(mode="json", exclude={"private_key"}),
+            "target": target.model_dump(mode="json", exclude=REACH),
         },
         sort_keys=True,
     )
@@ -151,15 +156,21 @@ def _converge(props: dict[str, Any], footprint: tuple[list[str], list[str]] | No
 
 
 def _drift(props: dict[str, Any]) -> list[str]:
-    """The changes a converge would make now (masked): empty for a converged node."""
+    """The changes a converge would make now (masked): empty for a converged node; a node
+    that cannot be reached within READ_DEADLINE_S: one line, `unreachable: <why>`."""
+    from softether.errors import TransportError
     from softether.session import Session
     from softether.transport import ssh_transport
 
     spec, target = _spec(props), _target(props)
-    transport = ssh_transport(target)
+    short = {k: min(getattr(target, k), READ_DEADLINE_S) for k in ("connect_deadline_s", "refused_deadline_s")}
+    transport = ssh_transport(target.model_copy(update=short))
     try:
         session = Session(transport, spec)
         return [session.mask(line) for line in session.compare().lines()]
+    except TransportError as e:
+        log.warning("softether node %s: not read: %s", target.host, e)
+        return [f"unreachable: {e}"]
     finally:
         transport.close()
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from pulumi.output import Unknown
 
 from lab.node import Node, Testbed
 from softether.derive import NodeSpecs
-from softether.dynamic import SoftEtherProvider, spec_digest
+from softether.dynamic import DRIFTED, READ_DEADLINE_S, SoftEtherProvider, spec_digest
 from softether.spec import spec_to_dict
 
 from .helpers import reference_specs
@@ -143,3 +145,33 @@ def test_dynamic_module_is_the_only_pulumi_importer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert res.stdout.strip() == "False"
+
+
+def test_dynamic_digest_leaves_out_how_a_node_is_reached() -> None:
+    """A deadline is how the provider reaches a node, not what the node is: a new one is no
+    change to plan (the same as the private key)."""
+    a = props_for(reference_specs())
+    b = {**a, "target": {**a["target"], "connect_deadline_s": 836.0, "refused_deadline_s": 836.0}}
+    assert spec_digest(a) == spec_digest(b)
+
+
+def test_dynamic_read_of_an_unreachable_node_finishes_and_says_why(tmp_path: Path) -> None:
+    """`pulumi refresh` with a node down (a stopped VM, a port that refuses): Read answers
+    after its short deadline, not the node's 836 s one; `drift` says why, the digest makes
+    the next up converge the node (audit 2 #8)."""
+    ident = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ident)], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    props = props_for(reference_specs(), host="127.0.0.1", host_key=ident.with_suffix(".pub").read_text())
+    props["target"] |= {"port": port, "private_key": ident.read_text(), "connect_deadline_s": 836.0, "refused_deadline_s": 836.0}
+    stored = {**props, "host": "127.0.0.1", "digest": spec_digest(props), "drift": []}
+    t0 = time.monotonic()
+    read = SoftEtherProvider().read("softether-server-127.0.0.1", stored)
+    took = time.monotonic() - t0
+    assert took < READ_DEADLINE_S + 15, took
+    (line,) = read.outs["drift"]
+    assert line.startswith("unreachable: 127.0.0.1:") and "refused" in line, line
+    assert read.outs["digest"] == DRIFTED
+    assert SoftEtherProvider().diff(read.id, read.outs, props).changes  # the next up converges it
