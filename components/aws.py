@@ -3,7 +3,6 @@ wires them (the VPC's routes to the other sites target the bridge's network inte
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pulumi
@@ -11,6 +10,7 @@ import pulumi_aws.ec2 as ec2
 
 from softether.dynamic import SoftEtherNode
 from topology import CloudSite, RouteTable
+from topology.clouds import AWS
 
 from .bridge import BridgeArgs, converge, user_data
 from .firewall import BRIDGE_EGRESS, bridge_ingress, cidr_slug
@@ -118,12 +118,6 @@ class HybridVpc(pulumi.ComponentResource):
         ]
 
 
-def aws_architecture(instance_type: str) -> str:
-    """`arm64` for Graviton families (t4g, m7gd, c6gn, a1), else `x86_64`."""
-    family = instance_type.split(".")[0]
-    return "arm64" if family == "a1" or re.fullmatch(r"[a-z]+\d+[a-z]*g[a-z]*", family) else "x86_64"
-
-
 @dataclass(frozen=True)
 class Ec2BridgeArgs:
     common: BridgeArgs  # what every bridge needs
@@ -147,7 +141,7 @@ class Ec2Bridge(pulumi.ComponentResource):
         region = site.region
         child = pulumi.ResourceOptions(parent=self)
         size = site.bridge_size
-        arch = aws_architecture(size)
+        arch = AWS.architecture(size)
         self.security_group = ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=vpc.vpc.id,

@@ -4,7 +4,6 @@ which wires them (the UDR's next hop is the bridge's fixed address, known from t
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 
 import pulumi
@@ -14,6 +13,7 @@ import pulumi_azure_native.resources as resources
 
 from softether.dynamic import SoftEtherNode
 from topology import CloudSite, RouteTable, Topology
+from topology.clouds import AZURE
 
 from .bridge import BridgeArgs, converge, user_data
 from .firewall import Ingress, bridge_ingress, cidr_slug
@@ -127,8 +127,8 @@ def nsg_rules(rules: tuple[Ingress, ...]) -> list[network.SecurityRuleArgsDict]:
 
 
 def azure_image_sku(vm_size: str) -> str:
-    """Debian 12's marketplace SKU for `vm_size`: Ampere sizes carry a `p` feature letter."""
-    return "12-arm64" if re.fullmatch(r"Standard_[A-Z]+\d+[a-z]*p[a-z]*(_v\d+)?", vm_size) else "12-gen2"
+    """Debian 12's marketplace SKU for `vm_size` (its architecture's)."""
+    return "12-arm64" if AZURE.architecture(vm_size) == "arm64" else "12-gen2"
 
 
 @dataclass(frozen=True)

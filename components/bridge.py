@@ -18,6 +18,7 @@ import pulumi
 
 from softether.dynamic import SoftEtherNode
 from topology import CloudSite, Topology
+from topology.clouds import bridge_image
 
 from .cloudinit import HostKey, bridge_cloud_config
 from .node import BRIDGE_CONNECT_DEADLINE_S, ssh_target
@@ -74,9 +75,10 @@ def converge(
 
 def user_data(args: BridgeArgs) -> pulumi.Output[str]:
     """The bridge's cloud-config; secret, because it carries the host's private key."""
+    image = bridge_image(args.site.cloud, args.site.bridge_size)
     doc = pulumi.Output.all(
         args.host_key_private, args.host_key_public, args.operator_public_key
     ).apply(
-        lambda v: bridge_cloud_config(args.network.softether, HostKey(v[0], v[1]), [v[2]])
+        lambda v: bridge_cloud_config(args.network.softether, HostKey(v[0], v[1]), [v[2]], image)
     )
     return pulumi.Output.secret(doc)

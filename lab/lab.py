@@ -20,6 +20,7 @@ from softether.session import Session
 from softether.spec import BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
+from topology.clouds import bridge_image
 
 from . import image, proc, softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
@@ -98,10 +99,11 @@ def open_lab(
         elif booted(lab):
             recorded = started.get(key, {}).get("image")
             root = Path(recorded) if recorded else built.root if built else None
-            options = softether_options(lab)
+            site = stack.network.site(v.site)
             node = VmNode(
-                key, "bridge", v.ns, state_dir, v.public, env=env, image=root, options=options
-            )
+                key, "bridge", v.ns, state_dir, v.public, env=env, image=root,
+                options=softether_options(lab), made_from=bridge_image(site.cloud, site.bridge_size),
+            )  # fmt: skip
         else:
             node = Node(key, "bridge", v.ns, state_dir, v.public, env=env)
         use_release(lab, node, release)

@@ -250,6 +250,7 @@ class VmNode(Node):
     image: Path | None = None  # the image root (lab/image.py); None: not built yet
     options: SoftEtherOptions = field(default_factory=SoftEtherOptions)
     instance: str = ""  # the VM's identity (cloud-init's instance-id); a new one is a new VM
+    made_from: str = ""  # the cloud image it stands for (topology.clouds.bridge_image)
 
     @property
     def vm(self) -> Machine:
@@ -281,7 +282,7 @@ class VmNode(Node):
         """The bridge's user data as the cloud VM gets it, with this node's host key."""
         private, public = generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")
         keys = [k for k in authorized_keys.splitlines() if k.strip()]
-        return bridge_cloud_config(self.options, HostKey(private, public), keys)
+        return bridge_cloud_config(self.options, HostKey(private, public), keys, self.made_from)
 
     def start(self, authorized_keys: str) -> Node:
         """Seed (a new instance) and boot the machine; returns while it boots."""

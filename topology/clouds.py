@@ -32,6 +32,8 @@ class CloudRules:
     zones: bool
     # The smallest size that runs a SoftEther bridge.
     default_bridge_size: str
+    # The sizes with an arm64 processor (a full match): their image is another one.
+    arm64_sizes: str
     # The CPU credit mode of a burstable bridge (`burstable` matches its size's family), or
     # None where the cloud has no such setting.
     cpu_credits: str | None
@@ -46,6 +48,10 @@ class CloudRules:
     price_public_ip: str
     public_ip_label: str
     price_egress: str
+
+    def architecture(self, size: str) -> Literal["arm64", "x86_64"]:
+        """The processor architecture of a bridge of `size`, which its image follows."""
+        return "arm64" if re.fullmatch(self.arm64_sizes, size) else "x86_64"
 
     def credits_of(self, size: str) -> str | None:
         """The CPU credit mode of a bridge of `size` (None: the cloud's default applies)."""
@@ -66,6 +72,8 @@ AWS = CloudRules(
     zones=True,
     # ARM: the cheapest per hour.
     default_bridge_size="t4g.nano",
+    # Graviton families (t4g, m7gd, c6gn) and a1.
+    arm64_sizes=r"(a1|[a-z]+\d+[a-z]*g[a-z]*)\..*",
     # AWS burstable (T) instances bill CPU above their baseline as credits. The bridges run in
     # unlimited mode, AWS's default for T3/T4g, set explicitly: in standard mode a t4g.nano
     # without a credit balance runs at its 5 % baseline, and the first-boot build would take
@@ -91,6 +99,8 @@ AZURE = CloudRules(
     max_prefix=29,
     zones=False,
     default_bridge_size="Standard_B1ls",
+    # Ampere sizes carry a `p` feature letter (Standard_B2pts_v2, Standard_D2ps_v5).
+    arm64_sizes=r"Standard_[A-Z]+\d+[a-z]*p[a-z]*(_v\d+)?",
     cpu_credits=None,
     burstable=None,
     # Next hop type VirtualAppliance at the bridge's private address.
@@ -104,6 +114,11 @@ AZURE = CloudRules(
 )
 
 CLOUDS: tuple[CloudRules, ...] = (AWS, AZURE)
+
+
+def bridge_image(cloud: Cloud, size: str) -> str:
+    """What a bridge of `size` runs: Debian 12 for its architecture (`debian-12 arm64`)."""
+    return f"debian-12 {rules(cloud).architecture(size)}"
 
 
 def rules(cloud: Cloud) -> CloudRules:

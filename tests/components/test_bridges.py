@@ -12,20 +12,21 @@ from typing import Literal
 import pytest
 import yaml
 
-from components.aws import aws_architecture
 from components.azure import azure_image_sku
 from components.cloudinit import (
     BUILD_STAMP,
     CMAKE_FLAGS,
+    IMAGE_FILE,
     HostKey,
     bridge_cloud_config,
     build_stamp,
     install_script,
     systemd_unit,
 )
-from components.offline import ProgramRun, Record, is_secret, plain
-from tests.components.conftest import OPERATOR_PUBLIC
+from components.offline import ProgramRun, Record, is_secret, plain, run_program
+from tests.components.conftest import DEV, OPERATOR_PUBLIC, PINNED
 from topology import SoftEtherOptions
+from topology.clouds import AWS
 
 ENI = "aws:ec2/networkInterface:NetworkInterface"
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -82,7 +83,7 @@ def test_ec2_bridge_runs_debian_12_for_its_architecture(dev: ProgramRun) -> None
     [("t4g.nano", "arm64"), ("m7gd.large", "arm64"), ("a1.medium", "arm64"), ("t3.micro", "x86_64"), ("g4ad.xlarge", "x86_64"), ("m7i.large", "x86_64")],
 )
 def test_aws_architecture_follows_the_instance_family(size: str, arch: str) -> None:
-    assert aws_architecture(size) == arch
+    assert AWS.architecture(size) == arch
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ def test_install_script_refuses_a_moved_tag() -> None:
 
 def test_cloud_config_round_trips_keys_exactly() -> None:
     key = HostKey("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n", "ssh-ed25519 AAAA x\n")
-    doc = yaml.safe_load(bridge_cloud_config(SoftEtherOptions(), key, ["ssh-ed25519 BBBB op\n"]))
+    doc = yaml.safe_load(bridge_cloud_config(SoftEtherOptions(), key, ["ssh-ed25519 BBBB op\n"], "debian-12 arm64"))
     assert doc["ssh_keys"] == {"ed25519_private": key.private_openssh, "ed25519_public": "ssh-ed25519 AAAA x"}
     assert doc["ssh_authorized_keys"] == ["ssh-ed25519 BBBB op"]
 
@@ -318,3 +319,26 @@ def test_install_script_run_again_finds_its_stamp_and_builds_nothing(tmp_path: P
     (root / BUILD_STAMP.lstrip("/")).write_text(f"{'f' * 40} {stamp.split()[1]}\n")
     _, calls = _run_install_script(tmp_path / "c", COMMIT, str(root))
     assert any(c.startswith("make -C build") for c in calls)
+
+
+def _with_aws_size(tmp_path: Path, size: str) -> ProgramRun:
+    path = tmp_path / f"Pulumi.{size.replace('.', '-')}.yaml"
+    path.write_text(DEV.read_text().replace("size: t4g.nano", f"size: {size}"))
+    return run_program(path, config=PINNED)
+
+
+def test_bridge_of_another_architecture_is_a_new_vm(tmp_path: Path) -> None:
+    """t4g (arm64) -> t3 (x86_64): EC2 cannot change an instance's architecture in place, and
+    the AMI's change is ignored (a newer image must not replace a bridge): the user data says
+    the image, and a new user data replaces the instance. Another size of the same
+    architecture stays an in-place change (audit 2 #9)."""
+    runs = {size: _with_aws_size(tmp_path, size) for size in ("t4g.nano", "t4g.micro", "t3.nano")}
+    # Without the host key's private text (the mocks' OpenSSH encoding has a random check word).
+    data = {size: {**_cloud_config(r, "Hybrid-VPC"), "ssh_keys": None} for size, r in runs.items()}
+    assert data["t4g.nano"] != data["t3.nano"]
+    assert data["t4g.nano"] == data["t4g.micro"]
+    for r in runs.values():
+        assert r.one(INSTANCE, "Hybrid-VPC-bridge-vm").inputs["userDataReplaceOnChange"] is True
+    files = {f["path"]: f["content"] for f in _cloud_config(runs["t3.nano"], "Hybrid-VPC")["write_files"]}
+    assert files[IMAGE_FILE] == "debian-12 x86_64\n"
+    assert {f["path"]: f["content"] for f in _cloud_config(runs["t4g.nano"], "Hybrid-VPC")["write_files"]}[IMAGE_FILE] == "debian-12 arm64\n"
