@@ -41,6 +41,7 @@ NODE_TYPE = "pulumi-python:dynamic/softether:SoftEtherNode"
 SECRET_INPUTS = ("spec", "target")
 DRIFTED = "drifted"  # the digest a node with hand-made drift reads back with
 READ_DEADLINE_S = 15.0  # how long a refresh tries to reach a node
+READ_REFUSED_S = 5.0  # ... and how long it retries a port that refuses (a node down)
 # How a node is reached, not what it is: not part of its digest (a new deadline changes nothing).
 REACH = {"private_key", "connect_deadline_s", "refused_deadline_s"}
 
@@ -163,7 +164,10 @@ def _drift(props: dict[str, Any]) -> list[str]:
     from softether.transport import ssh_transport
 
     spec, target = _spec(props), _target(props)
-    short = {k: min(getattr(target, k), READ_DEADLINE_S) for k in ("connect_deadline_s", "refused_deadline_s")}
+    short = {
+        "connect_deadline_s": min(target.connect_deadline_s, READ_DEADLINE_S),
+        "refused_deadline_s": min(target.refused_deadline_s, READ_REFUSED_S),
+    }
     transport = ssh_transport(target.model_copy(update=short))
     try:
         session = Session(transport, spec)
