@@ -152,9 +152,9 @@ def _softether_node(args: mocks.MockResourceArgs) -> Props:
     return {"certificate": cert.public_bytes(serialization.Encoding.PEM).decode()}
 
 
-def _password(args: mocks.MockResourceArgs) -> Props:
+def _password(seed: str, args: mocks.MockResourceArgs) -> Props:
     length = int(args.inputs.get("length", 16))
-    return {"result": ("Pw" + _digest("password", args.name, size=64))[:length]}
+    return {"result": ("Pw" + _digest("password", seed, size=64))[:length]}
 
 
 def _azure_id(args: mocks.MockResourceArgs) -> Props:
@@ -187,13 +187,10 @@ def _rds(args: mocks.MockResourceArgs) -> Props:
 
 # Computed outputs by resource type, on top of the inputs echoed back and an id.
 COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
-    "random:index/randomPassword:RandomPassword": _password,
-    "random:index/randomString:RandomString": _password,
     "pulumi-python:dynamic/softether:SoftEtherNode": _softether_node,
     "azure-native:web:WebApp": lambda a: {
         "defaultHostName": f"{a.inputs.get('name', a.name)}.azurewebsites.net"
     },
-    "tls:index/privateKey:PrivateKey": lambda a: _ed25519(a.name),
     "aws:ec2/networkInterface:NetworkInterface": _eni,
     "aws:ec2/eip:Eip": _public_ip,
     "aws:ec2/instance:Instance": _public_ip,
@@ -201,6 +198,15 @@ COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     # The VM's identity, a GUID Azure assigns (the bridge's SoftEtherNode input `machine`).
     "azure-native:compute:VirtualMachine": lambda a: {"vmId": _digest("vm", a.name, size=32)},
     "aws:rds/instance:Instance": _rds,
+}
+
+
+# What the stack generates itself (keys, passwords): new in every stack generation, from a
+# seed of the generation and the resource's name.
+GENERATED: dict[str, Callable[[str, mocks.MockResourceArgs], Props]] = {
+    "random:index/randomPassword:RandomPassword": _password,
+    "random:index/randomString:RandomString": _password,
+    "tls:index/privateKey:PrivateKey": lambda seed, _: _ed25519(seed),
 }
 
 
@@ -251,11 +257,13 @@ class Call:
 
 
 class HybridMocks(pulumi.runtime.Mocks):
-    """Echo inputs, add an id and the provider-computed outputs of `COMPUTED`; answer
-    invokes from `CALLS` and record them."""
+    """Echo inputs, add an id and the provider-computed outputs of `COMPUTED` (and of
+    `GENERATED`, seeded with `generation`: another one, as after a destroy, makes every
+    generated value new); answer invokes from `CALLS` and record them."""
 
-    def __init__(self) -> None:
+    def __init__(self, generation: str = "") -> None:
         self.calls: list[Call] = []
+        self.generation = generation
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs: Props = dict(args.inputs)
@@ -265,6 +273,8 @@ class HybridMocks(pulumi.runtime.Mocks):
             outputs |= _aws_id(args)
         if args.typ in COMPUTED:
             outputs |= COMPUTED[args.typ](args)
+        if args.typ in GENERATED:
+            outputs |= GENERATED[args.typ](f"{self.generation}{args.name}", args)
         rid = outputs.pop("id", None) or f"{args.name}-id"
         return rid, outputs
 
@@ -335,10 +345,12 @@ def run_program(
     config: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
     preview: bool = False,
+    generation: str = "",
 ) -> ProgramRun:
     """Run the program (default `components.program.build`) for a stack name or file;
     `config` adds or overrides keys of the stack file (`"hybrid-cloud:homeHostKey": ...`),
-    `secrets` keys set as with `pulumi config set --secret`.
+    `secrets` keys set as with `pulumi config set --secret`; `generation` seeds what the
+    stack generates (keys, passwords): another one is another stack generation.
 
     A stack that fails validation raises `topology.TopologyError` before any resource is
     registered, exactly as under `pulumi up`.
@@ -347,7 +359,7 @@ def run_program(
 
     path = stack_file(str(stack_ref))
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
-    mocks_ = HybridMocks()
+    mocks_ = HybridMocks(generation)
     monitor = RecordingMonitor(mocks_)
     sdk_private.start(mocks_, monitor, project=PROJECT, stack=name, preview=preview)
     file_config = read_stack_file(path)
