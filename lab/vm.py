@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from components.cloudinit import HostKey, bridge_cloud_config
 from softether.spec import DEFAULT_RESTART
 from topology import SoftEtherOptions
@@ -123,7 +125,9 @@ class Machine:
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, **self.env},
+                # The machine's /proc/sys/net is its own namespace's: writable, as on a VM (the
+                # converge turns forwarding on). nspawn leaves it read-only unless told.
+                env={**os.environ, **self.env, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
             )
         self.pid = proc.pid
         return proc.pid
@@ -251,6 +255,9 @@ class VmNode(Node):
     options: SoftEtherOptions = field(default_factory=SoftEtherOptions)
     instance: str = ""  # the VM's identity (cloud-init's instance-id); a new one is a new VM
     made_from: str = ""  # the cloud image it stands for (topology.clouds.bridge_image)
+    # The user data to boot from as it is (the program's own, e.g. from its run under the
+    # mocks); "": rendered for the stack with the lab's keys (`user_data`).
+    given_user_data: str = ""
 
     @property
     def vm(self) -> Machine:
@@ -286,11 +293,14 @@ class VmNode(Node):
 
     def start(self, authorized_keys: str) -> Node:
         """Seed (a new instance) and boot the machine; returns while it boots."""
-        self.host_key = generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")[1]
+        if self.given_user_data:
+            self.host_key = yaml.safe_load(self.given_user_data)["ssh_keys"]["ed25519_public"]
+        else:
+            self.host_key = generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")[1]
         vm = self.vm
         if not (vm.upper / SEED / "meta-data").exists():
             self.instance = self.instance or f"i-{self.netns}-{time.time_ns():x}"
-            vm.seed(self.instance, self.user_data(authorized_keys), self.name)
+            vm.seed(self.instance, self.given_user_data or self.user_data(authorized_keys), self.name)
         self.pids["holder"] = vm.boot()
         return self
 

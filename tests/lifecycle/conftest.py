@@ -1,20 +1,30 @@
-"""A lab per test: a home VPN server and an AWS bridge (real SoftEther, real sshd) in network
-namespaces, an operator namespace running the SDK's dynamic-provider host, and the stack's
-inputs as the program derives them. Everything is torn down by the finalizer, also on failure.
+"""A lab per test: a home VPN server (real SoftEther, real sshd), an AWS bridge that is a booted
+machine (lab/vm.py: Debian 12, systemd, cloud-init from the program's own user data), an
+operator namespace running the SDK's dynamic-provider host, and the stack's inputs as the
+program makes them. Everything is torn down by the finalizer, also on failure.
+
+What comes from the program (run under Pulumi's mocks with the lab's config, one run per stack
+generation): the bridge VM's user data (its host key, the operator key it authorizes, the
+install script), and each node's SSH target (user, key, deadlines); the lab only puts its own
+addresses in. The SoftEther specs are derived with the lab's addresses, the home server's
+real certificate and passwords of the generation, as the program derives them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from components.offline import ProgramRun, plain, run_program
 from lab.node import Node, Testbed
 from lab.proc import sh
+from lab.vm import VmNode
 from softether.derive import derive, secret_names
 from softether.dynamic import node_props
 from softether.spec import spec_to_dict
@@ -24,32 +34,40 @@ from .harness import ProviderHost, provider_host
 
 HOME, BRIDGE = "home-softether", "Hybrid-VPC-bridge-softether"
 SITE = "Hybrid-VPC"
+NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
+INSTANCE = "aws:ec2/instance:Instance"
 OPERATOR_ADDRESS = "198.51.100.9/24"
+BRIDGE_ADDRESS = "198.51.100.2/24"
+# The stack secrets that outlive a destroy (pulumi config set --secret).
+ADMIN = "homeAdminFromStackSecret42"
 
 
 @dataclass
 class Lab:
     testbed: Testbed
     home: Node
-    aws: Node
     host: ProviderHost
+    aws: VmNode | None = None
+    booting: list[threading.Timer] = field(default_factory=list)
 
-    def secrets(self, generation: str, home_admin: str) -> dict[str, str]:
-        """The stack's passwords: generated ones of `generation`, the home admin password
-        from the stack secret (`homeAdminPassword`)."""
+    def program(self, generation: str, *, pinned: bool = True) -> ProgramRun:
+        """The program of stack generation `generation` under the mocks, with the lab's config:
+        the home server's host key pinned (or not yet), the admin password and the operator's
+        key (the lab's client key) as stack secrets."""
+        config = {"hybrid-cloud:homeHostKey": self.home.host_key} if pinned else {}
+        secrets = {"hybrid-cloud:homeAdminPassword": ADMIN, "hybrid-cloud:operatorKey": self.testbed.client_key}
+        return run_program("dev", config=config, secrets=secrets, generation=generation)
+
+    def secrets(self, generation: str) -> dict[str, str]:
+        """The stack's passwords: generated ones of `generation`, the home admin password from
+        the stack secret (`homeAdminPassword`)."""
         net = load_stack("dev").network
         values = {n: f"lc-{self.testbed.run}-{generation}-{i}" for i, n in enumerate(secret_names(net))}
-        return values | {f"admin/{net.home.name}": home_admin}
+        return values | {f"admin/{net.home.name}": ADMIN}
 
-    def _target(self, node: Node) -> dict[str, Any]:
-        return {
-            "host": node.host,
-            "port": 22,
-            "user": "root",
-            "host_key": node.host_key,
-            "private_key": self.testbed.client_key,
-            "connect_deadline_s": 30.0,
-        }
+    def _target(self, run: ProgramRun, node: str, host: str) -> dict[str, Any]:
+        """The node's SSH target as the program registers it, at the lab's address."""
+        return plain(run.one(NODE, node).inputs["target"]) | {"host": host, "port": 22}
 
     def specs(self, secrets: dict[str, str], server_cert: str | None, home_ready: bool) -> Any:
         net = load_stack("dev").network
@@ -58,33 +76,51 @@ class Lab:
             plan_routes(net),
             secrets,
             server_address=self.home.host,
-            restart_command=self.aws.restart_command,
             server_cert=server_cert,
             home_ready=home_ready,
         )
 
-    def home_props(self, secrets: dict[str, str]) -> dict[str, Any]:
+    def home_props(self, secrets: dict[str, str], run: ProgramRun) -> dict[str, Any]:
         spec = self.specs(secrets, None, True).server
-        return node_props(spec_to_dict(spec, reveal=True), self._target(self.home))
+        return node_props(spec_to_dict(spec, reveal=True), self._target(run, HOME, self.home.host))
 
-    def bridge_props(self, secrets: dict[str, str], machine: str = "vm-1") -> dict[str, Any]:
+    def bridge_props(self, secrets: dict[str, str], run: ProgramRun, machine: str = "vm-1") -> dict[str, Any]:
         """The bridge's inputs as the program derives them: the home server's certificate
         and the traffic check only once the home node exists in the stack."""
         home = self.host.state.get(HOME)
         cert = self.host.outputs(HOME)["certificate"] if home else None
         spec = self.specs(secrets, cert, home is not None).bridges[SITE]
-        return node_props(spec_to_dict(spec, reveal=True), self._target(self.aws), machine)
+        host = str(IPv4Interface(BRIDGE_ADDRESS).ip)
+        return node_props(spec_to_dict(spec, reveal=True), self._target(run, BRIDGE, host), machine)
 
-    def replace_bridge_vm(self, name: str) -> Node:
-        """The bridge VM rebuilt: the old one gone, a new one (new host key, fresh SoftEther)
-        at the same public address."""
+    def boot_bridge(self, run: ProgramRun, name: str, instance: str, after_s: float = 0.0) -> None:
+        """A new bridge VM (`instance`) booting from the program's user data, `after_s` from
+        now (its address refuses connections until then, and while it boots)."""
+        user_data = plain(run.one(INSTANCE, f"{SITE}-bridge-vm").inputs["userData"])
+        if self.aws is not None:
+            self.delete_bridge_vm()
+        # The address answers (refuses) from now on, as a new VM's public IP does.
+        self.aws = self.testbed.machine(name, BRIDGE_ADDRESS, user_data, instance)
+        t = threading.Timer(after_s, self.aws.start, ("",))
+        t.start()
+        self.booting.append(t)
+
+    def delete_bridge_vm(self) -> None:
+        """The bridge VM deleted (its machine and namespace gone)."""
         old = self.aws
+        assert old is not None
         old.stop()
         del self.testbed.nodes[old.name]
-        self.aws = self.testbed.add(name, "bridge", str(old.address))
+        self.aws = None
         # The lab's machines still hold the old VM's MAC for the address (a cloud's do not).
         for node in (self.testbed.nodes["op"], self.home):
             sh("ip", "-n", node.netns, "neigh", "flush", "all")
+
+    def wait_booted(self) -> VmNode:
+        for t in self.booting:
+            t.join(60)
+        self.booting.clear()
+        assert self.aws is not None
         return self.aws
 
 
@@ -92,10 +128,15 @@ class Lab:
 def lab(tmp_path: Path) -> Iterator[Lab]:
     with Testbed(tmp_path / "lab") as bed:
         home = bed.add("home", "server", "198.51.100.1/24", lan_device="eth1")
-        aws = bed.add("aws", "bridge", "198.51.100.2/24")
         # The operator's machine: runs the provider host, reaches the nodes' sshd over the
         # lab's internet (a namespace with an address and nothing else).
         op = Node("op", "bridge", f"hc-{bed.run}-op", tmp_path / "lab" / "op", IPv4Interface(OPERATOR_ADDRESS))
         bed.attach(op)
         with provider_host(op.netns, tmp_path) as host:
-            yield Lab(bed, home, aws, host)
+            lab = Lab(bed, home, host)
+            try:
+                yield lab
+            finally:
+                for t in lab.booting:
+                    t.cancel()
+                    t.join(60)
