@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from topology import (
-    Stack,
-    TopologyError,
-    parse_stack,
-    project_config,
-    provider_regions,
-    read_stack_file,
-    stack_file,
-)
+from topology import Stack, TopologyError, load_stack_config, stack_file
 from topology.cost import Estimate, PriceError, budget_problems, estimate, load_prices
 
 from .args import add_stack, stack_ref
@@ -94,8 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cost(args: argparse.Namespace) -> int:
     path = stack_file(stack_ref(args))
-    config = read_stack_file(path)
-    stack = parse_stack(project_config(config), str(path), provider_regions(config))
+    stack, config = load_stack_config(str(path))
     try:
         est = estimate(stack, config, load_prices())
     except PriceError as e:

@@ -11,12 +11,12 @@ import pulumi
 
 from softether.dynamic import SoftEtherNode
 from topology import RoutingPlan, Topology
-from topology.load import PROJECT
+from topology.load import HOME_HOST_KEY, PROJECT
 
 from .node import HOME_CONNECT_DEADLINE_S, ssh_target
 from .secrets import HOME_ADMIN_CONFIG, SET_HOME_ADMIN
 
-HOST_KEY_CONFIG = "homeHostKey"
+HOST_KEY_CONFIG = HOME_HOST_KEY
 
 
 @dataclass(frozen=True)

@@ -167,15 +167,16 @@ def test_cost_unpriced_region_names_the_field(overrides: dict[str, Any], message
 
 
 def test_cost_cli_unpriced_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # An EC2 instance type (hybrid check accepts it) that the price table does not list.
     doc = yaml.safe_load(stack_file("dev").read_text())
-    doc["config"]["hybrid-cloud:network"]["sites"][0]["bridge"]["size"] = "x9.huge"
+    doc["config"]["hybrid-cloud:network"]["sites"][0]["bridge"]["size"] = "c7g.large"
     path = tmp_path / "Pulumi.big.yaml"
     path.write_text(yaml.safe_dump(doc))
     assert main(["cost", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(
-        f"{path}: network.sites[0].bridge.size: 'x9.huge' has no aws_instance price in ap-northeast-1"
+        f"{path}: network.sites[0].bridge.size: 'c7g.large' has no aws_instance price in ap-northeast-1"
     )
 
 
