@@ -194,31 +194,65 @@ def test_destroy_workflow_is_manual_with_dry_run_and_scheduled():
     assert [s["if"] for s in destroy if "dry run" in s.get("name", "")] == ["inputs.dry-run"]
 
 
+# `pulumi stack history --stack NAME --json [--page-size N --page P]` as the CLI answers it:
+# newest first, 10 entries unless --page-size is given; FAKE_HISTORY_DIR/NAME.json holds the
+# whole history (none: no such stack); FAKE_FAIL makes every call fail as an expired login.
+FAKE_PULUMI = """#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+def opt(name, default):
+    return int(args[args.index(name) + 1]) if name in args else default
+if os.environ.get("FAKE_FAIL"):
+    sys.exit("error: [401] Unauthorized: No credentials provided or are invalid.")
+name = args[args.index("--stack") + 1]
+path = os.path.join(os.environ["FAKE_HISTORY_DIR"], name + ".json")
+if not os.path.exists(path):
+    sys.exit(f"error: no stack named '{name}' found")
+entries = sorted(json.load(open(path)), key=lambda e: e["startTime"], reverse=True)
+size, page = opt("--page-size", 10), opt("--page", 1)
+print(json.dumps(entries[(page - 1) * size : page * size]))
+"""
+
+
 @pytest.fixture
 def pick(tmp_path: Path):
-    """The destroy workflow's `pick` step, run in a checkout-like folder with a fake `pulumi`."""
+    """The destroy workflow's `pick` step, run in a checkout-like folder with a fake `pulumi`;
+    `stacks` (optional) replaces the repository's stack files."""
     script = step(workflow("destroy.yml"), "pick")["run"]
-    (tmp_path / "stacks").symlink_to(ROOT / "stacks")
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "pulumi"
-    # `pulumi stack history --stack NAME --json`: the file named by FAKE_HISTORY, or no stack.
-    fake.write_text(
-        '#!/bin/sh\n[ -n "$FAKE_HISTORY" ] || { echo "error: no stack named $4 found" >&2; exit 255; }\ncat "$FAKE_HISTORY"\n'
-    )
+    fake.write_text(FAKE_PULUMI)
     fake.chmod(0o755)
+    histories = tmp_path / "histories"
+    histories.mkdir()
 
-    def run(history: str | None, stack: str = "", present: str = "true"):
+    def run(
+        history: str | None,
+        stack: str = "",
+        present: str = "true",
+        stacks: dict[str, str] | None = None,
+        histories_by_stack: dict[str, str] | None = None,
+        fail: bool = False,
+    ):
+        folder = tmp_path / "stacks"
+        if stacks is None:
+            folder.symlink_to(ROOT / "stacks")
+        else:
+            folder.mkdir()
+            for name, text in stacks.items():
+                (folder / f"Pulumi.{name}.yaml").write_text(text)
+        every = ({"dev": history} if history is not None else {}) | (histories_by_stack or {})
+        for name, text in every.items():
+            (histories / f"{name}.json").write_text(text)
         env = {
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "PRESENT": present,
             "INPUT_STACK": stack,
-            "FAKE_HISTORY": "",
+            "FAKE_HISTORY_DIR": str(histories),
+            "FAKE_FAIL": "1" if fail else "",
         }
-        if history is not None:
-            (tmp_path / "fake-history.json").write_text(history)
-            env["FAKE_HISTORY"] = str(tmp_path / "fake-history.json")
         return run_step(script, tmp_path, env)
 
     return run
@@ -255,7 +289,8 @@ def test_destroy_workflow_skips_a_stack_missing_from_the_backend(pick):
     done, out = pick(None)
     assert done.returncode == 0, done.stderr
     assert json.loads(out["stacks"]) == []
-    assert "::notice::dev: no stack in the backend" in done.stdout
+    assert json.loads(out["unjudged"]) == []
+    assert "dev: keep: no stack in the backend" in done.stdout
 
 
 def test_destroy_workflow_destroys_a_named_stack_without_looking_at_ttl(pick):
@@ -276,3 +311,64 @@ def test_destroy_workflow_without_secrets_destroys_nothing(pick):
     done, out = pick(HISTORY.read_text(), present="false")
     assert done.returncode == 0, done.stderr
     assert json.loads(out["stacks"]) == []
+
+
+DEV_TEXT = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+
+
+def _history_entry(kind: str, start: dt.datetime) -> dict[str, Any]:
+    stamp = f"{start:%Y-%m-%dT%H:%M:%S}.000Z"
+    return {"kind": kind, "startTime": stamp, "endTime": stamp, "result": "succeeded"}
+
+
+def test_destroy_workflow_judges_each_stack_on_its_own(pick):
+    # `old` no longer validates (RDS 5.7 is past standard support): it is still judged by its
+    # ttlHours. `typo`'s ttlHours cannot be read: it is named, and the others go on.
+    stacks = {
+        "dev": DEV_TEXT,
+        "old": DEV_TEXT.replace('engineVersion: "8.4"', 'engineVersion: "5.7"'),
+        "typo": DEV_TEXT.replace("hybrid-cloud:ttlHours: 8", "hybrid-cloud:ttlHours: eight"),
+    }
+    assert stacks["old"] != DEV_TEXT and stacks["typo"] != DEV_TEXT
+    history = HISTORY.read_text()
+    done, out = pick(None, stacks=stacks, histories_by_stack=dict.fromkeys(stacks, history))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["stacks"]) == ["dev", "old"]
+    assert json.loads(out["unjudged"]) == ["typo"]
+    assert "::error title=ttl: typo not judged::" in done.stdout
+    assert "stacks/Pulumi.typo.yaml: ttlHours: 'eight' is invalid" in done.stderr
+
+
+def test_destroy_workflow_pages_the_history_back_to_the_last_update(pick):
+    # 150 refreshes since the last update: the CLI's first page (10 entries) holds none.
+    t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    entries = [_history_entry("update", t0)] + [
+        _history_entry("refresh", t0 + dt.timedelta(minutes=10 * i)) for i in range(1, 151)
+    ]
+    done, out = pick(json.dumps(entries))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["stacks"]) == ["dev"]
+    assert "dev: EXPIRED: last update 2026-11-01 00:00 UTC" in done.stdout
+
+
+def test_destroy_workflow_names_a_stack_whose_history_cannot_be_read(pick):
+    done, out = pick(HISTORY.read_text(), fail=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["stacks"]) == []
+    assert json.loads(out["unjudged"]) == ["dev"]
+    assert "dev: pulumi stack history --stack dev" in done.stderr
+    assert "Unauthorized" in done.stderr
+
+
+def test_destroy_workflow_fails_the_run_for_a_stack_it_could_not_judge(tmp_path: Path):
+    doc = workflow("destroy.yml")
+    job = doc["jobs"]["unjudged"]
+    assert job["needs"] == "select"
+    assert "needs.select.outputs.unjudged != '[]'" in job["if"]
+    assert "unjudged" not in str(doc["jobs"]["destroy"].get("needs"))
+    script = step(doc, "fail")["run"]
+    done, _ = run_step(script, tmp_path, {"UNJUDGED": '["typo", "old"]'})
+    assert done.returncode == 1
+    assert "::error title=ttl: typo not judged::" in done.stdout
+    assert "::error title=ttl: old not judged::" in done.stdout
+
