@@ -134,7 +134,11 @@ def test_preview_workflow_runs_tests_and_plan_then_previews_each_stack_with_comm
     assert '.venv/bin/hybrid plan --stack "$name"' in scripts
     assert preview["permissions"]["pull-requests"] == "write"
     assert preview["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.test.outputs.stacks) }}"
-    pulumi = [s for s in preview["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    pulumi = [
+        s
+        for s in preview["steps"]
+        if str(s.get("uses", "")).startswith("pulumi/actions@") and "command" in s.get("with", {})
+    ]
     assert len(pulumi) == 1
     assert re.fullmatch(r"pulumi/actions@v\d+", pulumi[0]["uses"]), "pin the major version"
     assert pulumi[0]["with"]["command"] == "preview"
@@ -372,3 +376,56 @@ def test_destroy_workflow_fails_the_run_for_a_stack_it_could_not_judge(tmp_path:
     assert "::error title=ttl: typo not judged::" in done.stdout
     assert "::error title=ttl: old not judged::" in done.stdout
 
+
+HOME_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAv8diZe/uasM5E/P9jAglIPEAaEYcpRirCBd10iAPxU"
+
+
+@pytest.fixture
+def pinned(tmp_path: Path):
+    """The preview job's `pinned` step, with a fake `pulumi stack output` (None: no stack)."""
+    doc = workflow("preview.yml")
+    steps_ = doc["jobs"]["preview"]["steps"]
+    names = [s.get("id") or s.get("uses") or s.get("name") for s in steps_]
+    # It runs before the preview, after the CLI is installed.
+    assert names.index("pinned") < next(i for i, s in enumerate(steps_) if s.get("with", {}).get("command") == "preview")
+    script = step(doc, "pinned")["run"]
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "stacks").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text('#!/bin/sh\n[ -f "$FAKE_OUTPUTS" ] || { echo "error: no stack named dev found" >&2; exit 255; }\ncat "$FAKE_OUTPUTS"\n')
+    fake.chmod(0o755)
+
+    def run(stack_text: str, outputs: dict[str, Any] | None):
+        (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(stack_text)
+        path = tmp_path / "outputs.json"
+        if outputs is not None:
+            path.write_text(json.dumps(outputs))
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "STACK": "dev", "FAKE_OUTPUTS": str(path)}
+        return run_step(script, tmp_path, env)[0]
+
+    return run
+
+
+def test_preview_workflow_fails_plainly_when_the_deployed_home_config_is_not_committed(pinned):
+    # The deployed stack configures the home server (`pending` is empty); the committed stack
+    # file, as in the repository, has neither homeHostKey nor homeAdminPassword.
+    done = pinned(DEV_TEXT, {"pending": [], "home": {}})
+    assert done.returncode == 1
+    assert "::error title=home server config not committed (dev)::" in done.stdout
+    assert "hybrid-cloud:homeHostKey and hybrid-cloud:homeAdminPassword" in done.stdout
+    assert "would show the home node deleted" in done.stdout
+
+
+@pytest.mark.parametrize("outputs", [None, {"pending": ["home VPN server: not configured by this stack yet"]}])
+def test_preview_workflow_notes_a_home_server_not_configured_yet(pinned, outputs):
+    done = pinned(DEV_TEXT, outputs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "::notice title=home server left out (dev)::" in done.stdout
+
+
+def test_preview_workflow_passes_silently_when_the_home_config_is_committed(pinned):
+    text = DEV_TEXT + f'  hybrid-cloud:homeHostKey: "{HOME_KEY}"\n  hybrid-cloud:homeAdminPassword:\n    secure: v1:abc\n'
+    done = pinned(text, {"pending": []})
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
