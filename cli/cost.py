@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from topology import (
-    Stack,
-    TopologyError,
-    parse_stack,
-    project_config,
-    provider_regions,
-    read_stack_file,
-    stack_file,
+from topology import Stack, TopologyError, load_stack_config, stack_file
+from topology.cost import (
+    Estimate,
+    PriceError,
+    budget_problems,
+    credit_alarm_emails,
+    credit_alarm_threshold,
+    estimate,
+    load_prices,
 )
-from topology.cost import Estimate, PriceError, budget_problems, estimate, load_prices
 
 from .args import add_stack, stack_ref
 
@@ -71,6 +71,19 @@ def render(est: Estimate, source: str, stack: Stack) -> list[str]:
             f"AWS bridge CPU credits: {', '.join(sorted(modes))}; the surplus of one first-boot install"
             " per `pulumi up` is priced above (repaid by earned credits on a bridge left up for a day)"
         )
+    for ln in est.ceilings:
+        out.append(
+            f"worst case, {ln.site}: {ln.item}: {ln.quantity:g} {ln.unit} x {ln.unit_price:.4f}"
+            f" = {ln.monthly:.2f} {p.currency}/month on top"
+        )
+    if est.ceilings:
+        emails = credit_alarm_emails(stack)
+        out.append(
+            f"  bounded by the bridges' CPU credit alarm: it mails {', '.join(emails)} once a bridge's"
+            f" surplus passes {credit_alarm_threshold(stack, p):g} credits (vCPU-minutes)"
+            if emails
+            else "  not bounded: without budgets (and their emails) there is no CPU credit alarm"
+        )
     if stack.ttl_hours is not None:
         session = est.softether_total / p.hours_per_month * stack.ttl_hours
         out.append(
@@ -81,7 +94,7 @@ def render(est: Estimate, source: str, stack: Stack) -> list[str]:
         f"assumed: {a['egress_gb_per_site']} GB/month out of each cloud site (no free tier), AWS bridge volume {a['aws_bridge_volume_gb']} GiB, Azure bridge disk {a['azure_bridge_disk_tier']}"
     )
     out.append("sources:")
-    out += [f"  {url}" for url in sorted({ln.source for ln in every})]
+    out += [f"  {url}" for url in sorted({ln.source for ln in every} | ({p.burstable_source} if est.ceilings else set()))]
     return out
 
 
@@ -94,8 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cost(args: argparse.Namespace) -> int:
     path = stack_file(stack_ref(args))
-    config = read_stack_file(path)
-    stack = parse_stack(project_config(config), str(path), provider_regions(config))
+    stack, config = load_stack_config(str(path))
     try:
         est = estimate(stack, config, load_prices())
     except PriceError as e:

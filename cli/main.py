@@ -1,4 +1,4 @@
-"""`hybrid`: check, routes, cost, diagram, ttl, lab, plan, cloud-init, status, preflight.
+"""`hybrid`: check, routes, cost, diagram, ttl, pinned, lab, plan, cloud-init, status, preflight.
 
 Every command that takes a stack accepts `--stack NAME` (stacks/Pulumi.NAME.yaml) or a path.
 Errors a user can fix are printed one per line on stderr, never as a traceback.
@@ -14,7 +14,7 @@ import sys
 from topology import TopologyError
 
 # Each module has `register(subparsers)`; its commands set `func(args) -> int`.
-MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.lab", "cli.plan", "cli.cloudinit", "cli.status", "cli.preflight")
+MODULES = ("cli.stack", "cli.cost", "cli.diagram", "cli.ttl", "cli.pinned", "cli.lab", "cli.plan", "cli.cloudinit", "cli.status", "cli.preflight")
 
 
 def build_parser() -> argparse.ArgumentParser:

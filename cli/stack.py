@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from topology import (
-    TopologyError,
-    parse_stack,
-    plan_routes,
-    project_config,
-    provider_regions,
-    read_stack_file,
-    stack_file,
-)
+from topology import Stack, TopologyError, load_stack_config, plan_routes, stack_file
 from topology.cost import check_budgets
 
 from .args import add_stack, stack_of, stack_ref
@@ -29,14 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=routes)
 
 
-def check(args: argparse.Namespace) -> int:
-    path = stack_file(stack_ref(args))
-    config = read_stack_file(path)
-    stack = parse_stack(project_config(config), str(path), provider_regions(config))
+def check_file(path: Path) -> tuple[Stack, str | None]:
+    """Every rule of docs/rules.md on one stack file: the stack, and why the budgets' amounts
+    were not compared with the estimate (None when they were); TopologyError otherwise."""
+    stack, config = load_stack_config(str(path))
     # The Azure budgets' amounts against the stack's own estimate.
     found, budgets_note = check_budgets(stack, config)
     if found:
         raise TopologyError(str(path), found)
+    return stack, budgets_note
+
+
+def check(args: argparse.Namespace) -> int:
+    stack, budgets_note = check_file(stack_file(stack_ref(args)))
     net = stack.network
     sites = ", ".join(f"{s.name} ({s.cloud}, {len(s.subnets)} subnets)" for s in net.sites)
     extras = [k for k in ("database", "app", "budgets") if getattr(stack, k) is not None]

@@ -1,7 +1,7 @@
 """`hybrid ttl`: has a stack outlived its `hybrid-cloud:ttlHours`? (used by destroy.yml)
 
 Pure: `verdict(name, ttl_hours, history, now)` reads `pulumi stack history --json` (a list of
-updates: kind, startTime, endTime, result). The clock starts at the end of the last `update`
+updates: kind, startTime, endTime, result); `pulumi_history` pages through it with the CLI. The clock starts at the end of the last `update`
 or `import` (the operations that create resources), whatever its result: a failed `up` can
 leave billable resources too. A succeeded `destroy` after it means nothing is left to destroy.
 An operation still running is never judged expired.
@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from topology import stack_file
+from topology.load import read_ttl_hours
 
-from .args import add_stack, stack_of, stack_ref
+from .args import add_stack, stack_ref
 
 CREATING = ("update", "import")
 
@@ -136,15 +138,65 @@ def verdict(
     return Verdict(stack, ttl_hours, last.at, expires, False, f"{when}: {left:.1f} h left")
 
 
+# `pulumi stack history` prints 10 entries unless told otherwise; the job pages through
+# (newest first) until it reaches the last creating operation, bounded.
+PAGE_SIZE = 100
+MAX_PAGES = 20
+PULUMI_TIMEOUT_S = 120
+NO_STACK = "no stack named"
+
+# (arguments) -> (exit code, stdout, stderr): the `pulumi` command, or a fake in the tests.
+Runner = Callable[[Sequence[str]], tuple[int, str, str]]
+
+
+def run_pulumi(args: Sequence[str]) -> tuple[int, str, str]:
+    try:
+        done = subprocess.run(
+            ["pulumi", *args], capture_output=True, text=True, timeout=PULUMI_TIMEOUT_S, check=False
+        )
+    except FileNotFoundError:
+        return 127, "", "pulumi: command not found"
+    except subprocess.TimeoutExpired:
+        return 124, "", f"pulumi {' '.join(args)}: no answer in {PULUMI_TIMEOUT_S} s"
+    return done.returncode, done.stdout, done.stderr
+
+
+def pulumi_history(stack: str, run: Runner = run_pulumi) -> list[Update] | None:
+    """The stack's history back to its last creating operation (or all of it), read page by
+    page from `pulumi stack history`; None when the backend has no such stack. HistoryError
+    when pulumi fails otherwise, or when MAX_PAGES pages hold no creating operation."""
+    updates: list[Update] = []
+    for page in range(1, MAX_PAGES + 1):
+        args = ["stack", "history", "--stack", stack, "--json", "--page-size", str(PAGE_SIZE), "--page", str(page)]
+        source = f"pulumi {' '.join(args)}"
+        rc, out, err = run(args)
+        if rc != 0:
+            if page == 1 and NO_STACK in err:
+                return None
+            reason = next((line for line in err.splitlines() if line.strip()), f"exit {rc}")
+            raise HistoryError(f"{source}: failed: {reason}")
+        batch = parse_history(out or "[]", source)
+        updates += batch
+        if len(batch) < PAGE_SIZE or any(u.kind in CREATING for u in batch):
+            return sorted(updates, key=lambda u: u.start)
+    raise HistoryError(
+        f"pulumi stack history --stack {stack}: no update in its last {MAX_PAGES * PAGE_SIZE} entries"
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ttl", help="is a deployed stack past its ttlHours? (reads pulumi stack history --json)"
     )
     add_stack(p)
-    p.add_argument(
-        "--history",
-        required=True,
-        help="`pulumi stack history --json` output: a file, or - for stdin",
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--history", help="`pulumi stack history --json` output: a file, or - for stdin"
+    )
+    source.add_argument(
+        "--pulumi",
+        action="store_true",
+        help="run `pulumi stack history` itself, page by page, back to the last update",
     )
     p.add_argument("--now", help="judge at this ISO 8601 time instead of now (UTC if no offset)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -152,19 +204,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def ttl(args: argparse.Namespace) -> int:
-    stack = stack_of(args)
-    name = stack_file(stack_ref(args)).name.removeprefix("Pulumi.").removesuffix(".yaml")
-    source = "stdin" if args.history == "-" else args.history
+    """Judge one stack by its `ttlHours` alone (the rest of its stack file may be invalid:
+    rules change with the date). Exit 0 with the verdict, 2 with one line naming the stack
+    when it cannot be judged."""
+    path = stack_file(stack_ref(args))
+    name = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    hours = read_ttl_hours(path)
     try:
         now = _time(args.now, "--now") if args.now else dt.datetime.now(dt.UTC)
-        text = sys.stdin.read() if args.history == "-" else Path(args.history).read_text()
-        history = parse_history(text, source)
+        if args.pulumi:
+            history = pulumi_history(name)
+            if history is None:
+                v = Verdict(name, hours, None, None, False, "no stack in the backend: nothing to destroy")
+                print(json.dumps(v.to_json()) if args.json else v.line())
+                return 0
+        else:
+            source = "stdin" if args.history == "-" else args.history
+            text = sys.stdin.read() if args.history == "-" else Path(args.history).read_text()
+            history = parse_history(text, source)
     except OSError as e:
-        print(f"{source}: cannot read: {e.strerror}", file=sys.stderr)
+        print(f"{name}: {args.history}: cannot read: {e.strerror}", file=sys.stderr)
         return 2
     except HistoryError as e:
-        print(e, file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
-    v = verdict(name, stack.ttl_hours, history, now)
+    v = verdict(name, hours, history, now)
     print(json.dumps(v.to_json()) if args.json else v.line())
     return 0

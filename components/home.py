@@ -11,7 +11,7 @@ import pulumi
 
 from softether.dynamic import SoftEtherNode
 from topology import RoutingPlan, Topology
-from topology.load import PROJECT
+from topology.load import HOME_HOST_KEY, PROJECT
 
 from .node import HOME_CONNECT_DEADLINE_S, ssh_target
 from .secrets import (
@@ -22,7 +22,7 @@ from .secrets import (
     SET_OPERATOR_KEY,
 )
 
-HOST_KEY_CONFIG = "homeHostKey"
+HOST_KEY_CONFIG = HOME_HOST_KEY
 
 
 @dataclass(frozen=True)

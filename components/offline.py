@@ -240,6 +240,12 @@ CALLS: dict[str, Callable[[mocks.MockCallArgs], Props]] = {
     "azure-native:storage:listStorageAccountKeys": lambda a: {
         "keys": [{"keyName": "key1", "permissions": "FULL", "value": _digest("key", a.args.get("accountName", ""), size=64)}]
     },
+    "azure-native:authorization:getClientConfig": lambda a: {
+        "clientId": "00000000-0000-0000-0000-00000000c11e",
+        "objectId": "00000000-0000-0000-0000-0000000000b1",
+        "subscriptionId": "00000000-0000-0000-0000-000000000000",
+        "tenantId": "00000000-0000-0000-0000-000000007e4a",
+    },
     "aws:index/getCallerIdentity:getCallerIdentity": lambda a: {
         "accountId": "123456789012",
         "arn": "arn:aws:iam::123456789012:user/test",

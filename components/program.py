@@ -12,14 +12,14 @@ import pulumi
 from softether.outputs import node_output, status_output
 from topology import RoutingPlan, Stack, Topology, TopologyError, parse_stack, plan_routes
 from topology.clouds import REGION_KEY
-from topology.cost import check_budgets
+from topology.cost import check_budgets, credit_alarm_emails, credit_alarm_threshold, load_prices
 from topology.load import PROJECT
 
 from .app import WordPressApp, WordPressAppArgs
 from .aws import Ec2Bridge, HybridVpc, aws_site
 from .azure import AzureVmBridge, HybridVnet, azure_site
 from .bridge import SSH_USER, BridgeArgs
-from .budgets import Budgets, BudgetsArgs
+from .budgets import Budgets, BudgetsArgs, CreditAlarm, CreditAlarmArgs, depend_on_budgets
 from .database import PrivateMysql, PrivateMysqlArgs
 from .home import HomeLan, HomeLanArgs
 from .node import node_specs, spec_of
@@ -80,9 +80,14 @@ class Network:
 
 
 def build(stack: Stack) -> dict[str, Any]:
-    """Create every resource of `stack`; return the stack exports."""
+    """Create every resource of `stack`; return the stack exports. The budgets come first:
+    everything that bills depends on them, so a destroy that stops half-way keeps them."""
+    budgets = None
+    if stack.budgets is not None:
+        budgets = Budgets("budgets", BudgetsArgs(stack.budgets))
+        depend_on_budgets(budgets)
     net = build_network(stack)
-    return network_exports(stack.network, net) | build_paas(stack, net)
+    return network_exports(stack.network, net) | build_paas(stack, net, budgets)
 
 
 def build_network(stack: Stack) -> Network:
@@ -205,13 +210,14 @@ def check_commands(topo: Topology) -> dict[str, list[str]]:
     }
 
 
-def build_paas(stack: Stack, net: Network) -> dict[str, Any]:
-    """The PaaS and budget components on top of the network; returns their exports.
+def build_paas(stack: Stack, net: Network, budgets: Budgets | None = None) -> dict[str, Any]:
+    """The PaaS and the rest of the cost backstops on top of the network; returns their exports.
 
     RDS (components/database.py) goes into the database site's HybridVpc, WordPress on App
     Service (app.py) into the app site's HybridVnet, integrated into `stack.app.subnet`
-    (delegated to Microsoft.Web/serverFarms by `azure_site`); the Azure budgets (budgets.py)
-    get the Azure sites' resource groups (their subscription, or each group).
+    (delegated to Microsoft.Web/serverFarms by `azure_site`); resource-group budgets
+    (budgets.py) get the Azure sites' groups; the AWS bridges in unlimited CPU credit mode get
+    the credit alarm, mailing the budgets' addresses.
     """
     exports: dict[str, Any] = {}
     db = None
@@ -246,7 +252,18 @@ def build_paas(stack: Stack, net: Network) -> dict[str, Any]:
             ),
         )
         exports["siteUrl"] = app.url
-    if stack.budgets is not None:
-        groups = {n: s.resource_group.id for n, s in net.sites.items() if isinstance(s, HybridVnet)}
-        Budgets("budgets", BudgetsArgs(stack.budgets, groups))
+    if budgets is not None:
+        budgets.for_groups({n: s.resource_group for n, s in net.sites.items() if isinstance(s, HybridVnet)})
+        currency = budgets.currency_check()
+        if currency is not None:
+            exports["budgetCurrency"] = currency
+    unlimited = {
+        site.name: (bridge.instance.id, site.region)
+        for site in stack.network.sites
+        if site.cpu_credits == "unlimited" and isinstance(bridge := net.bridges[site.name], Ec2Bridge)
+    }
+    emails = credit_alarm_emails(stack)
+    if unlimited and emails:
+        threshold = credit_alarm_threshold(stack, load_prices())
+        CreditAlarm("bridge-credits", CreditAlarmArgs(unlimited, emails, threshold))
     return exports

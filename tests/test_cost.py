@@ -56,6 +56,7 @@ def test_cost_dev_prices_each_billable_resource_once():
         "Hybrid-VPC: bridge public IPv4 (ap-northeast-1)",
         "Hybrid-VPC: bridge root volume 8 GiB (ap-northeast-1)",
         "Hybrid-VPC: bridge surplus CPU credits, upstream install at first boot (ap-northeast-1)",
+        "Hybrid-VPC: bridge CPU credit alarm (ap-northeast-1)",
         "Hybrid-VNet: bridge VM Standard_B1ls (japaneast)",
         "Hybrid-VNet: bridge public IP (japaneast)",
         "Hybrid-VNet: bridge OS disk S4 (japaneast)",
@@ -72,6 +73,22 @@ def test_cost_dev_prices_each_billable_resource_once():
         "h",
         load_prices().table["aws_instance"]["regions"]["ap-northeast-1"]["t4g.nano"],
     )
+
+
+def test_cost_states_the_worst_case_of_unlimited_cpu_credits(capsys: pytest.CaptureFixture[str]):
+    # audit 2 #10: a t4g.nano at 100 % CPU all month bills (2 vCPUs - 5 % baseline each) x 730 h
+    # of surplus credits, in no total; the credit alarm bounds it.
+    (ceiling,) = dev().ceilings
+    burst = load_prices().burstable["t4g.nano"]
+    assert burst == {"vcpus": 2, "baseline": 0.05}
+    assert (ceiling.site, ceiling.key, ceiling.unit) == ("Hybrid-VPC", "aws_cpu_credits", "vCPU-h")
+    assert ceiling.quantity == pytest.approx(2 * 0.95 * 730)
+    assert ceiling.monthly == pytest.approx(55.48)
+    assert main(["cost", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "worst case, Hybrid-VPC: bridge t4g.nano at 100 % CPU all month, surplus credits" in out
+    assert "= 55.48 USD/month on top" in out
+    assert "bounded by the bridges' CPU credit alarm: it mails billing-alerts@example.com" in out
 
 
 def test_cost_managed_alternative_prices_the_same_links():
@@ -167,15 +184,16 @@ def test_cost_unpriced_region_names_the_field(overrides: dict[str, Any], message
 
 
 def test_cost_cli_unpriced_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # An EC2 instance type (hybrid check accepts it) that the price table does not list.
     doc = yaml.safe_load(stack_file("dev").read_text())
-    doc["config"]["hybrid-cloud:network"]["sites"][0]["bridge"]["size"] = "x9.huge"
+    doc["config"]["hybrid-cloud:network"]["sites"][0]["bridge"]["size"] = "c7g.large"
     path = tmp_path / "Pulumi.big.yaml"
     path.write_text(yaml.safe_dump(doc))
     assert main(["cost", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(
-        f"{path}: network.sites[0].bridge.size: 'x9.huge' has no aws_instance price in ap-northeast-1"
+        f"{path}: network.sites[0].bridge.size: 'c7g.large' has no aws_instance price in ap-northeast-1"
     )
 
 
@@ -212,6 +230,7 @@ BILLABLE = {
     "aws:ec2/instance:Instance": "aws_instance",
     "aws:ec2/eip:Eip": "aws_public_ipv4",
     "aws:rds/instance:Instance": "aws_rds_mysql",
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "aws_cloudwatch_alarm",
     "azure-native:compute:VirtualMachine": "azure_vm",
     "azure-native:network:PublicIPAddress": "azure_public_ip",
     "azure-native:web:AppServicePlan": "azure_app_service",
@@ -233,6 +252,8 @@ FREE = {
     "aws:ec2/vpc:Vpc",
     "aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation",
     "aws:rds/subnetGroup:SubnetGroup",
+    "aws:sns/topic:Topic",
+    "aws:sns/topicSubscription:TopicSubscription",
     "azure-native:consumption:Budget",
     "azure-native:network:NetworkInterface",
     "azure-native:network:NetworkSecurityGroup",
@@ -247,6 +268,13 @@ FREE = {
     "tls:index/privateKey:PrivateKey",
     "pulumi-python:dynamic/softether:SoftEtherNode",
 }
+
+
+def test_cost_billable_types_are_the_ones_that_depend_on_the_budgets():
+    # components/budgets.py makes these depend on the budgets, so a destroy deletes them first.
+    from components.budgets import BILLED
+
+    assert set(BILLABLE) == BILLED
 
 
 @pytest.mark.parametrize("path", [stack_file("dev"), FOUR_SITE], ids=["dev", "four-site"])

@@ -161,4 +161,80 @@ def test_ttl_cli_bad_history_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     rc = main(["ttl", "--stack", "dev", "--history", str(bad)])
     err = capsys.readouterr().err
     assert rc == 2
-    assert err == f"{bad}[0]: expected an update with kind and startTime\n"
+    assert err == f"dev: {bad}[0]: expected an update with kind and startTime\n"
+
+
+def test_ttl_cli_judges_a_stack_file_that_no_longer_validates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Rules change with the date: RDS 5.7 left standard support, so the topology is refused,
+    # but the time to live is read on its own.
+    text = (Path(__file__).parents[1] / "stacks" / "Pulumi.dev.yaml").read_text()
+    stale = tmp_path / "Pulumi.stale.yaml"
+    stale.write_text(text.replace('engineVersion: "8.4"', 'engineVersion: "5.7"'))
+    rc = main(["ttl", str(stale), "--history", str(HISTORY), "--now", "2026-11-24T18:20:00Z"])
+    assert (rc, capsys.readouterr().out) == (
+        0,
+        "stale: EXPIRED: last update 2026-11-24 10:14 UTC, ttl 8 h: expired 0.1 h ago\n",
+    )
+
+
+def test_ttl_cli_bad_ttl_hours_is_one_line_naming_the_stack_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    bad = tmp_path / "Pulumi.typo.yaml"
+    bad.write_text("config:\n  hybrid-cloud:ttlHours: eight\n")
+    rc = main(["ttl", str(bad), "--history", str(HISTORY)])
+    assert rc == 2
+    assert capsys.readouterr().err.startswith(f"{bad}: ttlHours: 'eight' is invalid")
+
+
+def _pages(entries: list[dict], calls: list[list[str]]):
+    """A fake `pulumi`: `stack history --page-size N --page P`, newest first."""
+    newest = sorted(entries, key=lambda e: e["startTime"], reverse=True)
+
+    def run(args):
+        calls.append(list(args))
+        size, page = int(args[args.index("--page-size") + 1]), int(args[args.index("--page") + 1])
+        return 0, json.dumps(newest[(page - 1) * size : page * size]), ""
+
+    return run
+
+
+def test_ttl_pulumi_history_pages_back_to_the_last_update():
+    from cli.ttl import PAGE_SIZE, pulumi_history
+
+    t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    entries = [entry("update", t0)] + [
+        entry("refresh", t0 + dt.timedelta(hours=i)) for i in range(1, PAGE_SIZE + 20)
+    ]
+    calls: list[list[str]] = []
+    history = pulumi_history("dev", _pages(entries, calls))
+    assert [c[c.index("--page") + 1] for c in calls] == ["1", "2"]
+    assert history is not None and history[0].kind == "update"
+    assert verdict("dev", 8, history, t0 + dt.timedelta(days=30)).expired
+
+
+def test_ttl_pulumi_history_stops_at_the_last_page_and_is_bounded():
+    from cli.ttl import MAX_PAGES, PAGE_SIZE, pulumi_history
+
+    t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    calls: list[list[str]] = []
+    refreshes = [entry("refresh", t0 + dt.timedelta(hours=i)) for i in range(3)]
+    assert verdict("dev", 1, pulumi_history("dev", _pages(refreshes, calls)) or [], t0).reason == "never deployed"
+    assert len(calls) == 1
+    endless = [entry("refresh", t0 + dt.timedelta(minutes=i)) for i in range(MAX_PAGES * PAGE_SIZE)]
+    calls.clear()
+    with pytest.raises(HistoryError) as e:
+        pulumi_history("dev", _pages(endless, calls))
+    assert len(calls) == MAX_PAGES
+    assert f"no update in its last {MAX_PAGES * PAGE_SIZE} entries" in str(e.value)
+
+
+def test_ttl_pulumi_history_tells_a_missing_stack_from_a_failure():
+    from cli.ttl import pulumi_history
+
+    assert pulumi_history("dev", lambda a: (255, "", "error: no stack named 'dev' found\n")) is None
+    with pytest.raises(HistoryError) as e:
+        pulumi_history("dev", lambda a: (255, "", "\nerror: [401] Unauthorized\n"))
+    assert str(e.value).endswith("failed: error: [401] Unauthorized")

@@ -134,7 +134,11 @@ def test_preview_workflow_runs_tests_and_plan_then_previews_each_stack_with_comm
     assert '.venv/bin/hybrid plan --stack "$name"' in scripts
     assert preview["permissions"]["pull-requests"] == "write"
     assert preview["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.test.outputs.stacks) }}"
-    pulumi = [s for s in preview["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    pulumi = [
+        s
+        for s in preview["steps"]
+        if str(s.get("uses", "")).startswith("pulumi/actions@") and "command" in s.get("with", {})
+    ]
     assert len(pulumi) == 1
     assert re.fullmatch(r"pulumi/actions@v\d+", pulumi[0]["uses"]), "pin the major version"
     assert pulumi[0]["with"]["command"] == "preview"
@@ -194,31 +198,65 @@ def test_destroy_workflow_is_manual_with_dry_run_and_scheduled():
     assert [s["if"] for s in destroy if "dry run" in s.get("name", "")] == ["inputs.dry-run"]
 
 
+# `pulumi stack history --stack NAME --json [--page-size N --page P]` as the CLI answers it:
+# newest first, 10 entries unless --page-size is given; FAKE_HISTORY_DIR/NAME.json holds the
+# whole history (none: no such stack); FAKE_FAIL makes every call fail as an expired login.
+FAKE_PULUMI = """#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+def opt(name, default):
+    return int(args[args.index(name) + 1]) if name in args else default
+if os.environ.get("FAKE_FAIL"):
+    sys.exit("error: [401] Unauthorized: No credentials provided or are invalid.")
+name = args[args.index("--stack") + 1]
+path = os.path.join(os.environ["FAKE_HISTORY_DIR"], name + ".json")
+if not os.path.exists(path):
+    sys.exit(f"error: no stack named '{name}' found")
+entries = sorted(json.load(open(path)), key=lambda e: e["startTime"], reverse=True)
+size, page = opt("--page-size", 10), opt("--page", 1)
+print(json.dumps(entries[(page - 1) * size : page * size]))
+"""
+
+
 @pytest.fixture
 def pick(tmp_path: Path):
-    """The destroy workflow's `pick` step, run in a checkout-like folder with a fake `pulumi`."""
+    """The destroy workflow's `pick` step, run in a checkout-like folder with a fake `pulumi`;
+    `stacks` (optional) replaces the repository's stack files."""
     script = step(workflow("destroy.yml"), "pick")["run"]
-    (tmp_path / "stacks").symlink_to(ROOT / "stacks")
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "pulumi"
-    # `pulumi stack history --stack NAME --json`: the file named by FAKE_HISTORY, or no stack.
-    fake.write_text(
-        '#!/bin/sh\n[ -n "$FAKE_HISTORY" ] || { echo "error: no stack named $4 found" >&2; exit 255; }\ncat "$FAKE_HISTORY"\n'
-    )
+    fake.write_text(FAKE_PULUMI)
     fake.chmod(0o755)
+    histories = tmp_path / "histories"
+    histories.mkdir()
 
-    def run(history: str | None, stack: str = "", present: str = "true"):
+    def run(
+        history: str | None,
+        stack: str = "",
+        present: str = "true",
+        stacks: dict[str, str] | None = None,
+        histories_by_stack: dict[str, str] | None = None,
+        fail: bool = False,
+    ):
+        folder = tmp_path / "stacks"
+        if stacks is None:
+            folder.symlink_to(ROOT / "stacks")
+        else:
+            folder.mkdir()
+            for name, text in stacks.items():
+                (folder / f"Pulumi.{name}.yaml").write_text(text)
+        every = ({"dev": history} if history is not None else {}) | (histories_by_stack or {})
+        for name, text in every.items():
+            (histories / f"{name}.json").write_text(text)
         env = {
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "PRESENT": present,
             "INPUT_STACK": stack,
-            "FAKE_HISTORY": "",
+            "FAKE_HISTORY_DIR": str(histories),
+            "FAKE_FAIL": "1" if fail else "",
         }
-        if history is not None:
-            (tmp_path / "fake-history.json").write_text(history)
-            env["FAKE_HISTORY"] = str(tmp_path / "fake-history.json")
         return run_step(script, tmp_path, env)
 
     return run
@@ -255,7 +293,8 @@ def test_destroy_workflow_skips_a_stack_missing_from_the_backend(pick):
     done, out = pick(None)
     assert done.returncode == 0, done.stderr
     assert json.loads(out["stacks"]) == []
-    assert "::notice::dev: no stack in the backend" in done.stdout
+    assert json.loads(out["unjudged"]) == []
+    assert "dev: keep: no stack in the backend" in done.stdout
 
 
 def test_destroy_workflow_destroys_a_named_stack_without_looking_at_ttl(pick):
@@ -276,3 +315,117 @@ def test_destroy_workflow_without_secrets_destroys_nothing(pick):
     done, out = pick(HISTORY.read_text(), present="false")
     assert done.returncode == 0, done.stderr
     assert json.loads(out["stacks"]) == []
+
+
+DEV_TEXT = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+
+
+def _history_entry(kind: str, start: dt.datetime) -> dict[str, Any]:
+    stamp = f"{start:%Y-%m-%dT%H:%M:%S}.000Z"
+    return {"kind": kind, "startTime": stamp, "endTime": stamp, "result": "succeeded"}
+
+
+def test_destroy_workflow_judges_each_stack_on_its_own(pick):
+    # `old` no longer validates (RDS 5.7 is past standard support): it is still judged by its
+    # ttlHours. `typo`'s ttlHours cannot be read: it is named, and the others go on.
+    stacks = {
+        "dev": DEV_TEXT,
+        "old": DEV_TEXT.replace('engineVersion: "8.4"', 'engineVersion: "5.7"'),
+        "typo": DEV_TEXT.replace("hybrid-cloud:ttlHours: 8", "hybrid-cloud:ttlHours: eight"),
+    }
+    assert stacks["old"] != DEV_TEXT and stacks["typo"] != DEV_TEXT
+    history = HISTORY.read_text()
+    done, out = pick(None, stacks=stacks, histories_by_stack=dict.fromkeys(stacks, history))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["stacks"]) == ["dev", "old"]
+    assert json.loads(out["unjudged"]) == ["typo"]
+    assert "::error title=ttl: typo not judged::" in done.stdout
+    assert "stacks/Pulumi.typo.yaml: ttlHours: 'eight' is invalid" in done.stderr
+
+
+def test_destroy_workflow_pages_the_history_back_to_the_last_update(pick):
+    # 150 refreshes since the last update: the CLI's first page (10 entries) holds none.
+    t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    entries = [_history_entry("update", t0)] + [
+        _history_entry("refresh", t0 + dt.timedelta(minutes=10 * i)) for i in range(1, 151)
+    ]
+    done, out = pick(json.dumps(entries))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["stacks"]) == ["dev"]
+    assert "dev: EXPIRED: last update 2026-11-01 00:00 UTC" in done.stdout
+
+
+def test_destroy_workflow_names_a_stack_whose_history_cannot_be_read(pick):
+    done, out = pick(HISTORY.read_text(), fail=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out["stacks"]) == []
+    assert json.loads(out["unjudged"]) == ["dev"]
+    assert "dev: pulumi stack history --stack dev" in done.stderr
+    assert "Unauthorized" in done.stderr
+
+
+def test_destroy_workflow_fails_the_run_for_a_stack_it_could_not_judge(tmp_path: Path):
+    doc = workflow("destroy.yml")
+    job = doc["jobs"]["unjudged"]
+    assert job["needs"] == "select"
+    assert "needs.select.outputs.unjudged != '[]'" in job["if"]
+    assert "unjudged" not in str(doc["jobs"]["destroy"].get("needs"))
+    script = step(doc, "fail")["run"]
+    done, _ = run_step(script, tmp_path, {"UNJUDGED": '["typo", "old"]'})
+    assert done.returncode == 1
+    assert "::error title=ttl: typo not judged::" in done.stdout
+    assert "::error title=ttl: old not judged::" in done.stdout
+
+
+HOME_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAv8diZe/uasM5E/P9jAglIPEAaEYcpRirCBd10iAPxU"
+
+
+@pytest.fixture
+def pinned(tmp_path: Path):
+    """The preview job's `pinned` step, with a fake `pulumi stack output` (None: no stack)."""
+    doc = workflow("preview.yml")
+    steps_ = doc["jobs"]["preview"]["steps"]
+    names = [s.get("id") or s.get("uses") or s.get("name") for s in steps_]
+    # It runs before the preview, after the CLI is installed.
+    assert names.index("pinned") < next(i for i, s in enumerate(steps_) if s.get("with", {}).get("command") == "preview")
+    script = step(doc, "pinned")["run"]
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "stacks").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text('#!/bin/sh\n[ -f "$FAKE_OUTPUTS" ] || { echo "error: no stack named dev found" >&2; exit 255; }\ncat "$FAKE_OUTPUTS"\n')
+    fake.chmod(0o755)
+
+    def run(stack_text: str, outputs: dict[str, Any] | None):
+        (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(stack_text)
+        path = tmp_path / "outputs.json"
+        if outputs is not None:
+            path.write_text(json.dumps(outputs))
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "STACK": "dev", "FAKE_OUTPUTS": str(path)}
+        return run_step(script, tmp_path, env)[0]
+
+    return run
+
+
+def test_preview_workflow_fails_plainly_when_the_deployed_home_config_is_not_committed(pinned):
+    # The deployed stack configures the home server (`pending` is empty); the committed stack
+    # file, as in the repository, has neither homeHostKey nor homeAdminPassword.
+    done = pinned(DEV_TEXT, {"pending": [], "home": {}})
+    assert done.returncode == 1
+    assert "::error title=home server config not committed (dev)::" in done.stdout
+    assert "hybrid-cloud:homeHostKey and hybrid-cloud:homeAdminPassword" in done.stdout
+    assert "would show the home node deleted" in done.stdout
+
+
+@pytest.mark.parametrize("outputs", [None, {"pending": ["home VPN server: not configured by this stack yet"]}])
+def test_preview_workflow_notes_a_home_server_not_configured_yet(pinned, outputs):
+    done = pinned(DEV_TEXT, outputs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "::notice title=home server left out (dev)::" in done.stdout
+
+
+def test_preview_workflow_passes_silently_when_the_home_config_is_committed(pinned):
+    text = DEV_TEXT + f'  hybrid-cloud:homeHostKey: "{HOME_KEY}"\n  hybrid-cloud:homeAdminPassword:\n    secure: v1:abc\n'
+    done = pinned(text, {"pending": []})
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr

@@ -8,6 +8,7 @@ cloud SDKs.
 from .load import (
     TopologyError,
     load_stack,
+    load_stack_config,
     parse_stack,
     project_config,
     provider_regions,
@@ -68,6 +69,7 @@ __all__ = [
     "Transit",
     "VpnServer",
     "load_stack",
+    "load_stack_config",
     "parse_stack",
     "plan_routes",
     "project_config",

@@ -25,8 +25,9 @@ class CloudRules:
     region_key: str
     # Host offsets below this are the cloud's own in every subnet (the broadcast address too).
     reserved_low: int
-    # The smallest subnet the cloud accepts.
+    # The smallest and the largest subnet the cloud accepts (an AWS VPC block too).
     max_prefix: int
+    min_prefix: int
     # Whether a subnet names its availability zone: required on AWS, refused on Azure (a
     # subnet spans the region's zones).
     zones: bool
@@ -69,6 +70,7 @@ AWS = CloudRules(
     # broadcast address of every subnet.
     reserved_low=4,
     max_prefix=28,
+    min_prefix=16,
     zones=True,
     # ARM: the cheapest per hour.
     default_bridge_size="t4g.nano",
@@ -97,6 +99,8 @@ AZURE = CloudRules(
     # Azure reserves the network address, .1 (default gateway), .2-.3 (DNS) and broadcast.
     reserved_low=4,
     max_prefix=29,
+    # No limit of its own: every range is RFC 1918, /8 at most.
+    min_prefix=8,
     zones=False,
     default_bridge_size="Standard_B1ls",
     # Ampere sizes carry a `p` feature letter (Standard_B2pts_v2, Standard_D2ps_v5).

@@ -26,6 +26,10 @@ PRICES = Path(__file__).with_name("prices.yaml")
 BUDGET_CEILING = 10
 
 MANAGED_GATEWAY_SKU = "VpnGw1"
+# The bridges' CPU credit alarm (components/budgets.py) fires when the surplus credit balance
+# passes this multiple of one first-boot install's surplus: the install alone stays below it,
+# a bridge spinning at 100 % passes it within the hour.
+CREDIT_ALARM_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Prices:
     assumptions: Mapping[str, Any]
     table: Mapping[str, Mapping[str, Any]]
     per_usd: Mapping[str, float]  # approximate exchange rates, for the budget check
+    burstable: Mapping[str, Mapping[str, float]]  # size -> vcpus, baseline (per vCPU)
+    burstable_source: str
 
     def price(
         self, key: str, region: tuple[str, str], size: tuple[str, str] | None = None
@@ -91,15 +97,21 @@ def load_prices(path: Path = PRICES) -> Prices:
         assumptions=doc["assumptions"],
         table=doc["prices"],
         per_usd={k: float(v) for k, v in doc["exchange"]["per_usd"].items()},
+        burstable=doc["burstable"]["sizes"],
+        burstable_source=doc["burstable"]["source"],
     )
 
 
 @dataclass(frozen=True)
 class Estimate:
+    """`ceilings`: what can bill on top at worst (an unlimited-credit bridge at 100 % CPU all
+    month), in no total."""
+
     links: tuple[Line, ...]
     shared: tuple[Line, ...]
     managed: tuple[Line, ...]
     prices: Prices
+    ceilings: tuple[Line, ...] = ()
 
     @staticmethod
     def total(lines: tuple[Line, ...]) -> float:
@@ -139,6 +151,7 @@ class Estimate:
             "softether_links": lines(self.links),
             "shared": lines(self.shared),
             "managed_links": lines(self.managed),
+            "ceilings": lines(self.ceilings),
             "softether_total": round(self.softether_total, 2),
             "managed_total": round(self.managed_total, 2),
             "by_cloud": {cloud: round(total, 2) for cloud, total in self.by_cloud().items()},
@@ -184,6 +197,7 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
     links: list[Line] = []
     shared: list[Line] = []
     managed: list[Line] = []
+    ceilings: list[Line] = []
     for i, site in enumerate(stack.network.sites):
         region = _region(stack, config, site)
         size = site.bridge_size
@@ -218,6 +232,25 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                             region,
                         )
                     )
+                    if size not in prices.burstable:
+                        raise PriceError(
+                            f"{size_field[0]}: {size!r} has no vCPUs and baseline in {PRICES.name}"
+                            f" burstable (listed: {', '.join(sorted(prices.burstable))})"
+                        )
+                    cpu = prices.burstable[size]
+                    ceilings.append(
+                        line(
+                            site.name,
+                            "aws_cpu_credits",
+                            f"bridge {size} at 100 % CPU all month, surplus credits",
+                            cpu["vcpus"] * (1 - cpu["baseline"]) * hours,
+                            region,
+                        )
+                    )
+                    if credit_alarm_emails(stack):
+                        links.append(
+                            line(site.name, "aws_cloudwatch_alarm", "bridge CPU credit alarm", 1, region)
+                        )
                 managed += [
                     line(site.name, "aws_vpn_connection", "Site-to-Site VPN connection", hours, region),
                     line(site.name, "aws_vgw", "virtual private gateway", hours, region),
@@ -289,7 +322,18 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                 region,
             ),
         ]
-    return Estimate(tuple(links), tuple(shared), tuple(managed), prices)
+    return Estimate(tuple(links), tuple(shared), tuple(managed), prices, tuple(ceilings))
+
+
+def credit_alarm_emails(stack: Stack) -> tuple[str, ...]:
+    """Who the bridges' CPU credit alarm mails: the budgets' addresses (none: no alarm)."""
+    budgets = stack.budgets
+    return budgets.emails if budgets is not None and budgets.enabled else ()
+
+
+def credit_alarm_threshold(stack: Stack, prices: Prices) -> float:
+    """The surplus credit balance (vCPU-minutes) above which the alarm fires."""
+    return CREDIT_ALARM_FACTOR * prices.assumptions["aws_bridge_build_vcpu_minutes"][stack.network.softether.source]
 
 
 def budget_problems(stack: Stack, est: Estimate) -> list[str]:

@@ -202,6 +202,11 @@ class Budgets(Model):
     azure: AzureBudgets | None = None
 
 
+# Hours after the last `pulumi up` until the destroy workflow removes the stack
+# (`hybrid ttl` reads it on its own, without the rest of the stack).
+TtlHours = Annotated[float, Field(gt=0)]
+
+
 class Stack(Model):
     """Everything under the `hybrid-cloud:` namespace of a stack file."""
 
@@ -209,7 +214,7 @@ class Stack(Model):
     database: Database | None = None
     app: App | None = None
     budgets: Budgets | None = None
-    ttl_hours: float | None = Field(default=None, gt=0)
+    ttl_hours: TtlHours | None = None
     # The home VPN server's SSH host key as `ssh-keyscan` prints it (without the host name);
     # until it is pinned the program does not connect to the home server.
     home_host_key: str | None = Field(

@@ -182,3 +182,116 @@ def test_budgets_program_refuses_azure_amounts_far_above_the_estimate() -> None:
         "budgets.azure.budgets[0].amount",
         "budgets.azure.budgets[1].amount",
     ]
+
+
+# --- the budgets outlive a destroy that stops half-way (audit 2 #6) -------------------------
+
+BUDGET_TYPES = (AWS, AZURE)
+
+
+def _depends(run: ProgramRun) -> dict[str, set[str]]:
+    """Each recorded resource's transitive dependencies (URNs), as the engine orders a destroy."""
+    direct = {r.urn: set(r.dependencies) for r in run.records}
+    closed: dict[str, set[str]] = {}
+
+    def walk(urn: str) -> set[str]:
+        if urn not in closed:
+            closed[urn] = set()
+            for dep in direct.get(urn, ()):
+                closed[urn] |= {dep, *walk(dep)}
+        return closed[urn]
+
+    return {urn: walk(urn) for urn in direct}
+
+
+def test_budgets_are_deleted_after_everything_that_bills(dev: ProgramRun) -> None:
+    # Pulumi deletes a resource only after everything that depends on it. A destroy that fails
+    # at any billable resource cannot reach what that resource depends on: every budget.
+    from tests.test_cost import BILLABLE
+
+    billed_types = set(BILLABLE)
+    budgets = {r.urn for r in dev.records if r.type in BUDGET_TYPES}
+    billed = [r for r in dev.records if r.type in billed_types]
+    assert len(budgets) == 4
+    depends = _depends(dev)
+    assert {r.name: budgets - depends[r.urn] for r in billed} == {r.name: set() for r in billed}
+    assert {r.type for r in billed} == billed_types
+
+
+def test_budgets_per_resource_group_go_with_their_group() -> None:
+    from tests.components.conftest import Options, recording
+
+    options: Options = {}
+    run = run_program(FOUR_SITE, build=lambda s: recording(options)(_scoped(s, "resourceGroup")))
+    for site in ("Hybrid-VNet", "Hybrid-VNet2"):
+        for name in ("used-nothing", "self-restraint"):
+            group = options[(AZURE, f"budgets-azure-{site}-{name}")].deleted_with
+            assert group is not None
+            assert (group.pulumi_resource_type, group.pulumi_resource_name) == (
+                "azure-native:resources:ResourceGroup",
+                f"{site}-rg",
+            )
+    # The AWS budgets still come first and outlive everything that bills.
+    from tests.test_cost import BILLABLE
+
+    aws = {r.urn for r in run.of_type(AWS)}
+    depends = _depends(run)
+    assert all(aws <= depends[r.urn] for r in run.records if r.type in BILLABLE)
+
+
+def _scoped(stack: Stack, scope: str) -> Stack:
+    assert stack.budgets is not None and stack.budgets.azure is not None
+    azure = stack.budgets.azure.model_copy(update={"scope": scope})
+    return stack.model_copy(update={"budgets": stack.budgets.model_copy(update={"azure": azure})})
+
+
+# --- the bridges' CPU credit ceiling is bounded by an alarm (audit 2 #10) -------------------
+
+
+def test_budgets_credit_alarm_watches_each_unlimited_bridge_and_mails_the_budget_emails(
+    dev: ProgramRun,
+) -> None:
+    instance = dev.one("aws:ec2/instance:Instance", "Hybrid-VPC-bridge-vm")
+    assert instance.input("creditSpecification") == {"cpuCredits": "unlimited"}
+    alarm = dev.one("aws:cloudwatch/metricAlarm:MetricAlarm", "bridge-credits-Hybrid-VPC")
+    assert (alarm.input("namespace"), alarm.input("metricName")) == ("AWS/EC2", "CPUSurplusCreditBalance")
+    assert alarm.input("dimensions") == {"InstanceId": instance.id}
+    assert (alarm.input("comparisonOperator"), alarm.input("threshold")) == ("GreaterThanThreshold", 60)
+    topic = dev.one("aws:sns/topic:Topic", "bridge-credits-topic")
+    assert alarm.input("alarmActions") == [topic.outputs["arn"]]
+    mails = dev.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert [(m.input("protocol"), m.input("endpoint"), m.input("topic")) for m in mails] == [
+        ("email", e, topic.outputs["arn"]) for e in EMAILS
+    ]
+    # Only the AWS bridge bills surplus credits.
+    assert len(dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) == 1
+
+
+def test_budgets_switched_off_has_no_credit_alarm(switched_off: ProgramRun) -> None:
+    assert switched_off.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
+
+
+# --- the Azure budgets' currency against the billing account's (audit 2 #11) ----------------
+
+
+@pytest.mark.parametrize(("billed", "problem"), [("JPY", None), ("USD", "the billing account reports USD")])
+def test_budgets_azure_currency_is_checked_against_the_billing_account(
+    monkeypatch: pytest.MonkeyPatch, billed: str, problem: str | None
+) -> None:
+    from components import offline
+
+    # What Azure returns for a created budget: its current spend, in the account's currency.
+    spend = {"currentSpend": {"amount": 0.0, "unit": billed}}
+    monkeypatch.setitem(offline.COMPUTED, AZURE, lambda a: spend)
+    run = run_program("dev")
+    check = run.exports["budgetCurrency"].value
+    assert (check["stated"], check["billed"]) == ("JPY", billed)
+    if problem is None:
+        assert check["problem"] is None
+    else:
+        assert check["problem"].startswith("budgets.azure.currency: JPY, but")
+        assert problem in check["problem"]
+
+
+def test_budgets_azure_currency_unknown_before_a_budget_exists(dev: ProgramRun) -> None:
+    assert dev.exports["budgetCurrency"].value == {"stated": "JPY", "billed": None, "problem": None}

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from cli.stack import check_file
 from topology import (
     TopologyError,
     load_stack,
     parse_stack,
     project_config,
-    provider_regions,
     read_stack_file,
     stack_file,
 )
@@ -51,13 +51,43 @@ def test_corpus_is_large_enough():
     assert len({e["name"] for e in EDITS}) == len(EDITS)
 
 
+def case_file(case: dict[str, Any], folder: Path) -> Path:
+    """The reference stack file with a case's edits: `set` (paths in the project's config),
+    `config` (keys of the whole `config:` map), `append` (raw lines at the end of `config:`),
+    or `text` (the whole file, written in `encoding`)."""
+    path = folder / f"Pulumi.{case['name']}.yaml"
+    if "text" in case:
+        path.write_bytes(case["text"].encode(case.get("encoding", "utf-8")))
+        return path
+    config = {k: v for k, v in copy.deepcopy(REFERENCE).items() if not k.startswith("hybrid-cloud:")}
+    config |= {f"hybrid-cloud:{k}": v for k, v in edited(case.get("set", {})).items()}
+    for key, value in case.get("config", {}).items():
+        if value == "~delete":
+            del config[key]
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False) + case.get("append", ""))
+    return path
+
+
 @pytest.mark.parametrize("case", EDITS, ids=[e["name"] for e in EDITS])
-def test_validation_refuses_bad_stack(case: dict[str, Any]):
+def test_validation_refuses_bad_stack(case: dict[str, Any], tmp_path: Path):
+    # Everything `hybrid check` runs, on the edited stack file.
     with pytest.raises(TopologyError) as err:
-        parse_stack(edited(case["set"]), regions=provider_regions(REFERENCE))
+        check_file(case_file(case, tmp_path))
     lines = err.value.problems
     assert any(case["error"] in line for line in lines), lines
     assert all("\n" not in line for line in lines)
+    if "hidden" in case:
+        assert not any(case["hidden"] in line for line in lines), lines
+
+
+def test_validation_corpus_has_a_case_for_every_rule_of_the_table():
+    rows = re.findall(r"^\| `([a-z0-9.-]+)` \|", (HERE.parents[1] / "docs" / "rules.md").read_text(), re.M)
+    assert len(rows) == len(set(rows)), "a rule id twice in docs/rules.md"
+    named = {e["rule"] for e in EDITS}
+    assert sorted(set(rows) - named) == [], "rules of docs/rules.md without a bad-edit case"
+    assert sorted(named - set(rows)) == [], "cases naming no rule of docs/rules.md"
 
 
 def test_validation_reports_every_problem_at_once():
@@ -121,12 +151,7 @@ def _refused(path: Path, message: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[e["name"] for e in CLI_CASES])
 def test_check_cli_refuses_bad_stack_file(case: dict[str, Any], tmp_path: Path):
-    doc = copy.deepcopy(REFERENCE)
-    doc = {k: v for k, v in doc.items() if not k.startswith("hybrid-cloud:")}
-    doc |= {f"hybrid-cloud:{k}": v for k, v in edited(case["set"]).items()}
-    path = tmp_path / "Pulumi.bad.yaml"
-    path.write_text(yaml.safe_dump({"config": doc}))
-    run = _refused(path, case["error"])
+    run = _refused(case_file(case, tmp_path), case["error"])
     assert run.stdout == ""
 
 
