@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import SecretStr
 
@@ -64,9 +64,6 @@ from softether.transport import SshTransport, ssh_transport
 from . import netns
 from .layout import Layout, Link, Namespace, VpnNode
 from .proc import LabError, alive, comm, exists, kill_all_in, pids_in, sh
-
-if TYPE_CHECKING:
-    from .vm import VmNode
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
@@ -536,21 +533,6 @@ class Testbed:
         )
         self.attach(node, lan_device)
         node.start(self.client_pub)
-        return node
-
-    def machine(self, name: str, address: str, user_data: str, instance: str) -> VmNode:
-        """A machine at `address` (lab/vm.py) that boots from `user_data` as it is, identity
-        `instance`: on the internet already (its address refuses connections), not booted
-        (`start("")` boots it and returns while it boots)."""
-        from . import image
-        from .vm import VmNode
-
-        node = VmNode(
-            name, "bridge", f"hc-{self.run}-{name}", self.root / name, IPv4Interface(address),
-            softether_root=self.softether_root, softether_label=self.softether_label,
-            image=image.image().root, instance=instance, given_user_data=user_data,
-        )  # fmt: skip
-        self.attach(node)
         return node
 
     def transport(

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import yaml
@@ -35,8 +36,8 @@ from components.cloudinit import HostKey, bridge_cloud_config
 from softether.spec import DEFAULT_RESTART
 from topology import SoftEtherOptions
 
-from . import netns
-from .node import Node, generate_host_key
+from . import image, netns
+from .node import Node, Testbed, generate_host_key
 from .proc import LabError, alive, comm, kill, kill_all_in, pids_in, send, sh
 
 SEED = "var/lib/cloud/seed/nocloud"
@@ -448,6 +449,19 @@ def started_at(pid: int) -> float:
     except (OSError, IndexError, ValueError, StopIteration):
         return 0.0
     return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def on_testbed(bed: Testbed, name: str, address: str, user_data: str, instance: str) -> VmNode:
+    """A machine on test bed `bed` at `address` that boots from `user_data` as it is, identity
+    `instance`: on the internet already (its address refuses connections), not booted
+    (`start("")` boots it and returns while it boots); torn down with the bed."""
+    node = VmNode(
+        name, "bridge", f"hc-{bed.run}-{name}", bed.root / name, IPv4Interface(address),
+        softether_root=bed.softether_root, softether_label=bed.softether_label,
+        image=image.image().root, instance=instance, given_user_data=user_data,
+    )  # fmt: skip
+    bed.attach(node)
+    return node
 
 
 def parent(pid: int) -> int | None:

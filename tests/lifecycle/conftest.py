@@ -24,7 +24,7 @@ import pytest
 from components.offline import ProgramRun, plain, run_program
 from lab.node import Node, Testbed
 from lab.proc import sh
-from lab.vm import VmNode
+from lab.vm import VmNode, on_testbed
 from softether.derive import derive, secret_names
 from softether.dynamic import node_props
 from softether.spec import spec_to_dict
@@ -100,7 +100,7 @@ class Lab:
         if self.aws is not None:
             self.delete_bridge_vm()
         # The address answers (refuses) from now on, as a new VM's public IP does.
-        self.aws = self.testbed.machine(name, BRIDGE_ADDRESS, user_data, instance)
+        self.aws = on_testbed(self.testbed, name, BRIDGE_ADDRESS, user_data, instance)
         t = threading.Timer(after_s, self.aws.start, ("",))
         t.start()
         self.booting.append(t)
