@@ -42,7 +42,7 @@ class Check:
 
 def _running(lab: Lab) -> Check:
     missing = [n.name for n in lab.layout.namespaces if not proc.exists(n.name)]
-    dead = [k for k, pid in lab.state.pids.items() if not proc.alive(pid)]
+    dead = [k for k in lab.state.pids if lab.state.live(k) is None]
     ok = not missing and not dead and bool(lab.state.pids)
     why = ", ".join(
         [*(f"namespace {m} missing" for m in missing), *(f"{d} not running" for d in dead)]

@@ -21,7 +21,7 @@ from softether.spec import BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
-from . import proc, softether_build
+from . import softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
 from .node import COMPAT_LIBRARY, Node, client_key_file, generate_client_key, netns_socket
 from .state import LabState, lab_dir, mark
@@ -88,8 +88,11 @@ def open_lab(
             env=mark(directory),
         )
         use_release(lab, node, release)
+        # Only the recorded processes that still are (a reused PID is someone else's).
         node.pids = {
-            k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
+            k.split("/", 1)[1]: pid
+            for k in state.pids
+            if k.startswith(f"{key}/") and (pid := state.live(k))
         }
         pub = node.state_dir / "ssh" / "ssh_host_ed25519_key.pub"
         if pub.exists():
@@ -115,7 +118,7 @@ def use_release(lab: Lab, node: Node, release: softether_build.Release | None) -
 
 
 def running(node: Node) -> bool:
-    return proc.alive(node.pids.get("holder"))
+    return node.owns(node.pids.get("holder"))
 
 
 def refresh_pids(lab: Lab) -> None:

@@ -63,7 +63,7 @@ from softether.transport import SshTransport, ssh_transport
 
 from . import netns
 from .layout import Layout, Link, Namespace, VpnNode
-from .proc import LabError, alive, comm, exists, kill_all_in, pids_in, sh
+from .proc import LabError, comm, exists, kill_all_in, owned, pids_in, sh
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
@@ -336,13 +336,18 @@ class Node:
             self.pids["softether"] = self.softether_pid()
             self.wait_listening(self.admin_port)
             restarted.append("softether")
-        if not alive(self.pids.get("sshd")):
+        if not self.owns(self.pids.get("sshd")):
             pid_file = self._dir("ssh") / "sshd.pid"
             pid_file.unlink(missing_ok=True)
             self.exec(f"{marks}{self._sshd_command}")
             self.pids["sshd"] = _read_pid(self.name, lambda: [pid_file])
             restarted.append("sshd")
         return restarted
+
+    def owns(self, pid: int | None) -> bool:
+        """`pid` lives and is this node's: it carries the node's `env` (the lab's mark) or runs
+        in the node's network namespace (lab.proc.owned)."""
+        return owned(pid, {f"{k}={v}".encode() for k, v in self.env.items()}, [self.netns])
 
     def softether_pid(self) -> int:
         """The worker's PID, from the pid file SoftEther writes into its (per-node) run dir."""
@@ -369,8 +374,7 @@ class Node:
         network namespace by PID, then delete the namespace. Safe to call twice."""
         if not exists(self.netns):
             return
-        holder = self.pids.get("holder")
-        if alive(holder):
+        if self.owns(self.pids.get("holder")):
             with contextlib.suppress(LabError, subprocess.TimeoutExpired):
                 self.exec(
                     self.softether_command("stop") + " >/dev/null 2>&1", timeout=15, check=False

@@ -120,7 +120,7 @@ class Database:
         )
 
     def start(self) -> None:
-        if alive(self.state.pids.get("db")):
+        if self.state.live("db"):
             return
         self._init()
         self.socket.unlink(missing_ok=True)
@@ -158,7 +158,7 @@ class Database:
         run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot"], stdin=sql)
 
     def stop(self) -> None:
-        stop(self.state.pids.get("db"), seconds=30)
+        stop(self.state.live("db"), seconds=30)
         self.state.record({"db": None})
 
 
@@ -210,7 +210,7 @@ class WordPress:
         return conf
 
     def start(self) -> None:
-        if alive(self.state.pids.get("app")):
+        if self.state.live("app"):
             return
         conf = self._config()
         # The web server runs as www-data; port 80 is opened to it in its own namespace only.
@@ -259,7 +259,7 @@ class WordPress:
         return fetch(self.host.ns, self.url)
 
     def stop(self) -> None:
-        stop(self.state.pids.get("app"))
+        stop(self.state.live("app"))
         self.state.record({"app": None})
 
 

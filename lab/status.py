@@ -109,7 +109,7 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
     # What each node's SoftEther is: "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674".
     release = {n.name: n.softether_label for n in lab.nodes.values()}
     for name, pid in sorted(st.pids.items()):
-        up = proc.alive(pid)
+        up = st.live(name) is not None
         healthy &= up
         key, _, process = name.partition("/")
         desc = what.get(key, "")
