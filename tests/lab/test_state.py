@@ -127,3 +127,12 @@ def test_state_the_lock_cannot_be_side_stepped_by_its_file(side_step: str, tmp_p
         with pytest.raises(LabBusy) as err, operation(directory, "lab up"):
             pass
         assert err.value.pid == os.getpid()
+
+
+def test_state_up_of_a_stack_that_does_not_load_leaves_no_directory(tmp_path: Path) -> None:
+    from lab.up import up
+    from topology import TopologyError
+
+    with pytest.raises(TopologyError, match="nosuch"):
+        up("nosuch", say=print, root=tmp_path / "labs")
+    assert not (tmp_path / "labs").exists()  # it left `labs/nosuch/lock` behind
