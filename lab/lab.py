@@ -24,6 +24,7 @@ from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 from . import softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
 from .node import COMPAT_LIBRARY, Node, client_key_file, generate_client_key, netns_socket
+from .proc import LabError
 from .state import LabState, lab_dir, mark
 
 SSH_DEADLINE_S = 30.0
@@ -73,7 +74,10 @@ def open_lab(
     if source is not None:
         state.extra["source"] = source
     lab = Lab(ref, stack, layout, state)
-    chosen = softether_build.cached_release(softether_options(lab))
+    try:
+        chosen = softether_build.cached_release(softether_options(lab))
+    except LabError:  # a broken build: `up` rebuilds it (softether_build.release) and says so
+        chosen = None
     started: dict[str, dict[str, str]] = state.extra.get("softether", {})
     for v in layout.nodes:
         key = v.ns.rsplit("-", 1)[1]
