@@ -209,6 +209,7 @@ class LabState:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise RecordError(f"{path}: not a lab record ({type(e).__name__}: {e})") from None
+        _check_extra(path, st.extra)
         return st
 
     def owns(self, pid: int | None) -> bool:
@@ -286,6 +287,27 @@ class LabState:
 
             _writing(path, write)
         return {n: have[n] for n in names}
+
+
+def _check_extra(path: Path, extra: dict[str, Any]) -> None:
+    """What the lab reads from `extra`, or RecordError: `softether` (node -> the release it
+    was started with, `lab.softether_build.Release.to_record`), `source`, `preload`."""
+    releases = extra.get("softether", {})
+    if not (
+        isinstance(releases, dict)
+        and all(
+            isinstance(r, dict)
+            and r.get("source") in ("upstream", "debian")
+            and all(isinstance(r.get(k), str) for k in ("label", "root"))
+            for r in releases.values()
+        )
+    ):
+        shown = json.dumps(releases)[:60]
+        raise RecordError(f"{path}: extra.softether: not a release per node ({shown})")
+    if extra.get("source") not in (None, "upstream", "debian"):
+        raise RecordError(f"{path}: extra.source: {extra['source']!r} is not upstream or debian")
+    if not isinstance(extra.get("preload", True), bool):
+        raise RecordError(f"{path}: extra.preload: {extra['preload']!r} is not true or false")
 
 
 def _json(path: Path) -> dict[str, Any]:
