@@ -21,7 +21,7 @@ from softether.spec import BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
 from topology import SoftEtherOptions, Stack, load_stack, plan_routes
 
-from . import softether_build
+from . import proc, softether_build
 from .layout import SERVER_PUBLIC, Layout, build_layout, lab_id
 from .node import COMPAT_LIBRARY, Node, client_key_file, generate_client_key, netns_socket
 from .proc import LabError
@@ -122,7 +122,10 @@ def use_release(lab: Lab, node: Node, release: softether_build.Release | None) -
 
 
 def running(node: Node) -> bool:
-    return node.owns(node.pids.get("holder"))
+    """The node's holder lives, is the lab's, and is in the node's namespace: one deleted by
+    hand (and made anew by `up`) leaves it running where nothing reaches it."""
+    holder = node.pids.get("holder")
+    return node.owns(holder) and proc.netns_of(holder or 0) == proc.netns_id(node.netns)
 
 
 def refresh_pids(lab: Lab) -> None:

@@ -63,7 +63,19 @@ from softether.transport import SshTransport, ssh_transport
 
 from . import netns
 from .layout import Layout, Link, Namespace, VpnNode
-from .proc import LabError, comm, exists, kill_all_in, owned, pids_in, sh
+from .proc import (
+    LabError,
+    comm,
+    exists,
+    kill_all,
+    kill_all_in,
+    netns_id,
+    netns_of,
+    owned,
+    pids_in,
+    pids_sharing_netns,
+    sh,
+)
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
@@ -383,7 +395,11 @@ class Node:
         netns.delete([self.netns])
 
     def stop_processes(self) -> None:
-        """TERM, then KILL, every process in the node's network namespace (bounded)."""
+        """TERM, then KILL, every process in the node's network namespace and, if that was
+        deleted by hand, in the unnamed one its holder still runs in (bounded)."""
+        holder = self.pids.get("holder")
+        if self.owns(holder) and holder and netns_of(holder) != netns_id(self.netns):
+            kill_all(lambda: pids_sharing_netns(holder))
         kill_all_in(self.netns)
 
 

@@ -23,7 +23,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
@@ -109,11 +109,24 @@ def owned(pid: int | None, marks: Collection[bytes], namespaces: Iterable[str]) 
     with contextlib.suppress(OSError):
         if set(marks) & set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")):
             return True
-    ours = set()
-    for ns in namespaces:
-        with contextlib.suppress(OSError):
-            ours.add(f"net:[{os.stat(NETNS_DIR / ns).st_ino}]")
-    return netns_of(pid) in ours
+    return netns_of(pid) in {netns_id(ns) for ns in namespaces} - {None}
+
+
+def netns_id(ns: str) -> str | None:
+    """The `net:[inode]` identity of the named network namespace (None if it is not there)."""
+    try:
+        return f"net:[{os.stat(NETNS_DIR / ns).st_ino}]"
+    except OSError:
+        return None
+
+
+def pids_sharing_netns(pid: int) -> list[int]:
+    """Processes in the network namespace of `pid` (which may have no name left: deleted by
+    hand while they ran), `pid` among them; [] once it is gone."""
+    ns = netns_of(pid)
+    if ns is None:
+        return []
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and netns_of(int(d.name)) == ns]
 
 
 def ns_pids(pid: int) -> list[int]:
@@ -206,8 +219,13 @@ def stop(pid: int | None, seconds: float = 15.0) -> None:
 
 def kill_all_in(ns: str) -> None:
     """TERM, then KILL, every process in namespace `ns` (all started by the lab), bounded."""
+    kill_all(lambda: pids_in(ns))
+
+
+def kill_all(pids: Callable[[], list[int]]) -> None:
+    """TERM, then KILL, every process `pids()` names at each step, bounded."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = pids_in(ns)
-        if not pids:
+        todo = pids()
+        if not todo:
             return
-        kill(pids, sig, 3.0)
+        kill(todo, sig, 3.0)

@@ -87,6 +87,25 @@ def test_lab_up_restarts_every_dead_daemon(dev: RunningLab) -> None:
     assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
 
 
+def test_lab_up_repairs_namespaces_deleted_by_hand(dev: RunningLab) -> None:
+    """Issue 24, defect 8: with a node's namespace deleted, `up` failed ("no pid file after
+    5.0 s"): its processes ran on in the unnamed namespace. They are stopped and the node
+    (and the database, its namespace deleted too) started again in the new one."""
+    lab = open_lab(dev.ref, dev.root)
+    node = lab.nodes[lab.stack.network.sites[-1].name]
+    assert lab.layout.db is not None
+    db_ns = lab.layout.db.ns
+    orphans = pids_in(node.netns) + pids_in(db_ns)
+    assert orphans
+    for ns in (node.netns, db_ns):
+        subprocess.run(["ip", "netns", "delete", ns], check=True)
+    r = up(dev.ref, say=print, root=dev.root)
+    assert r.matrix_ok
+    time.sleep(0.5)  # killed processes are reaped by init
+    assert [p for p in orphans if alive(p)] == []
+    assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
+
+
 def test_lab_bridge_worker_crash_recovers_by_itself(dev: RunningLab) -> None:
     lab = open_lab(dev.ref, dev.root)
     node = lab.nodes[lab.stack.network.sites[0].name]
