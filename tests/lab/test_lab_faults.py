@@ -157,6 +157,30 @@ def test_lab_user_password_changed_on_the_server_is_repaired_by_up(dev: RunningL
     assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
 
 
+def test_lab_test_on_a_dead_path_does_not_wait_for_pages(dev: RunningLab) -> None:
+    """Issue 24 (risk): on a red network `lab test` took 77-139 s, mostly WordPress page
+    waits. With the app's site cut off (its cascade offline) the page checks are not tried,
+    and the database is not stopped."""
+    lab = open_lab(dev.ref, dev.root)
+    assert lab.layout.app is not None
+    site = lab.layout.app.site
+    cascade = specs(lab).bridges[site].cascades[0].name
+    db = LabState.load(dev.directory).pids["db"]  # type: ignore[union-attr]
+    faults.vpncmd(lab, site, "CascadeOffline", cascade, hub=BRIDGE_HUB)
+    try:
+        t0 = time.monotonic()
+        results = checks(dev.ref, dev.root)
+        print(f"lab test on a dead path: {time.monotonic() - t0:.1f} s")
+    finally:
+        faults.vpncmd(lab, site, "CascadeOnline", cascade, hub=BRIDGE_HUB)
+    page = next(c for c in results if c.name.startswith("WordPress answers"))
+    print(page.line())
+    assert not page.ok and "not tried: no host of" in page.detail
+    assert not any("database stopped" in c.name for c in results)
+    assert LabState.load(dev.directory).pids["db"] == db  # type: ignore[union-attr]
+    assert wait_for_matrix(lab.layout, RECOVERY_S)[0]
+
+
 def test_lab_up_with_an_unanswering_database_is_one_line(dev: RunningLab) -> None:
     st = LabState.load(dev.directory)
     assert st is not None
