@@ -83,8 +83,9 @@ def holder(directory: Path) -> tuple[int | None, str]:
     pids = proc.socket_holders(lock_name(directory)[1:])
     if not pids:
         return None, ""
-    try:
-        with (directory / "lock").open("rb") as f:
+    try:  # non-blocking: whatever stands at `lock` now (a FIFO) must not hold us
+        fd = os.open(directory / "lock", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
             line = f.read(4096).decode(errors="replace").strip()
     except OSError:
         line = ""
@@ -114,13 +115,17 @@ def operation(directory: Path, what: str, create: bool = True) -> Iterator[None]
         if create:
             _writing(directory, lambda: directory.mkdir(parents=True, exist_ok=True))
         if directory.exists():
-            # Only a description (a full disk must not stop `down`).
+            # Only a description (a full disk must not stop `down`); put in place by rename, so
+            # whatever stands at `lock` (a FIFO, a symlink) is replaced, not opened.
             with contextlib.suppress(OSError):
-                (directory / "lock").write_text(f"{os.getpid()} {what}: {' '.join(sys.argv)}\n")
+                tmp = directory / ".lock.tmp"
+                tmp.unlink(missing_ok=True)
+                tmp.write_text(f"{os.getpid()} {what}: {' '.join(sys.argv)}\n")
+                tmp.replace(directory / "lock")
         try:
             yield
         finally:
-            if made and {p.name for p in _entries(directory)} <= {"lock"}:
+            if made and {p.name for p in _entries(directory)} <= {"lock", ".lock.tmp"}:
                 remove_dirs(directory)
     finally:
         lock.close()

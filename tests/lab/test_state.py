@@ -111,7 +111,7 @@ def test_state_second_operation_names_the_holder(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
 
 
-@pytest.mark.parametrize("side_step", ["delete", "replace", "remove-the-directory"])
+@pytest.mark.parametrize("side_step", ["delete", "replace", "fifo", "remove-the-directory"])
 def test_state_the_lock_cannot_be_side_stepped_by_its_file(side_step: str, tmp_path: Path) -> None:
     """Deleting or replacing what the lab keeps on disk during an operation lets no second
     operation in (issue 24, defect 2: it did, and two `lab up` ran side by side)."""
@@ -119,8 +119,11 @@ def test_state_the_lock_cannot_be_side_stepped_by_its_file(side_step: str, tmp_p
     with operation(directory, "lab up"):
         if side_step == "delete":
             (directory / "lock").unlink()
-        elif side_step == "replace":
-            (tmp_path / "other").write_text("")
+        elif side_step in ("replace", "fifo"):
+            if side_step == "fifo":  # reading who holds the lock must not block on it either
+                os.mkfifo(tmp_path / "other")
+            else:
+                (tmp_path / "other").write_text("")
             os.replace(tmp_path / "other", directory / "lock")
         else:
             shutil.rmtree(directory)
