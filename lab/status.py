@@ -113,12 +113,13 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
         healthy &= up
         key, _, process = name.partition("/")
         desc = what.get(key, "")
-        if process == "softether":
-            desc += f", SoftEther {release.get(key) or 'unknown'}"
+        if process == "softether":  # the release installed; the report has what it says
+            desc += f", installed SoftEther: {release.get(key) or 'unknown'}"
         say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {desc}")
     if healthy:
         # What `hybrid lab outputs | hybrid status --outputs -` reports (softether/health.py).
         report = lab_report(lab)
+        say("what each node's SoftEther reports (hybrid status):")
         for line in text_lines(report):
             say("  " + line)
         healthy &= report.exit_code == 0

@@ -6,8 +6,8 @@
   make, so this also works where systemd is not running, e.g. the lab).
   The tap is re-created whenever the bridge's worker process restarts, and SoftEther's own
   watchdog restarts a crashed worker without systemd knowing: a small watcher (`ip monitor
-  link`, blocked in a read between events) re-applies the address and routes each time a
-  new tap appears. On a VM it is a systemd service (Restart=always); where systemd does not run
+  link address route`, blocked in a read between events) re-applies the address and routes
+  each time a new tap appears, and when the tap's address or a route over it is deleted. On a VM it is a systemd service (Restart=always); where systemd does not run
   (the lab) the same script runs detached with a pid file; the plan (re)starts it when it is
   not running or its unit changed.
 - A VPN Server host: checksum/segmentation offloads off on locally bridged NICs.
@@ -101,16 +101,21 @@ def watch_unit_name(h: HostOsSpec) -> str:
 
 def watch_script(h: HostOsSpec) -> str:
     """POSIX sh, one line: apply now if the tap exists, then again whenever a new tap appears
-    (a link event with another ifindex: SoftEther re-created it) or a link event finds it
-    without its address. A tap set down by hand keeping its address is left to the
-    reconciler (which restarts a bridge that carries nothing)."""
+    (a link event with another ifindex: SoftEther re-created it), a link event finds it
+    without its address, or the tap's address or a route over it is deleted (by hand: the
+    site went dark until the next converge). A tap set down by hand keeping its address is
+    left to the reconciler (which restarts a bridge that carries nothing)."""
     dev = h.device
     apply = "; ".join(f"{c} 2>/dev/null" for c in _apply_lines(h))
     has = f"/sbin/ip -4 -o address show dev {dev} 2>/dev/null | grep -qF 'inet {h.address} '"
+    # `ip monitor` lines: "Deleted 7: tap: <...>" (the tap itself: wait for the new one),
+    # "Deleted 7: tap    inet ..." (its address), "Deleted NET via GW dev tap ..." (a route).
     return (
         f"last=; apply() {{ {apply}; }}; "
         f"if [ -e /sys/class/net/{dev} ]; then last=$(cat /sys/class/net/{dev}/ifindex); apply; fi; "
-        f"/sbin/ip monitor link | while read -r line; do case $line in "
+        f"/sbin/ip monitor link address route | while read -r line; do case $line in "
+        f"Deleted*': {dev}: '*) ;; "
+        f"Deleted*': {dev} '*|Deleted*' dev {dev} '*|Deleted*' dev {dev}') apply ;; "
         f"Deleted*) ;; *': {dev}: '*) i=${{line%%:*}}; "
         f'if [ "$i" != "$last" ] || ! {{ {has}; }}; then last=$i; apply; fi ;; esac; done'
     )

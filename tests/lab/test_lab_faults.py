@@ -118,6 +118,28 @@ def test_lab_bridge_worker_crash_recovers_by_itself(dev: RunningLab) -> None:
     assert green, f"the site stayed dark for {took:.0f} s after its worker crashed"
 
 
+@pytest.mark.parametrize("what", ["address", "route"])
+def test_lab_tap_address_or_route_deleted_by_hand_comes_back_by_itself(
+    what: str, dev: RunningLab
+) -> None:
+    """Issue 24 (risk): the tap watcher reacted to link events only; a tap address or route
+    deleted by hand kept the site dark until `lab up`."""
+    lab = open_lab(dev.ref, dev.root)
+    site = lab.stack.network.sites[0].name
+    h = specs(lab).bridges[site].host_os
+    assert h is not None
+    node = lab.nodes[site]
+    if what == "address":
+        node.exec(f"ip address del {h.address} dev {h.device}")
+    else:
+        for r in h.routes:
+            node.exec(f"ip route del {r.network} via {r.via} dev {h.device}")
+    t0 = time.monotonic()
+    green, took = wait_for_matrix(lab.layout, RECOVERY_S)
+    print(f"tap {what} deleted by hand -> full matrix: {time.monotonic() - t0:.1f} s")
+    assert green, f"the site stayed dark for {took:.0f} s"
+
+
 def test_lab_hub_offline_by_hand_is_drift_repaired_by_up(dev: RunningLab) -> None:
     lab = open_lab(dev.ref, dev.root)
     home = lab.stack.network.home.name
