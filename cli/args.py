@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from topology import Stack, load_stack
+
+MAX_KEY_BYTES = 64 << 10  # an operator's private key file is a few KiB
 
 
 def add_stack(parser: argparse.ArgumentParser) -> None:
@@ -22,3 +25,23 @@ def stack_ref(args: argparse.Namespace) -> str:
 
 def stack_of(args: argparse.Namespace) -> Stack:
     return load_stack(stack_ref(args))
+
+
+def read_input(name: str, field: str, limit: int) -> str:
+    """The UTF-8 text of file `name` (`-`: stdin), at most `limit` bytes. Anything else (no
+    such file, a directory, binary data, more than `limit`: /dev/zero ends at once) is one
+    ValueError line naming `field` and `name`, never the content."""
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(name, "rb") as f:
+                data = f.read(limit + 1)
+    except OSError as e:
+        raise ValueError(f"{field}: {name}: {e.strerror}") from None
+    if len(data) > limit:
+        raise ValueError(f"{field}: {name}: larger than {limit} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{field}: {name}: not UTF-8 text (byte {e.start})") from None

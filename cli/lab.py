@@ -57,7 +57,7 @@ def _left_behind(directory: Path) -> str:
     if st is None:
         return "nothing recorded"
     ns = sum(proc.exists(n) for n in st.namespaces)
-    procs = sum(proc.alive(p) for p in st.pids.values())
+    procs = sum(st.live(name) is not None for name in st.pids)
     return f"{ns} namespaces and {procs} processes of lab {st.lab_id} (record in {directory})"
 
 

@@ -32,7 +32,7 @@ from softether.spec import ServerSpec, SshTarget
 from topology import Stack, plan_routes
 from topology.load import PROJECT
 
-from .args import add_stack, stack_of
+from .args import MAX_KEY_BYTES, add_stack, read_input, stack_of
 
 if TYPE_CHECKING:  # the SSH stack (paramiko) loads when preflight runs, not for every `hybrid` command
     import paramiko
@@ -97,9 +97,9 @@ def main(args: argparse.Namespace) -> int:
     key_file = Path(args.key or os.environ.get(KEY_ENV) or DEFAULT_KEY).expanduser()
     private_key = ""
     try:
-        private_key = key_file.read_text()
-    except OSError as e:
-        problems.append(f"--key: {key_file}: {e.strerror}")
+        private_key = read_input(str(key_file), "--key", MAX_KEY_BYTES)
+    except ValueError as e:
+        problems.append(str(e))
     if args.netns and not Path(f"/run/netns/{args.netns}").exists():
         problems.append(f"--netns: {args.netns} does not exist")
     password = os.environ.get(PASSWORD_ENV) or None

@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from softether.outputs import Outputs, OutputsError, parse_outputs
 
+from .args import MAX_KEY_BYTES, read_input
+
 if TYPE_CHECKING:  # the SSH stack (paramiko) loads when status runs, not for every `hybrid` command
     from softether.health import Report, SockFactory
 
 DEFAULT_KEY = "~/.ssh/hybrid-cloud"
 KEY_ENV = "HYBRID_OPERATOR_KEY"
 MAX_COUNT = 10_000
+MAX_OUTPUTS_BYTES = 4 << 20  # a stack's outputs are tens of KiB
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,28 +81,43 @@ def prepare(args: argparse.Namespace) -> tuple[Outputs, str, SockFactory | None]
         raise OutputsError([f"--count: {args.count} is not between 1 and {MAX_COUNT}"])
     source = "stdin" if args.outputs == "-" else args.outputs
     try:
-        text = sys.stdin.read() if args.outputs == "-" else Path(args.outputs).read_text()
-    except OSError as e:
-        raise OutputsError([f"--outputs: {args.outputs}: {e.strerror}"]) from None
+        text = read_input(args.outputs, "--outputs", MAX_OUTPUTS_BYTES)
+    except ValueError as e:
+        raise OutputsError([str(e)]) from None
     outputs = parse_outputs(text, source)
     if outputs.status.stack != args.stack:
         raise OutputsError(
             [f"--stack: {args.stack!r}, but the outputs are of stack {outputs.status.stack!r}"]
         )
+    import paramiko
+
+    from softether.transport import load_private_key, parse_public_key
+
+    for site, node in outputs.status.nodes.items():
+        if node.ssh.host_key is not None:
+            try:
+                parse_public_key(node.ssh.host_key)
+            except (ValueError, paramiko.SSHException) as e:
+                raise OutputsError(
+                    [
+                        f"{source}: status.nodes.{site}.ssh.hostKey: {node.ssh.host_key[:40]!r} "
+                        f"is not a public key ({e})"
+                    ]
+                ) from None
     key_file = args.key or os.environ.get(KEY_ENV)
     field = "--key" if args.key else KEY_ENV if key_file else "key"
     if key_file is None:
         key_file = outputs.lab.operator_key_file if outputs.lab else DEFAULT_KEY
-    path = Path(key_file).expanduser()
+    path = str(Path(key_file).expanduser())
     try:
-        key = path.read_text()
-    except OSError as e:
-        raise OutputsError(
-            [
-                f"{field}: {path}: {e.strerror} (the operator key: pulumi stack export "
-                "--show-secrets, see README)"
-            ]
-        ) from None
+        key = read_input(path, field, MAX_KEY_BYTES)
+    except ValueError as e:
+        hint = " (the operator key: pulumi stack export --show-secrets, see README)"
+        raise OutputsError([f"{e}{hint}"]) from None
+    try:
+        load_private_key(key)
+    except (ValueError, paramiko.SSHException) as e:
+        raise OutputsError([f"{field}: {path}: not a private key ({e})"]) from None
     sock: SockFactory | None = None
     if outputs.lab is not None:
         from lab.node import netns_socket
@@ -153,6 +171,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "drift": list(n.drift),
                 "seconds": round(n.seconds, 3),
                 "sshConnections": n.ssh_connections,
+                "sshFailedAttempts": n.ssh_failed_attempts,
                 "problems": n.problems,
             }
             for n in report.nodes

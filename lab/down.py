@@ -1,19 +1,19 @@
 """`hybrid lab down`: stop what the lab started, delete its namespaces and its directory.
 
-Only what belongs to the lab is touched: recorded PIDs (each checked to still live in one of
-the lab's namespaces, so a reused PID is never killed), any process left inside the lab's
+Only what belongs to the lab is touched: recorded PIDs (each checked to still be the recorded
+process, `LabState.live`, so a reused PID is never killed), any process left inside the lab's
 namespaces (the recorded ones and those named `hc-<lab id>-*`), any process carrying the
 lab's mark (`lab.state.MARK`; a node's sshd by its config in the lab's directory: found also
 when its namespace was deleted by hand), every process in the cgroups of the lab's booted
 machines (lab/vm.py; a machine's systemd clears the environment, and lives on in an unnamed
 namespace when its namespace is deleted by hand), then those namespaces and cgroups. Works from the namespaces and processes alone when the record is unreadable.
-Safe twice, and after a crash. A `lab up` in progress is cancelled first (SIGINT, bounded
-wait for its lock). No graceful SoftEther stop: the configuration is deleted with the lab.
+Safe twice, and after a crash; it creates nothing (a full disk does not stop it). A `lab up`
+in progress is cancelled first: SIGINT, then KILL, each sent only to the process the kernel
+says holds the lab's lock at that moment (`lab.state.holder`), with a bounded wait for it. No graceful SoftEther stop: the configuration is deleted with the lab.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -22,26 +22,26 @@ from pathlib import Path
 
 from . import netns, proc
 from .layout import lab_id
-from .state import LabBusy, LabState, RecordError, holder, lab_dir, mark, operation, remove_dirs
+from .state import (
+    LabBusy,
+    LabState,
+    RecordError,
+    holder,
+    lab_dir,
+    mark_entry,
+    operation,
+    remove_dirs,
+)
 from .vm import cgroup_pids, machine_cgroups, remove_cgroup
 
 CANCEL_WAIT_S = 15.0
 RELEASE_WAIT_S = 5.0
 
 
-def _ns_ids(names: list[str]) -> set[str]:
-    """The `net:[inode]` identities of the lab's namespaces that exist."""
-    out = set()
-    for n in names:
-        with contextlib.suppress(OSError):
-            out.add(f"net:[{os.stat(proc.NETNS_DIR / n).st_ino}]")
-    return out
-
-
 def marked(directory: Path) -> set[int]:
     """Live processes carrying the lab's mark in their environment, and the nodes' sshd (it
     clears its environment) by its `-f` naming a file of the lab's directory."""
-    want = next(f"{k}={v}".encode() for k, v in mark(directory).items())
+    want = mark_entry(directory)
     inside = f"{directory.resolve()}/".encode()
     out = set()
     for d in Path("/proc").iterdir():
@@ -61,12 +61,13 @@ def marked(directory: Path) -> set[int]:
 def _cancel_up(directory: Path, say: Callable[[str], None]) -> None:
     """A `lab up` holding the lock: interrupt it and wait (bounded) until it lets go."""
     pid, command = holder(directory)
-    if pid is None or not command.startswith("lab up") or not proc.alive(pid):
+    if pid is None or not command.startswith("lab up"):
         return
     say(f"cancelling the lab up in progress (pid {pid})")
-    # SIGINT first (it says what it leaves and exits at once); KILL if it does not go.
+    # SIGINT first (it says what it leaves and exits at once); KILL if it does not go. Each
+    # only while that process still holds the lock.
     for sig in (signal.SIGINT, signal.SIGKILL):
-        if proc.kill([pid], sig, CANCEL_WAIT_S):
+        if holder(directory)[0] != pid or proc.kill([pid], sig, CANCEL_WAIT_S):
             return
 
 
@@ -75,7 +76,7 @@ def down(ref: str, say: Callable[[str], None] = print, root: Path | None = None)
     deadline: float | None = None
     while True:
         try:
-            with operation(directory, "lab down"):
+            with operation(directory, "lab down", create=False):
                 return _down(ref, directory, say)
         except LabBusy:
             if deadline is None:
@@ -99,9 +100,7 @@ def _down(ref: str, directory: Path, say: Callable[[str], None]) -> int:
     found = sorted(p.name for p in proc.NETNS_DIR.glob(f"{prefix}*")) if lid else []
     recorded_ns: list[str] = st.namespaces if st else []
     names = list(dict.fromkeys([*recorded_ns, *found]))
-    ours = _ns_ids(names)
-    recorded = st.pids.values() if st else ()
-    targets = {pid for pid in recorded if proc.alive(pid) and proc.netns_of(pid) in ours}
+    targets = {pid for name in st.pids if (pid := st.live(name))} if st else set()
     targets |= {pid for ns in names for pid in proc.pids_in(ns)}
     targets |= marked(directory)
     machines = machine_cgroups(prefix) if lid else []

@@ -85,7 +85,10 @@ def open_lab(
             )
         state.extra["boot"] = boot
     lab = Lab(ref, stack, layout, state)
-    chosen = softether_build.cached_release(softether_options(lab))
+    try:
+        chosen = softether_build.cached_release(softether_options(lab))
+    except LabError:  # a broken build: `up` rebuilds it (softether_build.release) and says so
+        chosen = None
     started: dict[str, dict[str, str]] = state.extra.get("softether", {})
     built = image.cached()
     for v in layout.nodes:
@@ -107,8 +110,11 @@ def open_lab(
         else:
             node = Node(key, "bridge", v.ns, state_dir, v.public, env=env)
         use_release(lab, node, release)
+        # Only the recorded processes that still are (a reused PID is someone else's).
         node.pids = {
-            k.split("/", 1)[1]: pid for k, pid in state.pids.items() if k.startswith(f"{key}/")
+            k.split("/", 1)[1]: pid
+            for k in state.pids
+            if k.startswith(f"{key}/") and (pid := state.live(k))
         }
         pub = node.state_dir / "ssh" / "ssh_host_ed25519_key.pub"
         if pub.exists():
@@ -140,7 +146,10 @@ def use_release(lab: Lab, node: Node, release: softether_build.Release | None) -
 
 
 def running(node: Node) -> bool:
-    return proc.alive(node.pids.get("holder"))
+    """The node's holder lives, is the lab's, and is in the node's namespace: one deleted by
+    hand (and made anew by `up`) leaves it running where nothing reaches it."""
+    holder = node.pids.get("holder")
+    return node.owns(holder) and proc.netns_of(holder or 0) == proc.netns_id(node.netns)
 
 
 def refresh_pids(lab: Lab) -> None:

@@ -63,7 +63,19 @@ from softether.transport import SshTransport, ssh_transport
 
 from . import netns
 from .layout import Layout, Link, Namespace, VpnNode
-from .proc import LabError, alive, comm, exists, kill_all_in, pids_in, sh
+from .proc import (
+    LabError,
+    comm,
+    exists,
+    kill_all,
+    kill_all_in,
+    netns_id,
+    netns_of,
+    owned,
+    pids_in,
+    pids_sharing_netns,
+    sh,
+)
 
 STATE_PATHS = ("/var/lib/softether", "/var/log/softether", "/run/softether")
 ETC_PATHS = ("/etc/systemd/system", "/etc/sysctl.d")
@@ -323,7 +335,7 @@ class Node:
             self.pids["softether"] = self.softether_pid()
             self.wait_listening(self.admin_port)
             restarted.append("softether")
-        if not alive(self.pids.get("sshd")):
+        if not self.owns(self.pids.get("sshd")):
             pid_file = self._dir("ssh") / "sshd.pid"
             pid_file.unlink(missing_ok=True)
             self.exec(f"{marks}{self._sshd_command}")
@@ -334,6 +346,11 @@ class Node:
     def sshd_pid(self) -> int | None:
         """The node's listening sshd (the parent of every SSH session's sshd)."""
         return self.pids.get("sshd")
+
+    def owns(self, pid: int | None) -> bool:
+        """`pid` lives and is this node's: it carries the node's `env` (the lab's mark) or runs
+        in the node's network namespace (lab.proc.owned)."""
+        return owned(pid, {f"{k}={v}".encode() for k, v in self.env.items()}, [self.netns])
 
     def softether_pid(self) -> int:
         """The worker's PID, from the pid file SoftEther writes into its (per-node) run dir."""
@@ -360,8 +377,7 @@ class Node:
         network namespace by PID, then delete the namespace. Safe to call twice."""
         if not exists(self.netns):
             return
-        holder = self.pids.get("holder")
-        if alive(holder):
+        if self.owns(self.pids.get("holder")):
             with contextlib.suppress(LabError, subprocess.TimeoutExpired):
                 self.exec(
                     self.softether_command("stop") + " >/dev/null 2>&1", timeout=15, check=False
@@ -370,7 +386,11 @@ class Node:
         netns.delete([self.netns])
 
     def stop_processes(self) -> None:
-        """TERM, then KILL, every process in the node's network namespace (bounded)."""
+        """TERM, then KILL, every process in the node's network namespace and, if that was
+        deleted by hand, in the unnamed one its holder still runs in (bounded)."""
+        holder = self.pids.get("holder")
+        if self.owns(holder) and holder and netns_of(holder) != netns_id(self.netns):
+            kill_all(lambda: pids_sharing_netns(holder))
         kill_all_in(self.netns)
 
 

@@ -29,7 +29,7 @@ from topology import Stack
 
 from .layout import Host, Layout
 from .node import netns_socket
-from .proc import LabError, alive, in_ns, run, stop
+from .proc import LabError, alive, in_ns, netns_id, netns_of, run, stop
 from .state import LabState, mark
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
@@ -120,7 +120,7 @@ class Database:
         )
 
     def start(self) -> None:
-        if alive(self.state.pids.get("db")):
+        if _running_in(self.state, "db", self.host.ns):
             return
         self._init()
         self.socket.unlink(missing_ok=True)
@@ -158,8 +158,18 @@ class Database:
         run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot"], stdin=sql)
 
     def stop(self) -> None:
-        stop(self.state.pids.get("db"), seconds=30)
+        stop(self.state.live("db"), seconds=30)
         self.state.record({"db": None})
+
+
+def _running_in(state: LabState, name: str, ns: str) -> bool:
+    """`name` runs in namespace `ns`; one left running in an unnamed namespace (`ns` deleted
+    by hand, then made anew) is stopped, to be started again."""
+    pid = state.live(name)
+    if pid is not None and netns_of(pid) == netns_id(ns):
+        return True
+    stop(pid)
+    return False
 
 
 def _mysql_ids() -> tuple[int, int]:
@@ -210,7 +220,7 @@ class WordPress:
         return conf
 
     def start(self) -> None:
-        if alive(self.state.pids.get("app")):
+        if _running_in(self.state, "app", self.host.ns):
             return
         conf = self._config()
         # The web server runs as www-data; port 80 is opened to it in its own namespace only.
@@ -259,7 +269,7 @@ class WordPress:
         return fetch(self.host.ns, self.url)
 
     def stop(self) -> None:
-        stop(self.state.pids.get("app"))
+        stop(self.state.live("app"))
         self.state.record({"app": None})
 
 

@@ -9,6 +9,13 @@ script's text (which holds the build flags): `$HYBRID_SOFTETHER_CACHE` (default
 /var/cache/hybrid-cloud/softether) / `<commit>-<hash>`, so a second `make lab` (or another
 checkout on the machine, or CI) does not rebuild.
 
+The cache knows when it is broken: next to `root` each build keeps `manifest.json`, every
+file it installed with its size and SHA-256 and every symlink with its target (taken from
+what the build left, whatever the script installs), checked on every use (70 ms for the
+27 MB build). A changed, missing or relinked file is one LabError line naming it; `release`
+then rebuilds (`make softether`, `lab up`) and says why. A build from before manifests
+existed gets its manifest at its first use.
+
 Where there is no internet, `$HYBRID_SOFTETHER_MIRROR` names the offline mirror tar
 (../shared/softether/README.md): it is unpacked to a scratch directory and git's URL rewrite
 (`url.file://<dir>/.insteadOf https://github.com/`, through GIT_CONFIG_* variables) turns the
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -44,6 +52,7 @@ MIRROR_ENV = "HYBRID_SOFTETHER_MIRROR"
 DEFAULT_CACHE = Path("/var/cache/hybrid-cloud/softether")
 BUILD_TIMEOUT_S = 3600.0
 DEBIAN_PACKAGE = "softether-vpnserver"
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -88,11 +97,58 @@ def debian_release() -> Release:
 
 
 def cached(options: SoftEtherOptions) -> Release | None:
-    """The upstream build of `options` if it is in the cache (nothing is built)."""
-    root = cache_root() / build_key(options) / "root"
-    if (root / "usr/local/bin/vpnserver").exists():
-        return Release("upstream", upstream_label(options), root)
+    """The upstream build of `options` if it is in the cache (nothing is built); None if it
+    is not, a LabError (one line) if it is there but broken."""
+    target = cache_root() / build_key(options)
+    root = target / "root"
+    if not (root / "usr/local/bin/vpnserver").exists() and not (target / MANIFEST).exists():
+        return None
+    if not (target / MANIFEST).exists():
+        with contextlib.suppress(OSError):  # a build from before manifests: record it now
+            write_manifest(target)
+    problem = check_manifest(target)
+    if problem:
+        raise LabError(f"SoftEther build in {target} is broken: {problem}")
+    return Release("upstream", upstream_label(options), root)
+
+
+def _walk(root: Path) -> dict[str, list[object]]:
+    """Every file (size, SHA-256) and symlink (target) under `root`, by relative path."""
+    out: dict[str, list[object]] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = ["link", os.readlink(p)]
+        elif p.is_file():
+            out[rel] = [p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()]
+    return out
+
+
+def write_manifest(target: Path) -> None:
+    """Record what the build in `target`/root installed (atomically)."""
+    tmp = target / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(_walk(target / "root"), indent=0) + "\n")
+    tmp.replace(target / MANIFEST)
+
+
+def check_manifest(target: Path) -> str | None:
+    """The first way the build in `target` differs from its manifest (None: it matches)."""
+    try:
+        recorded = json.loads((target / MANIFEST).read_text())
+        assert isinstance(recorded, dict)
+    except (OSError, ValueError, AssertionError):
+        return f"{MANIFEST} unreadable"
+    have = _walk(target / "root")
+    for rel, entry in recorded.items():
+        if rel not in have:
+            return f"{rel}: missing (and {sum(r not in have for r in recorded) - 1} more)"
+        if have[rel] != entry:
+            return f"{rel}: changed since the build ({_what(entry)} -> {_what(have[rel])})"
     return None
+
+
+def _what(entry: list[object]) -> str:
+    return f"link to {entry[1]}" if entry[0] == "link" else f"{entry[0]} bytes, sha256 {str(entry[1])[:12]}"
 
 
 def cached_release(options: SoftEtherOptions) -> Release | None:
@@ -103,23 +159,44 @@ def cached_release(options: SoftEtherOptions) -> Release | None:
 def release(
     options: SoftEtherOptions, say: Callable[[str], None] = print, build: bool = True
 ) -> Release:
-    """The release `options` selects; an upstream build missing from the cache is built
-    (with `build`), else a LabError."""
+    """The release `options` selects; an upstream build missing from the cache, or broken,
+    is built (with `build`), else a LabError."""
     if options.source == "debian":
         return debian_release()
-    got = cached(options)
+    try:
+        got = cached(options)
+    except LabError as e:
+        if not build:
+            raise
+        say(f"{e}: rebuilding")
+        got = None
     if got is not None:
         return got
     if not build:
         raise LabError(f"SoftEther {upstream_label(options)} is not built in {cache_root()}")
-    with locked(cache_root() / f".{build_key(options)}.lock"):
-        got = cached(options)  # another process may have built it meanwhile
-        if got is None:
-            build_upstream(options, cache_root() / build_key(options), say)
-            got = cached(options)
+    target = cache_root() / build_key(options)
+    try:
+        with locked(cache_root() / f".{build_key(options)}.lock"):
+            got = _usable(options)  # another process may have built it meanwhile
+            if got is None:
+                build_upstream(options, target, say)
+                write_manifest(target)
+                got = cached(options)
+    except OSError as e:
+        raise LabError(
+            f"SoftEther cache {cache_root()}: cannot build there ({e.filename}: {e.strerror}); "
+            f"set {CACHE_ENV} to a writable directory"
+        ) from None
     if got is None:
-        raise LabError(f"SoftEther build left no vpnserver in {cache_root() / build_key(options)}")
+        raise LabError(f"SoftEther build left no vpnserver in {target}")
     return got
+
+
+def _usable(options: SoftEtherOptions) -> Release | None:
+    try:
+        return cached(options)
+    except LabError:
+        return None
 
 
 def build_upstream(options: SoftEtherOptions, target: Path, say: Callable[[str], None]) -> None:

@@ -111,18 +111,19 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
     release = {n.name: n.softether_label for n in lab.nodes.values()}
     machines = {n.name: n.vm for n in lab.nodes.values() if isinstance(n, VmNode) and n.image}
     for name, pid in sorted(st.pids.items()):
-        up = proc.alive(pid)
+        up = st.live(name) is not None
         healthy &= up
         key, _, process = name.partition("/")
         desc = what.get(key, "")
-        if process == "softether":
-            desc += f", SoftEther {release.get(key) or 'unknown'}"
+        if process == "softether":  # the release installed; the report has what it says
+            desc += f", installed SoftEther: {release.get(key) or 'unknown'}"
         if process == "holder" and key in machines:
             desc += f", {machines[key].describe()}"
         say(f"  {name:<16} pid {pid:<8} {'running' if up else 'NOT RUNNING':<12} {desc}")
     if healthy:
         # What `hybrid lab outputs | hybrid status --outputs -` reports (softether/health.py).
         report = lab_report(lab)
+        say("what each node's SoftEther reports (hybrid status):")
         for line in text_lines(report):
             say("  " + line)
         healthy &= report.exit_code == 0

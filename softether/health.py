@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,7 @@ PING_COUNT = 3
 PING_DEADLINE_S = 3
 SSH_DEADLINE_S = 8.0
 READ_TIMEOUT_S = 15.0
+REPORT_DEADLINE_S = 20.0  # the most a report waits for a node (README: hybrid status)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class NodeReport:
     drift: tuple[str, ...] = ()
     seconds: float = 0.0
     ssh_connections: int = 0
+    ssh_failed_attempts: int = 0  # before the connection that worked: an outage lived through
 
     @property
     def switch_ping(self) -> Ping | None:
@@ -80,6 +83,11 @@ class NodeReport:
     def problems(self) -> list[str]:
         """Empty when the node is healthy; otherwise one phrase per problem."""
         out = [self.error] if self.error else []
+        if self.reachable and self.ssh_failed_attempts:
+            out.append(
+                f"SSH answered after {self.ssh_failed_attempts} failed attempt(s) "
+                "(an outage during the report)"
+            )
         out += [f"cascade {c.name} {c.status or 'absent'}" for c in self.cascades if not c.established]
         for p in self.pings:
             if not p.up:
@@ -174,7 +182,7 @@ def probe(
     """Read one node over `transport` (connected or not); never raises for a node problem."""
     t0 = time.monotonic()
     spec = spec_from_dict(node.spec)
-    blank = NodeReport(site, node.role, node.ssh.host, reachable=True)
+    blank = _blank(site, node, True)
     if isinstance(transport, SshTransport):
         try:
             transport.connect()
@@ -190,8 +198,13 @@ def probe(
         except TransportError as e:
             report = replace(blank, reachable=False, error=str(e))
         pings = pinging.result() if pinging is not None else ()
+    failed = transport.failed_attempts if isinstance(transport, SshTransport) else 0
     return replace(
-        report, pings=pings, seconds=time.monotonic() - t0, ssh_connections=transport.connects
+        report,
+        pings=pings,
+        seconds=time.monotonic() - t0,
+        ssh_connections=transport.connects,
+        ssh_failed_attempts=failed,
     )
 
 
@@ -234,33 +247,59 @@ def probe_all(
     private_key: str,
     sock_factory: SockFactory | None = None,
 ) -> list[NodeReport]:
-    """Every node at once, one SSH connection each (closed at the end)."""
+    """Every node at once, one SSH connection each (closed at the end). A node not read
+    within REPORT_DEADLINE_S is UNREACHABLE: its connection is closed and the report goes
+    on without it (an sshd or SoftEther that stops answering mid-report held it 31 s)."""
+    reports: dict[str, NodeReport] = {}
+    transports: dict[str, SshTransport] = {}
+    failures: list[BaseException] = []
 
-    def one(site: str, node: NodeOutput) -> NodeReport:
-        if node.ssh.host_key is None:
-            return NodeReport(
-                site,
-                node.role,
-                node.ssh.host,
-                reachable=False,
-                error="host key not pinned (config homeHostKey): not contacted",
-            )
-        target = SshTarget(
-            host=node.ssh.host,
-            port=node.ssh.port,
-            user=node.ssh.user,
-            host_key=node.ssh.host_key,
-            private_key=SecretStr(private_key),
-            connect_deadline_s=SSH_DEADLINE_S,
-        )
-        transport = ssh_transport(target, sock_factory, attempt_timeout_s=3.0)
+    def one(site: str, node: NodeOutput) -> None:
         try:
-            return probe(site, node, transport, ping_targets(site, switch, hosts))
-        finally:
-            transport.close()
+            if node.ssh.host_key is None:
+                reports[site] = replace(
+                    _blank(site, node, False),
+                    error="host key not pinned (config homeHostKey): not contacted",
+                )
+                return
+            target = SshTarget(
+                host=node.ssh.host,
+                port=node.ssh.port,
+                user=node.ssh.user,
+                host_key=node.ssh.host_key,
+                private_key=SecretStr(private_key),
+                connect_deadline_s=SSH_DEADLINE_S,
+            )
+            transport = transports[site] = ssh_transport(target, sock_factory, attempt_timeout_s=3.0)
+            try:
+                reports[site] = probe(site, node, transport, ping_targets(site, switch, hosts))
+            finally:
+                transport.close()
+        except BaseException as e:  # a defect, not a node problem: raised below
+            failures.append(e)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        return list(pool.map(lambda kv: one(*kv), nodes.items()))
+    # Daemon threads: one that never returns does not hold the command's exit either.
+    threads = {s: threading.Thread(target=one, args=(s, n), daemon=True) for s, n in nodes.items()}
+    for t in threads.values():
+        t.start()
+    deadline = time.monotonic() + REPORT_DEADLINE_S
+    for t in threads.values():
+        t.join(max(0.0, deadline - time.monotonic()))
+    if failures:
+        raise failures[0]
+    done = dict(reports)
+    for site in nodes.keys() - done.keys():
+        if site in transports:
+            transports[site].close()
+        done[site] = replace(
+            _blank(site, nodes[site], False),
+            error=f"no answer within {REPORT_DEADLINE_S:g} s (SSH or SoftEther stopped answering)",
+        )
+    return [done[s] for s in nodes]
+
+
+def _blank(site: str, node: NodeOutput, reachable: bool) -> NodeReport:
+    return NodeReport(site, node.role, node.ssh.host, reachable=reachable)
 
 
 def check(outputs: Outputs, key: str, sock: SockFactory | None = None) -> Report:
@@ -303,6 +342,8 @@ def _node_lines(n: NodeReport) -> list[str]:
     if n.error:
         return [f"{head} {n.error}"]
     lines = [f"{head} SoftEther {n.version}, up {_duration(n.uptime_s)}"]
+    if n.ssh_failed_attempts:
+        lines.append(f"  SSH: answered after {n.ssh_failed_attempts} failed attempt(s)")
     lines += [f"  cascade {c.name}: {c.status or 'absent'}" for c in n.cascades]
     for p in n.pings:
         what = "tunnel -> L3 switch" if p.to == "switch" else f"site -> {p.to}"

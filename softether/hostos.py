@@ -6,8 +6,8 @@
   make, so this also works where systemd is not running, e.g. the lab).
   The tap is re-created whenever the bridge's worker process restarts, and SoftEther's own
   watchdog restarts a crashed worker without systemd knowing: a small watcher (`ip monitor
-  link`, blocked in a read between events) re-applies the address and routes each time a
-  new tap appears. On a VM it is a systemd service (Restart=always); where systemd does not run
+  link address route`, blocked in a read between events) re-applies the address and routes
+  each time a new tap appears, and when the tap's address or a route over it is deleted. On a VM it is a systemd service (Restart=always); where systemd does not run
   (the lab) the same script runs detached with a pid file; the plan (re)starts it when it is
   not running or its unit changed.
 - A VPN Server host: checksum/segmentation offloads off on locally bridged NICs.
@@ -101,16 +101,23 @@ def watch_unit_name(h: HostOsSpec) -> str:
 
 def watch_script(h: HostOsSpec) -> str:
     """POSIX sh, one line: apply now if the tap exists, then again whenever a new tap appears
-    (a link event with another ifindex: SoftEther re-created it) or a link event finds it
-    without its address. A tap set down by hand keeping its address is left to the
-    reconciler (which restarts a bridge that carries nothing)."""
+    (a link event with another ifindex: SoftEther re-created it), a link event finds it
+    without its address, or the tap's address or a route over it is deleted while the tap is
+    up (by hand: the site went dark until the next converge). A tap set down by hand keeping
+    its address is left to the reconciler (which restarts a bridge that carries nothing)."""
     dev = h.device
     apply = "; ".join(f"{c} 2>/dev/null" for c in _apply_lines(h))
     has = f"/sbin/ip -4 -o address show dev {dev} 2>/dev/null | grep -qF 'inet {h.address} '"
+    # IFF_UP: the kernel drops a downed tap's routes too, and a downed tap is left alone.
+    up = f"[ $(( $(cat /sys/class/net/{dev}/flags 2>/dev/null || echo 0) & 1 )) -eq 1 ]"
+    # `ip monitor` lines: "Deleted 7: tap: <...>" (the tap itself: wait for the new one),
+    # "Deleted 7: tap    inet ..." (its address), "Deleted NET via GW dev tap ..." (a route).
     return (
         f"last=; apply() {{ {apply}; }}; "
         f"if [ -e /sys/class/net/{dev} ]; then last=$(cat /sys/class/net/{dev}/ifindex); apply; fi; "
-        f"/sbin/ip monitor link | while read -r line; do case $line in "
+        f"/sbin/ip monitor link address route | while read -r line; do case $line in "
+        f"Deleted*': {dev}: '*) ;; "
+        f"Deleted*': {dev} '*|Deleted*' dev {dev} '*|Deleted*' dev {dev}') if {up}; then apply; fi ;; "
         f"Deleted*) ;; *': {dev}: '*) i=${{line%%:*}}; "
         f'if [ "$i" != "$last" ] || ! {{ {has}; }}; then last=$i; apply; fi ;; esac; done'
     )
@@ -146,7 +153,7 @@ def watch_unit_text(h: HostOsSpec) -> str:
     return "\n".join(lines)
 
 
-def _watch_pid_file(h: HostOsSpec) -> str:
+def watch_pid_file(h: HostOsSpec) -> str:
     return f"{WATCH_PID_DIR}/{watch_unit_name(h)}.pid"
 
 
@@ -193,11 +200,13 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
             parts.append(f"echo @@link {q(link)}; readlink {q(link)} 2>/dev/null")
         own = f"{h.unit_dir}/{h.service}"
         parts.append(f"echo @@own; [ -f {q(own)} ] && [ ! -L {q(own)} ] && echo yes")
-        pid = q(_watch_pid_file(h))
+        pid = q(watch_pid_file(h))
         parts.append(
             "echo @@watch; if [ -d /run/systemd/system ]; then "
             f"systemctl is-active --quiet {q(watch_unit_name(h))} && echo yes; "
-            f'else p=$(cat {pid} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo yes; fi'
+            # A zombie is not running (an init that reaps late, as on this machine kind).
+            f'else p=$(cat {pid} 2>/dev/null) && grep -qs "^State:[[:space:]]*[^Z[:space:]]" '
+            f'"/proc/$p/status" && echo yes; fi'
         )
     for nic in _bridged_nics(spec):
         parts.append(f"echo @@ethtool {q(nic)}; ethtool -k {q(nic)} 2>/dev/null")
@@ -361,7 +370,7 @@ def _start_watcher(h: HostOsSpec) -> str:
     """systemd restarts the unit; elsewhere the old watcher's process group is stopped and the
     same script started detached (its own session and group), its PID in the pid file."""
     q = shlex.quote
-    pid = q(_watch_pid_file(h))
+    pid = q(watch_pid_file(h))
     return (
         f"if [ -d /run/systemd/system ]; then systemctl restart {q(watch_unit_name(h))}; else "
         f'p=$(cat {pid} 2>/dev/null || true); [ -n "$p" ] && kill -- "-$p" 2>/dev/null || true; '

@@ -17,8 +17,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .spec import spec_from_dict
+
 STATUS = "status"
 LAB = "lab"
+MAX_PROBLEMS = 10  # lines; the last one counts the rest
 
 
 class OutputsError(ValueError):
@@ -53,7 +56,7 @@ class StatusOutput(_Model):
     stack: str
     switch: IPv4Address  # the L3 switch's transit address
     hosts: dict[str, IPv4Address]  # site -> an address to ping in it
-    nodes: dict[str, NodeOutput]  # by site name (the home site: its VPN server)
+    nodes: dict[str, NodeOutput] = Field(min_length=1)  # by site (the home site: its server)
 
 
 class LabOutput(_Model):
@@ -96,11 +99,15 @@ def status_output(
 
 
 def parse_outputs(text: str, source: str) -> Outputs:
-    """What `pulumi stack output --json --show-secrets` (or `hybrid lab outputs`) printed."""
+    """What `pulumi stack output --json --show-secrets` (or `hybrid lab outputs`) printed:
+    the outputs with every node's spec valid, or an OutputsError of at most MAX_PROBLEMS
+    lines (a spec's values are never shown: it holds the passwords)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise OutputsError([f"{source}: not JSON ({e.msg} at line {e.lineno})"]) from None
+    except RecursionError:
+        raise OutputsError([f"{source}: not JSON (nested too deeply)"]) from None
     if not isinstance(data, dict):
         raise OutputsError([f"{source}: not a JSON object of stack outputs"])
     value = data.get(STATUS)
@@ -113,12 +120,31 @@ def parse_outputs(text: str, source: str) -> Outputs:
             [f"{source}: {STATUS}: '[secret]': use pulumi stack output --json --show-secrets"]
         )
     try:
-        return Outputs.model_validate(data)
+        outputs = Outputs.model_validate(data)
     except ValidationError as e:
-        raise OutputsError(
-            [
-                f"{source}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                + (f" (got {err['input']!r})" if not isinstance(err["input"], dict) else "")
-                for err in e.errors(include_url=False)
-            ]
-        ) from None
+        raise OutputsError(_capped(source, _lines(e, (), show=True))) from None
+    problems: list[str] = []
+    for site, node in outputs.status.nodes.items():
+        try:
+            spec_from_dict(node.spec)
+        except ValidationError as e:
+            problems += _lines(e, (STATUS, "nodes", site, "spec"), show=False)
+    if problems:
+        raise OutputsError(_capped(source, problems))
+    return outputs
+
+
+def _lines(e: ValidationError, prefix: tuple[str, ...], show: bool) -> list[str]:
+    return [
+        f"{'.'.join(str(p) for p in (*prefix, *err['loc']))}: {err['msg']}"
+        + (f" (got {repr(err['input'])[:80]})" if show and not isinstance(err["input"], dict) else "")
+        for err in e.errors(include_url=False)
+    ]
+
+
+def _capped(source: str, problems: list[str]) -> list[str]:
+    lines = [f"{source}: {p}" for p in problems]
+    if len(lines) <= MAX_PROBLEMS:
+        return lines
+    rest = len(lines) - (MAX_PROBLEMS - 1)
+    return [*lines[: MAX_PROBLEMS - 1], f"{source}: ... and {rest} more problems"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import os
 import selectors
 import signal
@@ -29,6 +30,12 @@ from paramiko.ssh_exception import NoValidConnectionsError
 
 from .errors import AuthFailed, HostKeyRefused, HostUnreachable, TransportError
 from .spec import SshTarget
+
+# paramiko logs its transport thread's failures (with tracebacks) at ERROR; with no handler
+# anywhere Python prints them on stderr (logging's last resort). Each failure reaches the
+# caller as an exception here, so they are not printed twice; a program that configures
+# logging still receives them.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ class SshTransport:
     records: list[RunRecord] = field(default_factory=list)
     connects: int = 0
     channels: int = 0
+    # Connection attempts that failed before one worked (an outage the retries lived through).
+    failed_attempts: int = 0
     _client: paramiko.SSHClient | None = field(default=None, repr=False)
 
     @property
@@ -184,6 +193,7 @@ class SshTransport:
                 ) from None
             except (OSError, paramiko.SSHException, EOFError) as e:
                 client.close()
+                self.failed_attempts += 1
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                 if not _refused(e):
                     refused_since = None

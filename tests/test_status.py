@@ -113,10 +113,23 @@ def test_status_prometheus_is_openmetrics_text() -> None:
     assert to_json(Report("dev", [silent]))["nodes"]["Hybrid-VPC"]["pings"]["switch"]["up"] is False
 
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINdIiRMrTsppL+7H/z898OS5/Q+tMXJ0BFarNmT63pN2"
+
+
+def _spec() -> dict[str, object]:
+    from softether.derive import derive, secret_names
+    from softether.spec import spec_to_dict
+    from topology import load_stack, plan_routes
+
+    net = load_stack("dev").network
+    nodes = derive(net, plan_routes(net), {n: "x" * 16 for n in secret_names(net)})
+    return spec_to_dict(nodes.bridges["Hybrid-VPC"], reveal=True)
+
+
 def _outputs() -> dict[str, object]:
     from ipaddress import IPv4Address
 
-    node = node_output("bridge", "198.51.100.11", 22, "root", "ssh-ed25519 AAAA", {"kind": "bridge"})
+    node = node_output("bridge", "198.51.100.11", 22, "root", HOST_KEY, _spec())
     return {"status": status_output("dev", IPv4Address("192.168.10.1"), {}, {"Hybrid-VPC": node})}
 
 
@@ -158,6 +171,134 @@ def test_status_cli_refuses_bad_input_before_contacting_anything(
         assert main(["status", *args]) == 3
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith(f"hybrid status: {want}"), err
+
+
+def _node(data: dict[str, object]) -> dict[str, object]:
+    return data["status"]["nodes"]["Hybrid-VPC"]  # type: ignore[index]
+
+
+def _bad_outputs(case: str, tmp_path: Path) -> tuple[str, str]:
+    """(the --outputs argument, what its one line names) for each kind of bad input."""
+    data = _outputs()
+    path = tmp_path / "out.json"
+    if case == "host-key":
+        _node(data)["ssh"]["hostKey"] = "ssh-ed25519 AAAA"  # type: ignore[index]
+        want = "status.nodes.Hybrid-VPC.ssh.hostKey: 'ssh-ed25519 AAAA'"
+    elif case == "spec":
+        _node(data)["spec"] = {"kind": "bridge"}
+        want = "status.nodes.Hybrid-VPC.spec"
+    elif case == "no-nodes":
+        data["status"]["nodes"] = {}  # type: ignore[index]
+        want = "status.nodes"
+    elif case == "unknown-fields":
+        _node(data)["ssh"].update({f"x{i}": i for i in range(20_000)})  # type: ignore[index]
+        want = "status.nodes.Hybrid-VPC.ssh.x0"
+    else:
+        raise AssertionError(case)
+    path.write_text(json.dumps(data))
+    return str(path), want
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["host-key", "spec", "no-nodes", "unknown-fields", "not-utf8", "nested", "huge", "key", "huge-key"],
+)
+def test_status_cli_every_bad_input_is_one_line_and_exit_3(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 24, defect 4: each was a traceback and exit 1 (read as "degraded"), an endless
+    read, 20,000 lines, or HEALTHY."""
+    import subprocess
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_outputs()))
+    raw = tmp_path / "raw"
+    args = ["--outputs", str(good), "--key", str(key)]
+    if case == "not-utf8":
+        raw.write_bytes(b'{"status": "\xff\xfe"}')
+        args[1], want = str(raw), f"--outputs: {raw}: not UTF-8 text (byte 12)"
+    elif case == "nested":
+        raw.write_text("[" * 200_000)
+        args[1], want = str(raw), f"{raw}: not JSON (nested too deeply)"
+    elif case == "huge":
+        args[1], want = "/dev/zero", "--outputs: /dev/zero: larger than"
+    elif case == "key":
+        raw.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n")
+        args[3], want = str(raw), f"--key: {raw}: not a private key"
+    elif case == "huge-key":
+        args[3], want = "/dev/zero", "--key: /dev/zero: larger than"
+    else:
+        args[1], want = _bad_outputs(case, tmp_path)
+    assert main(["status", *args]) == 3
+    err = capsys.readouterr().err.splitlines()
+    print("\n".join(err))
+    assert err and err[0].startswith("hybrid status: ") and want in err[0], err
+    assert len(err) == (10 if case == "unknown-fields" else 1), err
+    assert "-----BEGIN" not in "\n".join(err)  # a key's text is never echoed
+
+
+def test_status_an_sshd_that_never_answers_leaves_no_library_traceback(tmp_path: Path) -> None:
+    """Issue 24, defect 5: paramiko's own tracebacks (three) reached stderr, though the
+    report was right. The "sshd" is a loopback socket that accepts and says nothing."""
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        data = _outputs()
+        _node(data)["ssh"].update({"host": "127.0.0.1", "port": silent.getsockname()[1]})  # type: ignore[union-attr]
+        out = tmp_path / "out.json"
+        out.write_text(json.dumps(data))
+        run = subprocess.run(
+            [sys.executable, "-m", "cli", "status", "--outputs", str(out), "--key", str(key)],
+            capture_output=True, text=True, timeout=120, cwd=root, check=False,
+        )  # fmt: skip
+    print(run.stdout, run.stderr)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "UNREACHABLE" in run.stdout
+    assert run.stderr == ""
+
+
+def test_status_a_report_waits_for_no_node_longer_than_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node whose SSH or SoftEther stops answering mid-report (31 s before) is reported
+    UNREACHABLE once the report's bound has passed; the others are reported as they are."""
+    import threading
+    import time
+    from ipaddress import IPv4Address
+
+    from softether import health
+    from softether.outputs import Outputs
+
+    release = threading.Event()
+
+    def probe(site: str, node: object, transport: object, targets: object) -> NodeReport:
+        if site == "stuck":
+            release.wait(10)
+        return NodeReport(site, "bridge", "h", reachable=True)
+
+    monkeypatch.setattr(health, "probe", probe)
+    monkeypatch.setattr(health, "REPORT_DEADLINE_S", 0.5, raising=False)
+    node = _node(_outputs())
+    nodes = {"ok": node, "stuck": node}
+    outputs = Outputs.model_validate({"status": status_output("dev", IPv4Address("192.168.10.1"), {}, nodes)})
+    t0 = time.monotonic()
+    try:
+        report = health.check(outputs, "key")
+    finally:
+        release.set()
+    took = time.monotonic() - t0
+    ok, stuck = report.nodes
+    assert took < 5, took
+    assert ok.reachable and not ok.problems
+    assert not stuck.reachable and "no answer within 0.5 s" in stuck.error
+    assert report.exit_code == 2
 
 
 def test_preflight_reads_listeners_and_names_what_the_plan_does_per_object() -> None:

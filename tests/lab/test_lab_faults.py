@@ -119,6 +119,25 @@ def test_lab_booted_bridge_restarts_its_own_services(dev: RunningLab) -> None:
     assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
 
 
+def test_lab_up_repairs_namespaces_deleted_by_hand(dev: RunningLab) -> None:
+    """Issue 24, defect 8: with a node's namespace deleted, `up` failed ("no pid file after
+    5.0 s"): its processes ran on in the unnamed namespace. They are stopped and the node
+    (and the database, its namespace deleted too) started again in the new one."""
+    lab = open_lab(dev.ref, dev.root)
+    node = lab.nodes[lab.stack.network.sites[-1].name]
+    assert lab.layout.db is not None
+    db_ns = lab.layout.db.ns
+    orphans = pids_in(node.netns) + pids_in(db_ns)
+    assert orphans
+    for ns in (node.netns, db_ns):
+        subprocess.run(["ip", "netns", "delete", ns], check=True)
+    r = up(dev.ref, say=print, root=dev.root)
+    assert r.matrix_ok
+    time.sleep(0.5)  # killed processes are reaped by init
+    assert [p for p in orphans if alive(p)] == []
+    assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
+
+
 def test_lab_bridge_worker_crash_recovers_by_itself(dev: RunningLab) -> None:
     lab = open_lab(dev.ref, dev.root)
     node = lab.nodes[lab.stack.network.sites[0].name]
@@ -129,6 +148,28 @@ def test_lab_bridge_worker_crash_recovers_by_itself(dev: RunningLab) -> None:
     print(f"bridge worker crash -> full matrix: {time.monotonic() - t0:.1f} s")
     assert node.softether_pid() != worker
     assert green, f"the site stayed dark for {took:.0f} s after its worker crashed"
+
+
+@pytest.mark.parametrize("what", ["address", "route"])
+def test_lab_tap_address_or_route_deleted_by_hand_comes_back_by_itself(
+    what: str, dev: RunningLab
+) -> None:
+    """Issue 24 (risk): the tap watcher reacted to link events only; a tap address or route
+    deleted by hand kept the site dark until `lab up`."""
+    lab = open_lab(dev.ref, dev.root)
+    site = lab.stack.network.sites[0].name
+    h = specs(lab).bridges[site].host_os
+    assert h is not None
+    node = lab.nodes[site]
+    if what == "address":
+        node.exec(f"ip address del {h.address} dev {h.device}")
+    else:
+        for r in h.routes:
+            node.exec(f"ip route del {r.network} via {r.via} dev {h.device}")
+    t0 = time.monotonic()
+    green, took = wait_for_matrix(lab.layout, RECOVERY_S)
+    print(f"tap {what} deleted by hand -> full matrix: {time.monotonic() - t0:.1f} s")
+    assert green, f"the site stayed dark for {took:.0f} s"
 
 
 def test_lab_hub_offline_by_hand_is_drift_repaired_by_up(dev: RunningLab) -> None:
@@ -168,6 +209,30 @@ def test_lab_user_password_changed_on_the_server_is_repaired_by_up(dev: RunningL
     )
     assert r.matrix_ok
     assert [c.line() for c in checks(dev.ref, dev.root) if not c.ok] == []
+
+
+def test_lab_test_on_a_dead_path_does_not_wait_for_pages(dev: RunningLab) -> None:
+    """Issue 24 (risk): on a red network `lab test` took 77-139 s, mostly WordPress page
+    waits. With the app's site cut off (its cascade offline) the page checks are not tried,
+    and the database is not stopped."""
+    lab = open_lab(dev.ref, dev.root)
+    assert lab.layout.app is not None
+    site = lab.layout.app.site
+    cascade = specs(lab).bridges[site].cascades[0].name
+    db = LabState.load(dev.directory).pids["db"]  # type: ignore[union-attr]
+    faults.vpncmd(lab, site, "CascadeOffline", cascade, hub=BRIDGE_HUB)
+    try:
+        t0 = time.monotonic()
+        results = checks(dev.ref, dev.root)
+        print(f"lab test on a dead path: {time.monotonic() - t0:.1f} s")
+    finally:
+        faults.vpncmd(lab, site, "CascadeOnline", cascade, hub=BRIDGE_HUB)
+    page = next(c for c in results if c.name.startswith("WordPress answers"))
+    print(page.line())
+    assert not page.ok and "not tried: no host of" in page.detail
+    assert not any("database stopped" in c.name for c in results)
+    assert LabState.load(dev.directory).pids["db"] == db  # type: ignore[union-attr]
+    assert wait_for_matrix(lab.layout, RECOVERY_S)[0]
 
 
 def test_lab_up_with_an_unanswering_database_is_one_line(dev: RunningLab) -> None:

@@ -62,7 +62,7 @@ def test_lab_nodes_run_the_stacks_softether_release_without_preload(dev: Running
     status(dev.ref, say=lines.append, root=dev.root)
     shown = [x for x in lines if "/softether " in x]
     assert len(shown) == len(lab.nodes)
-    assert all(x.endswith(f"SoftEther {label}") for x in shown), shown
+    assert all(x.endswith(f"installed SoftEther: {label}") for x in shown), shown
 
 
 def test_lab_cascades_negotiate_softethers_first_tls_group(dev: RunningLab) -> None:

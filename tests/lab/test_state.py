@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -108,3 +109,33 @@ def test_state_second_operation_names_the_holder(tmp_path: Path) -> None:
     with operation(tmp_path / "none", "lab status", create=False):
         pass
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("side_step", ["delete", "replace", "fifo", "remove-the-directory"])
+def test_state_the_lock_cannot_be_side_stepped_by_its_file(side_step: str, tmp_path: Path) -> None:
+    """Deleting or replacing what the lab keeps on disk during an operation lets no second
+    operation in (issue 24, defect 2: it did, and two `lab up` ran side by side)."""
+    directory = tmp_path / "dev"
+    with operation(directory, "lab up"):
+        if side_step == "delete":
+            (directory / "lock").unlink()
+        elif side_step in ("replace", "fifo"):
+            if side_step == "fifo":  # reading who holds the lock must not block on it either
+                os.mkfifo(tmp_path / "other")
+            else:
+                (tmp_path / "other").write_text("")
+            os.replace(tmp_path / "other", directory / "lock")
+        else:
+            shutil.rmtree(directory)
+        with pytest.raises(LabBusy) as err, operation(directory, "lab up"):
+            pass
+        assert err.value.pid == os.getpid()
+
+
+def test_state_up_of_a_stack_that_does_not_load_leaves_no_directory(tmp_path: Path) -> None:
+    from lab.up import up
+    from topology import TopologyError
+
+    with pytest.raises(TopologyError, match="nosuch"):
+        up("nosuch", say=print, root=tmp_path / "labs")
+    assert not (tmp_path / "labs").exists()  # it left `labs/nosuch/lock` behind

@@ -87,7 +87,13 @@ def test_status_lab_status_prints_the_same_report(dev: RunningLab) -> None:
 
     lines: list[str] = []
     assert lab_status(dev.ref, lines.append, dev.root) == 0
-    assert any(ln.startswith("  stack dev: HEALTHY in ") for ln in lines)
+    print("\n".join(lines))
+    # Which version is which (issue 24): the release installed, the version SoftEther reports.
+    rows = [ln for ln in lines if "/softether " in ln]
+    assert len(rows) == 3 and all("installed SoftEther: upstream 5.2.5188 " in ln for ln in rows), rows
+    head = lines.index("what each node's SoftEther reports (hybrid status):")
+    assert lines[head + 1].startswith("  stack dev: HEALTHY in ")
+    assert sum("SoftEther 5.02 build 5187, up " in ln for ln in lines[head:]) == 3
     assert sum("UP   tunnel -> L3 switch 192.168.10.1" in ln for ln in lines) == 2
     assert lines[-1] == "matrix: 16/16 reachable"
 

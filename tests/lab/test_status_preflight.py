@@ -4,6 +4,7 @@ refused, foreign hub, missing LAN device, SoftEther stopped. Never a mutating vp
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from cli.main import main
 from cli.preflight import PASSWORD_ENV, Check, Target, preflight, server_spec
 from lab.node import Node, Testbed, client_key_file, generate_client_key, netns_socket
+from softether.health import Report
 from softether.session import Session
 from softether.transport import RunRecord
 from topology import Stack, load_stack
@@ -106,6 +108,40 @@ def test_preflight_no_ssh_service_fails_first_and_stops(bed: Testbed, stack: Sta
     )
     assert [c.line().split(":")[0] for c in checks] == ["FAIL ssh"]
     assert f"root@{home.host}:2222: no SSH service answers (ConnectionRefusedError" in checks[0].text
+
+
+def test_status_an_outage_the_ssh_retries_lived_through_is_reported(bed: Testbed, stack: Stack) -> None:
+    """Issue 24 (`--watch` risk): a link down while the report connects, back before the SSH
+    deadline, was reported HEALTHY. The first two connection attempts fail here."""
+    import errno
+
+    from softether.health import probe, text_lines
+    from softether.outputs import NodeOutput, node_output
+    from softether.spec import spec_to_dict
+
+    home = bed.nodes["home"]
+    tries: list[int] = []
+
+    def flaky(host: str, port: int, timeout: float) -> socket.socket:
+        tries.append(1)
+        if len(tries) <= 2:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        return netns_socket(home.netns, host, port, timeout)
+
+    spec = spec_to_dict(server_spec(stack, PASSWORD), reveal=True)
+    node = NodeOutput.model_validate(node_output("server", home.host, 22, "root", home.host_key, spec))
+    transport = bed.transport(home)
+    transport.sock_factory = flaky
+    try:
+        report = probe("home", node, transport, {})
+    finally:
+        transport.close()
+    lines = text_lines(Report("dev", [report]))
+    print("\n".join(lines))
+    assert report.reachable and report.ssh_failed_attempts == 2
+    assert "SSH answered after 2 failed attempt(s) (an outage during the report)" in report.problems
+    assert lines[0].startswith("stack dev: DEGRADED (home)")
+    assert "  SSH: answered after 2 failed attempt(s)" in lines
 
 
 def test_preflight_refused_operator_key_fails_root_login(bed: Testbed, stack: Stack) -> None:

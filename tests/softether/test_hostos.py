@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
 import subprocess
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 
 from softether import hostos
 from softether.spec import BridgeSpec, HostOsSpec
@@ -180,3 +182,36 @@ def test_hostos_tap_wait_quotes_the_device_name() -> None:
     )
     assert res.returncode == 3
     assert res.stderr.strip() == "device no'such tap did not appear"
+
+
+def _watch_reactions(lines: list[str], tmp: Path, flags: str = "0x1003") -> list[str]:
+    """What the watcher script does for each `ip monitor` line: "apply" or nothing (its `ip`
+    source, its apply() and the tap's flags (`flags`: up) replaced by stand-ins; the case
+    logic runs as on the node)."""
+    script = hostos.watch_script(H)
+    monitor = "/sbin/ip monitor link address route"
+    assert monitor in script and "apply() {" in script
+    (tmp / "flags").write_text(flags + "\n")
+    script = script.replace(monitor, "cat").replace("/sys/class/net/tap_vpntap/flags", str(tmp / "flags"))
+    script = re.sub(r"apply\(\) \{.*?; \}; ", 'apply() { echo "apply"; }; ', script, count=1)
+    out = []
+    for line in lines:
+        run = subprocess.run(["sh", "-c", script], input=line + "\n", capture_output=True, text=True, timeout=10, check=True)
+        out.append(run.stdout.strip())
+    return out
+
+
+def test_hostos_watcher_re_applies_when_the_tap_s_address_or_a_route_is_deleted(tmp_path: Path) -> None:
+    """Issue 24 (risk): an address or route deleted by hand kept the site dark until the next
+    converge; the watcher reacted to link events only. A tap set down (the kernel drops its
+    routes) is left to the reconciler, as before."""
+    route = H.routes[0]
+    deleted = [
+        f"Deleted 7: tap_vpntap    inet {H.address} brd 192.168.10.255 scope global tap_vpntap",
+        f"Deleted {route.network} via {route.via} dev tap_vpntap proto static",
+        f"Deleted {route.network} via {route.via} dev tap_vpntap",
+        "Deleted 7: tap_vpntap: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN",
+        "Deleted 192.168.99.0/24 via 192.168.10.9 dev eth0 proto static",
+    ]
+    assert _watch_reactions(deleted, tmp_path) == ["apply", "apply", "apply", "", ""]
+    assert _watch_reactions(deleted[:3], tmp_path, flags="0x1002") == ["", "", ""]  # tap down

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from lab.node import Node, Testbed
 from lab.proc import comm, pids_in
+from softether import hostos
 from softether import vpncmd as v
 from softether.derive import NodeSpecs
 from softether.errors import AccessDeniedError, HostKeyRefused, HostUnreachable
@@ -271,6 +272,10 @@ def test_live_bridge_os_drift_is_repaired(
     testbed: Testbed, aws: Node, live_specs: NodeSpecs
 ) -> None:
     spec = live_specs.bridges["Hybrid-VPC"]
+    assert spec.host_os is not None
+    # The tap watcher would put these back by itself within a second (test_lab_faults): it is
+    # stopped first, so the reconciler is what repairs them (and starts it again).
+    aws.exec(f'kill -- "-$(cat {hostos.watch_pid_file(spec.host_os)})"')
     aws.exec("ip address flush dev tap_vpntap; ip route del 192.168.1.0/24 || true")
     result = Session(testbed.transport(aws), spec, verify_traffic="always").converge()
     assert result.diff.splitlines() == [
@@ -278,6 +283,7 @@ def test_live_bridge_os_drift_is_repaired(
         "+ route 192.168.1.0/24 via 192.168.10.1 dev tap_vpntap",
         "+ route 192.168.30.0/24 via 192.168.10.1 dev tap_vpntap",
         "+ route 192.168.31.0/24 via 192.168.10.1 dev tap_vpntap",
+        f"~ tap watcher {hostos.watch_unit_name(spec.host_os)}: (re)start",
     ]
     assert result.traffic_checked and not result.restarted
 
