@@ -127,6 +127,8 @@ def _matrix(lab: Lab) -> list[Check]:
             if a == b:
                 continue
             ps = [p for p in probes if p.src.site == a and p.dst.site == b]
+            if not ps:
+                continue  # no path from a to b: the `firewall:` checks prove it refused
             bad = [f"{p.src.address} -> {p.dst.address}" for p in ps if not p.ok]
             out.append(
                 Check(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
-import components.aws
+import components.firewall
 from cli.main import main
-from components.firewall import Ingress, bridge_ingress
-from topology import Topology
+from components.firewall import Firewall, bridge_sg
+from topology import CloudSite, Stack
 
 
 def test_plan_cli_dev_prints_the_tree_and_passes_every_policy(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,11 +32,13 @@ def test_plan_cli_dev_prints_the_tree_and_passes_every_policy(capsys: pytest.Cap
 def test_plan_cli_exits_1_when_a_policy_is_violated(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def world_ssh(net: Topology) -> tuple[Ingress, ...]:
-        rules = bridge_ingress(net)
-        return (Ingress("ssh-world", rules[0].source.supernet(new_prefix=0), "tcp", 22, "oops"), *rules[1:])
+    def world_ssh(stack: Stack, site: CloudSite) -> Firewall:
+        fw = bridge_sg(stack, site)
+        ssh = fw.ingress[0]
+        opened = replace(ssh, sources=(ssh.sources[0].supernet(new_prefix=0),))
+        return replace(fw, ingress=(opened, *fw.ingress[1:]))
 
-    monkeypatch.setattr(components.aws, "bridge_ingress", world_ssh)
+    monkeypatch.setattr(components.firewall, "bridge_sg", world_ssh)
     assert main(["plan", "--stack", "dev", "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "policy no-open-admin-ports: FAIL\n  Hybrid-VPC-bridge-sg: port 22 is open to 0.0.0.0/0" in out

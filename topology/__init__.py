@@ -16,6 +16,7 @@ from .load import (
     stack_file,
 )
 from .model import (
+    AllowedPath,
     App,
     AwsBudget,
     AzureBudget,
@@ -44,6 +45,7 @@ from .routing import (
 )
 
 __all__ = [
+    "AllowedPath",
     "App",
     "AwsBudget",
     "AzureBudget",

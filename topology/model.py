@@ -129,12 +129,26 @@ class SoftEtherOptions(Model):
     max_connections: int = Field(default=1, ge=1, le=32)
 
 
+class AllowedPath(Model):
+    """Connections the bridges let `source` open to `destination`, beyond the defaults
+    (components/firewall.py: home <-> every cloud site, the database's `allowedFrom` and the
+    App Service subnet to the database port). Each end names a site (`home`, `Hybrid-VPC`:
+    every subnet of it but the App Service's) or one subnet (`Hybrid-VNet/Hybrid_Subnet_Dammy`).
+    Replies always pass; the other direction needs its own path."""
+
+    source: str = Field(alias="from", min_length=1)
+    destination: str = Field(alias="to", min_length=1)
+    # TCP ports; unset: every protocol and port.
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] | None = Field(default=None, min_length=1)
+
+
 class Topology(Model):
     operator_cidr: IPv4Network
     transit: Transit
     home: HomeSite
     sites: tuple[CloudSite, ...] = Field(min_length=1)
     softether: SoftEtherOptions = SoftEtherOptions()
+    paths: tuple[AllowedPath, ...] = ()
 
     def site(self, name: str) -> CloudSite:
         return next(s for s in self.sites if s.name == name)

@@ -139,4 +139,4 @@ def test_status_lab_stopped_bridge_is_named_degraded(
     assert out.splitlines()[0].startswith("stack dev: DEGRADED (Hybrid-VPC, Hybrid-VNet) in ")
     line = next(ln for ln in out.splitlines() if ln.startswith("Hybrid-VNet "))
     assert "SoftEther: " in line and "cannot reach SoftEther" in line
-    assert "  DOWN site -> Hybrid-VNet 192.168.30.10: 0/" in out
+    assert "  DOWN site -> Hybrid-VNet 192.168.30.100: 0/" in out
