@@ -15,6 +15,7 @@ from topology import (
     stack_file,
 )
 from topology.cost import check_budgets
+from topology.load import HOME_ADMIN_PASSWORD, PROJECT, admin_password_problems
 
 from .args import add_stack, stack_of, stack_ref
 
@@ -35,6 +36,7 @@ def check(args: argparse.Namespace) -> int:
     stack = parse_stack(project_config(config), str(path), provider_regions(config))
     # The Azure budgets' amounts against the stack's own estimate.
     found, budgets_note = check_budgets(stack, config)
+    found += secret_problems(config)
     if found:
         raise TopologyError(str(path), found)
     net = stack.network
@@ -48,6 +50,19 @@ def check(args: argparse.Namespace) -> int:
     if budgets_note:
         print(f"  {budgets_note}")
     return 0
+
+
+def secret_problems(config: dict[str, object]) -> list[str]:
+    """The home server's admin password, where the stack file shows it: a plain value (what
+    `pulumi config set` without --secret writes) is refused, and checked like the program
+    checks it (components/secrets.py); an encrypted one (`secure:`) cannot be read here."""
+    value = config.get(f"{PROJECT}:{HOME_ADMIN_PASSWORD}")
+    if value is None or isinstance(value, dict):
+        return []
+    return [
+        f"{HOME_ADMIN_PASSWORD}: must be a secret: set it with pulumi config set --secret",
+        *admin_password_problems(str(value)),
+    ]
 
 
 def routes(args: argparse.Namespace) -> int:
