@@ -57,6 +57,10 @@ class VpnServer(Model):
     port: int = Field(default=5555, ge=1, le=65535)
     ssh: Ssh
     l3_switch: Name = "L3SW"
+    # Where the server keeps vpn_server.config (its adminip.txt goes there): Debian's
+    # package, /var/lib/softether; a release tarball built by hand, its directory, e.g.
+    # /usr/local/vpnserver.
+    state_dir: str = Field(default="/var/lib/softether", pattern=r"^/[A-Za-z0-9_./-]*$")
 
 
 class HomeSite(Model):
