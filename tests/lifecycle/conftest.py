@@ -51,8 +51,13 @@ class Lab:
             "connect_deadline_s": 30.0,
         }
 
-    def specs(self, secrets: dict[str, str], server_cert: str | None, home_ready: bool) -> Any:
+    def specs(
+        self, secrets: dict[str, str], server_cert: str | None, home_ready: bool, sites: tuple[str, ...] | None = None
+    ) -> Any:
+        """`sites`: the cloud sites the stack keeps (default: all of the reference's)."""
         net = load_stack("dev").network
+        if sites is not None:
+            net = net.model_copy(update={"sites": tuple(s for s in net.sites if s.name in sites)})
         return derive(
             net,
             plan_routes(net),
@@ -63,8 +68,8 @@ class Lab:
             home_ready=home_ready,
         )
 
-    def home_props(self, secrets: dict[str, str]) -> dict[str, Any]:
-        spec = self.specs(secrets, None, True).server
+    def home_props(self, secrets: dict[str, str], sites: tuple[str, ...] | None = None) -> dict[str, Any]:
+        spec = self.specs(secrets, None, True, sites).server
         return node_props(spec_to_dict(spec, reveal=True), self._target(self.home))
 
     def bridge_props(self, secrets: dict[str, str], machine: str = "vm-1") -> dict[str, Any]:
