@@ -6,10 +6,12 @@ import re
 from dataclasses import replace
 
 import pytest
+import yaml
 
 import components.firewall
 from cli.main import main
 from components.firewall import Firewall, bridge_sg
+from tests.components.conftest import DEV
 from topology import CloudSite, Stack
 
 
@@ -46,6 +48,40 @@ def test_plan_cli_exits_1_when_a_policy_is_violated(
     assert "2 violations" in out.splitlines()[-1]
 
 
+def test_plan_cli_refuses_a_stack_whose_paths_open_the_app_subnet_to_home(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = yaml.safe_load(DEV.read_text())
+    doc["config"]["hybrid-cloud:network"]["paths"] = [{"from": "Hybrid-VNet/Hybrid_Subnet_Dammy", "to": "home"}]
+    path = tmp_path / "Pulumi.open.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", str(path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "policy no-app-to-home: FAIL\n"
+        "  Hybrid-VNet-nsg: admits the App Service subnet (192.168.31.0/24) to a home range" in out
+    )
+    assert "1 violations" in out.splitlines()[-1]
+
+
+def test_plan_cli_refuses_a_softether_port_opened_to_the_operator(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def softether_open(stack: Stack, site: CloudSite) -> Firewall:
+        fw = bridge_sg(stack, site)
+        ssh = fw.ingress[0]
+        return replace(fw, ingress=(*fw.ingress, replace(ssh, name="softether", ports=(5555,))))
+
+    monkeypatch.setattr(components.firewall, "bridge_sg", softether_open)
+    assert main(["plan", "--stack", "dev", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "policy softether-not-from-internet: FAIL\n"
+        "  Hybrid-VPC-bridge-sg: SoftEther's port 5555 is open to 203.0.113.0/24, outside the hybrid ranges" in out
+    )
+    assert "1 violations" in out.splitlines()[-1]
+
+
 def test_plan_cli_bad_stack_is_one_line_per_problem(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "Pulumi.bad.yaml"
     bad.write_text("config:\n  hybrid-cloud:network:\n    operatorCidr: 203.0.113.0/24\n")
@@ -60,9 +96,12 @@ def test_plan_cli_writes_the_policy_pack_config(tmp_path, capsys: pytest.Capture
 
     path = tmp_path / "policy.json"
     assert main(["plan", "--stack", "dev", "--quiet", "--policy-config", str(path)]) == 0
-    config = json.loads(path.read_text())["ssh-only-from-operator"]
+    pack = json.loads(path.read_text())
+    assert set(pack) == {"ssh-only-from-operator", "no-app-to-home", "softether-not-from-internet"}
+    config = pack["ssh-only-from-operator"]
     assert config["operatorCidr"] == "203.0.113.0/24"
     assert "192.168.21.0/24" in config["hybridRanges"]
+    assert (config["appRanges"], config["homeRanges"]) == (["192.168.31.0/24"], ["192.168.1.0/24"])
     assert "hybrid:aws:Ec2Bridge" not in capsys.readouterr().out  # --quiet: no tree
 
 
