@@ -290,7 +290,8 @@ def vpn_nodes(net: Topology) -> tuple[IPv4Address, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _set(items: Iterable[object]) -> str:
+def nft_set(items: Iterable[object]) -> str:
+    """An nftables anonymous set: `{ a, b }`."""
     return "{ " + ", ".join(map(str, items)) + " }"
 
 
@@ -311,18 +312,18 @@ def bridge_ruleset(stack: Stack) -> str:
         f"table inet {VM_TABLE} {{",
         "  set hybrid {",
         "    type ipv4_addr; flags interval;",
-        f"    elements = {_set(net.ranges.values())}",
+        f"    elements = {nft_set(net.ranges.values())}",
         "  }",
         "  set nodes {",
         "    type ipv4_addr;",
-        f"    elements = {_set(vpn_nodes(net))}",
+        f"    elements = {nft_set(vpn_nodes(net))}",
         "  }",
         "  chain paths {",
     ]
     for f in flows(stack):
-        ports = f" tcp dport {_set(f.ports)}" if f.ports is not None else ""
+        ports = f" tcp dport {nft_set(f.ports)}" if f.ports is not None else ""
         lines.append(
-            f"    ip saddr {_set(f.source.cidrs)} ip daddr {_set(f.destination.cidrs)}{ports}"
+            f"    ip saddr {nft_set(f.source.cidrs)} ip daddr {nft_set(f.destination.cidrs)}{ports}"
             f' accept comment "{f.name}"'
         )
     lines += [

@@ -25,7 +25,7 @@ check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -40,6 +40,7 @@ from components.firewall import (
     app_subnet,
     bridge_ruleset,
     firewall_rules,
+    nft_set,
     site_zone,
     zone,
 )
@@ -98,16 +99,12 @@ def without(guard: Guard, rule: str) -> Guard:
     return replace(guard, firewall=replace(guard.firewall, ingress=kept))
 
 
-def _set(items: Iterable[object]) -> str:
-    return "{ " + ", ".join(map(str, items)) + " }"
-
-
 def _match(r: Rule) -> str:
-    match = f"ip saddr {_set(r.sources)}"
+    match = f"ip saddr {nft_set(r.sources)}"
     if r.destinations is not None:
-        match += f" ip daddr {_set(r.destinations)}"
+        match += f" ip daddr {nft_set(r.destinations)}"
     if r.ports is not None:
-        match += f" tcp dport {_set(r.ports)}"
+        match += f" tcp dport {nft_set(r.ports)}"
     return f'{match} {"return" if r.allow else "drop"} comment "{r.name}"'
 
 
@@ -118,11 +115,11 @@ def render(guard: Guard) -> str:
     then the rest (after what the cloud itself admits, `Firewall.implicit`); a forwarded
     packet passes both (in by one NIC, out by another), as it would pass a cloud filter.
     """
-    ifs = _set(f'"{i}"' for i in guard.interfaces)
+    ifs = nft_set(f'"{i}"' for i in guard.interfaces)
     fw = guard.firewall
     ingress = [_match(r) for r in fw.ingress]
     if fw.implicit:
-        ingress.append(f'ip saddr {_set(fw.implicit)} return comment "the cloud\'s default"')
+        ingress.append(f'ip saddr {nft_set(fw.implicit)} return comment "the cloud\'s default"')
     egress = [f'ip daddr {c} return comment "egress {c}"' for c in fw.egress]
 
     def chain(name: str, body: list[str]) -> list[str]:
