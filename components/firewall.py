@@ -81,11 +81,10 @@ def allowed(flows: Iterable[Flow], src: IPv4Address, dst: IPv4Address, port: int
 
 def app_subnet(stack: Stack) -> tuple[CloudSite, IPv4Network] | None:
     """The App Service's integration subnet (its site, its range), if the stack has one."""
-    app = stack.app
-    if app is None:
+    app, cidr = stack.app, stack.app_range
+    if app is None or cidr is None:
         return None
-    site = stack.network.site(app.site)
-    return site, site.subnet(app.subnet).cidr
+    return stack.network.site(app.site), cidr
 
 
 def site_zone(stack: Stack, site: CloudSite) -> Zone:

@@ -34,7 +34,6 @@ from pulumi_policy import (
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
-from components.firewall import app_subnet
 from topology import Stack
 
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
@@ -385,12 +384,12 @@ def policy_config(stack: Stack) -> dict[str, Any]:
     """The policies' config for a stack: its operator CIDR, hybrid, home and App Service
     ranges, and the home server's SoftEther port."""
     net = stack.network
-    app = app_subnet(stack)
+    app = stack.app_range
     return {
         "operatorCidr": str(net.operator_cidr),
         "hybridRanges": [str(c) for c in net.ranges.values()],
         "homeRanges": [str(c) for c in net.home.cidrs],
-        "appRanges": [str(app[1])] if app else [],
+        "appRanges": [str(app)] if app else [],
         "softetherPorts": [net.home.vpn_server.port],
     }
 

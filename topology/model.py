@@ -234,6 +234,13 @@ class Stack(Model):
         default=None, pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$"
     )
 
+    @property
+    def app_range(self) -> IPv4Network | None:
+        """The App Service's integration subnet (None without an app)."""
+        if self.app is None:
+            return None
+        return self.network.site(self.app.site).subnet(self.app.subnet).cidr
+
 
 def interface(address: IPv4Address, network: IPv4Network) -> IPv4Interface:
     return IPv4Interface(f"{address}/{network.prefixlen}")
