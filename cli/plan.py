@@ -37,7 +37,7 @@ def plan(args: argparse.Namespace) -> int:
     warnings.simplefilter("ignore", DeprecationWarning)
     from components.offline import ProgramRun, run_program
     from policies import POLICIES, Resource, evaluate
-    from policies.security import policy_config
+    from policies.security import pack_config, policy_config
 
     ref = stack_ref(args)
     run: ProgramRun = run_program(ref)
@@ -46,11 +46,9 @@ def plan(args: argparse.Namespace) -> int:
             print(line)
         print()
     resources = [Resource(r.type, r.name, r.urn, r.inputs, r.parent) for r in run.records]
-    config = policy_config(run.stack.network)
-    violations = evaluate(resources, config, POLICIES)
+    violations = evaluate(resources, policy_config(run.stack), POLICIES)
     if args.policy_config:
-        pack_config = {"ssh-only-from-operator": config}
-        Path(args.policy_config).write_text(json.dumps(pack_config, indent=2) + "\n")
+        Path(args.policy_config).write_text(json.dumps(pack_config(run.stack), indent=2) + "\n")
     for p in POLICIES:
         found = [v for v in violations if v.policy == p.name]
         print(f"policy {p.name}: {'FAIL' if found else 'ok'}")

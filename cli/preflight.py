@@ -30,7 +30,7 @@ from softether.errors import AccessDeniedError, AuthFailed, SoftEtherError, Tran
 from softether.facts import NodeState
 from softether.spec import ServerSpec, SshTarget
 from topology import Stack, plan_routes
-from topology.load import PROJECT
+from topology.load import PROJECT, admin_password_problems
 
 from .args import MAX_KEY_BYTES, add_stack, read_input, stack_of
 
@@ -103,6 +103,8 @@ def main(args: argparse.Namespace) -> int:
     if args.netns and not Path(f"/run/netns/{args.netns}").exists():
         problems.append(f"--netns: {args.netns} does not exist")
     password = os.environ.get(PASSWORD_ENV) or None
+    if password is not None:
+        problems += [f"${PASSWORD_ENV}: {line}" for line in admin_password_problems(password)]
     if problems:
         for line in problems:
             print(f"hybrid preflight: {line}", file=sys.stderr)

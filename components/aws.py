@@ -13,7 +13,7 @@ from topology import CloudSite, RouteTable
 from topology.clouds import AWS
 
 from .bridge import BridgeArgs, converge, user_data
-from .firewall import BRIDGE_EGRESS, bridge_ingress, cidr_slug
+from .firewall import cidr_slug
 
 INTERNET = "0.0.0.0/0"
 DEBIAN_AMI_OWNER = "136693071363"  # the Debian cloud team's AWS account
@@ -145,20 +145,23 @@ class Ec2Bridge(pulumi.ComponentResource):
         self.security_group = ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=vpc.vpc.id,
-            description=f"SoftEther bridge of {site.name}: SSH from the operator, all from the hybrid ranges",
+            description=f"SoftEther bridge of {site.name}: SSH from the operator, the site's paths out",
+            # One entry per port: an SG rule is a port range. No destination: an SG names
+            # none; the VM's own filter (cloud-init's nftables) holds each path to its own.
             ingress=[
                 {
                     "description": r.description,
-                    "protocol": r.protocol if r.port is not None else "-1",
-                    "from_port": r.port or 0,
-                    "to_port": r.port or 0,
-                    "cidr_blocks": [str(r.source)],
+                    "protocol": "tcp" if port is not None else "-1",
+                    "from_port": port or 0,
+                    "to_port": port or 0,
+                    "cidr_blocks": [str(c) for c in r.sources],
                 }
-                for r in bridge_ingress(common.network)
+                for r in common.firewall.ingress
+                for port in r.ports or (None,)
             ],
             egress=[
                 {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [str(c)]}
-                for c in BRIDGE_EGRESS
+                for c in common.firewall.egress
             ],
             region=region,
             tags={"Name": f"{site.name}-bridge"},

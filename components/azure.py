@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_azure_native.compute as compute
@@ -12,11 +13,11 @@ import pulumi_azure_native.network as network
 import pulumi_azure_native.resources as resources
 
 from softether.dynamic import SoftEtherNode
-from topology import CloudSite, RouteTable, Topology
+from topology import CloudSite, RouteTable
 from topology.clouds import AZURE
 
 from .bridge import BridgeArgs, converge, user_data
-from .firewall import Ingress, bridge_ingress, cidr_slug
+from .firewall import Firewall, Rule, cidr_slug
 
 # Regional VNet Integration of an App Service needs its subnet delegated to this service.
 APP_SERVICE_DELEGATION = "Microsoft.Web/serverFarms"
@@ -25,9 +26,9 @@ AZURE_ADMIN = "hybrid"
 
 @dataclass(frozen=True)
 class HybridVnetArgs:
-    network: Topology
     site: CloudSite
     routes: RouteTable  # this site's table from the routing plan
+    firewall: Firewall  # the site's NSG (components/firewall.py `site_nsg`)
     app_subnet: str | None = None  # delegated to Microsoft.Web/serverFarms
 
 
@@ -80,7 +81,7 @@ class HybridVnet(pulumi.ComponentResource):
             f"{name}-nsg",
             resource_group_name=rg,
             location=site.region,
-            security_rules=nsg_rules(bridge_ingress(args.network)),
+            security_rules=nsg_rules(args.firewall.ingress),
             opts=child,
         )
         self.subnets = {}
@@ -107,23 +108,44 @@ class HybridVnet(pulumi.ComponentResource):
         self.register_outputs({"vnetId": self.vnet.id, "routeTableId": self.route_table.id})
 
 
-def nsg_rules(rules: tuple[Ingress, ...]) -> list[network.SecurityRuleArgsDict]:
-    """Inbound allow rules in priority order; Azure's default rules deny the rest from the internet."""
-    return [
-        {
+def nsg_rules(rules: tuple[Rule, ...]) -> list[network.SecurityRuleArgsDict]:
+    """Inbound rules in priority order; after them Azure's defaults admit the VirtualNetwork
+    tag and deny the rest of the internet."""
+    out: list[network.SecurityRuleArgsDict] = []
+    for i, r in enumerate(rules):
+        rule: network.SecurityRuleArgsDict = {
             "name": r.name,
             "priority": 100 + i,
             "direction": "Inbound",
-            "access": "Allow",
-            "protocol": "Tcp" if r.protocol == "tcp" else "*",
-            "source_address_prefix": str(r.source),
+            "access": "Allow" if r.allow else "Deny",
+            "protocol": "Tcp" if r.ports is not None else "*",
             "source_port_range": "*",
-            "destination_address_prefix": "*",
-            "destination_port_range": "*" if r.port is None else str(r.port),
             "description": r.description,
         }
-        for i, r in enumerate(rules)
-    ]
+        # One range (or any) goes in `..._prefix`, several in `..._prefixes`.
+        sources, destinations = _prefixes(r.sources), _prefixes(r.destinations)
+        if isinstance(sources, list):
+            rule["source_address_prefixes"] = sources
+        else:
+            rule["source_address_prefix"] = sources
+        if isinstance(destinations, list):
+            rule["destination_address_prefixes"] = destinations
+        else:
+            rule["destination_address_prefix"] = destinations
+        ports = [str(p) for p in r.ports or ()]
+        if len(ports) > 1:
+            rule["destination_port_ranges"] = ports
+        else:
+            rule["destination_port_range"] = ports[0] if ports else "*"
+        out.append(rule)
+    return out
+
+
+def _prefixes(cidrs: tuple[IPv4Network, ...] | None) -> str | list[str]:
+    """One range, `*` for any (None), or the list of several."""
+    if cidrs is None:
+        return "*"
+    return str(cidrs[0]) if len(cidrs) == 1 else [str(c) for c in cidrs]
 
 
 def azure_image_sku(vm_size: str) -> str:
@@ -241,5 +263,5 @@ def azure_site(
 ) -> tuple[HybridVnet, AzureVmBridge]:
     """The site's VNet (`app_subnet` delegated to App Service) and its bridge."""
     name = args.site.name
-    vnet = HybridVnet(name, HybridVnetArgs(args.network, args.site, routes, app_subnet))
+    vnet = HybridVnet(name, HybridVnetArgs(args.site, routes, args.firewall, app_subnet))
     return vnet, AzureVmBridge(f"{name}-bridge", AzureVmBridgeArgs(args, vnet))

@@ -21,6 +21,7 @@ from topology import CloudSite, Topology
 from topology.clouds import bridge_image
 
 from .cloudinit import HostKey, bridge_cloud_config
+from .firewall import Firewall
 from .node import BRIDGE_CONNECT_DEADLINE_S, ssh_target
 
 # Debian's cloud images enable no root login by key unless cloud-init is told so; the
@@ -32,10 +33,13 @@ SSH_USER = "root"
 class BridgeArgs:
     """What every bridge needs. Keys are pulumi-tls outputs; `spec` is the node's SoftEther
     spec from `softether.derive` (secret); `after`: what the converge waits for (the home
-    server, which the cascade dials)."""
+    server, which the cascade dials); `firewall`: the cloud's filter in front of the bridge
+    (its SG / its site's NSG) and `ruleset`: the VM's own (components/firewall.py)."""
 
     network: Topology
     site: CloudSite
+    firewall: Firewall
+    ruleset: str
     host_key_private: pulumi.Input[str]
     host_key_public: pulumi.Input[str]
     operator_public_key: pulumi.Input[str]
@@ -79,6 +83,8 @@ def user_data(args: BridgeArgs) -> pulumi.Output[str]:
     doc = pulumi.Output.all(
         args.host_key_private, args.host_key_public, args.operator_public_key
     ).apply(
-        lambda v: bridge_cloud_config(args.network.softether, HostKey(v[0], v[1]), [v[2]], image)
+        lambda v: bridge_cloud_config(
+            args.network.softether, HostKey(v[0], v[1]), [v[2]], image, args.ruleset
+        )
     )
     return pulumi.Output.secret(doc)

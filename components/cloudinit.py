@@ -15,6 +15,8 @@ import yaml
 
 from topology import SoftEtherOptions
 
+from .firewall import RULESET_FILE
+
 UPSTREAM_REPO = "https://github.com/SoftEtherVPN/SoftEtherVPN.git"
 SRC_DIR = "/usr/local/src/SoftEtherVPN"
 INSTALL_SCRIPT = "/usr/local/sbin/hybrid-install-softether"
@@ -159,7 +161,11 @@ def systemd_unit(options: SoftEtherOptions) -> str:
 
 
 def bridge_cloud_config(
-    options: SoftEtherOptions, host_key: HostKey, authorized_keys: list[str], image: str
+    options: SoftEtherOptions,
+    host_key: HostKey,
+    authorized_keys: list[str],
+    image: str,
+    ruleset: str,
 ) -> str:
     """The `#cloud-config` document of a bridge VM of `image` (`topology.clouds.bridge_image`).
 
@@ -167,7 +173,9 @@ def bridge_cloud_config(
     the first SSH connection already checks it. Root accepts the operator's key only (the
     converge writes systemd units and routes); passwords are off. The image is written down
     on the VM: another architecture is another user data, so the VM is replaced (an EC2
-    instance cannot change its architecture in place).
+    instance cannot change its architecture in place). `ruleset`: the VM's own filter
+    (components.firewall.bridge_ruleset), loaded by Debian's nftables.service before
+    anything is installed, and at every boot before the network.
     """
     doc = {
         "ssh_deletekeys": True,
@@ -187,12 +195,14 @@ def bridge_cloud_config(
             {"path": IMAGE_FILE, "permissions": "0644", "content": f"{image}\n"},
             {"path": INSTALL_SCRIPT, "permissions": "0755", "content": install_script(options)},
             {"path": f"/etc/systemd/system/{UNIT}", "permissions": "0644", "content": systemd_unit(options)},
+            {"path": RULESET_FILE, "permissions": "0644", "content": ruleset},
         ],
         # sshd stays closed until SoftEther is installed and running, so the converge's SSH
         # retries cover the install; it opens even if the install failed, for debugging.
         # (first boot only: a runtime mask is gone after a reboot, and runcmd runs once).
         "bootcmd": [["cloud-init-per", "once", "hybrid-ssh-closed", "systemctl", "mask", "--runtime", SSHD]],
         "runcmd": [
+            ["systemctl", "enable", "--now", "nftables.service"],
             [
                 "sh",
                 "-c",

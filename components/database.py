@@ -11,15 +11,17 @@ from pulumi_aws import ec2, rds
 
 from topology import Database, Topology
 
-from .firewall import DATABASE_EGRESS, database_ingress
+from .firewall import Firewall
 
 
 @dataclass(frozen=True)
 class PrivateMysqlArgs:
-    """`subnets` are every subnet of the database's VPC site, by topology name."""
+    """`subnets` are every subnet of the database's VPC site, by topology name; `firewall`:
+    its security group's rules (components/firewall.py)."""
 
     config: Database
     network: Topology
+    firewall: Firewall
     vpc_id: pulumi.Input[str]
     subnets: Mapping[str, ec2.Subnet]
 
@@ -63,13 +65,13 @@ class PrivateMysql(pulumi.ComponentResource):
                     protocol="tcp",
                     from_port=cfg.port,
                     to_port=cfg.port,
-                    cidr_blocks=[str(r.source) for r in database_ingress(args.network, cfg)],
+                    cidr_blocks=[str(c) for r in args.firewall.ingress for c in r.sources],
                     description="hybrid sites over the SoftEther tunnels",
                 )
             ],
             egress=[
                 {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [str(c)]}
-                for c in DATABASE_EGRESS
+                for c in args.firewall.egress
             ],
             opts=child,
         )

@@ -21,6 +21,7 @@ from .azure import AzureVmBridge, HybridVnet, azure_site
 from .bridge import SSH_USER, BridgeArgs
 from .budgets import Budgets, BudgetsArgs, CreditAlarm, CreditAlarmArgs, depend_on_budgets
 from .database import PrivateMysql, PrivateMysqlArgs
+from .firewall import bridge_ruleset, firewall_rules
 from .home import HomeLan, HomeLanArgs
 from .node import node_specs, spec_of
 from .secrets import KEY_FILE, HybridSecrets, home_admin_password, operator_key
@@ -122,11 +123,14 @@ def build_network(stack: Stack) -> Network:
         # Nothing configures the home server in this run: the bridges' cascades cannot
         # carry traffic yet, so their traffic check waits for it (outputs `pending`).
         specs = node_specs(topo, plan, secrets, home_ready=False)
+    rules, ruleset = firewall_rules(stack), bridge_ruleset(stack)
     for site in topo.sites:
         host_key = secrets.host_keys[site.name]
         args = BridgeArgs(
             network=topo,
             site=site,
+            firewall=rules.bridges[site.name],
+            ruleset=ruleset,
             host_key_private=host_key.private_key_openssh,
             host_key_public=host_key.public_key_openssh,
             operator_public_key=secrets.operator_public_key,
@@ -200,7 +204,8 @@ def home_softether(home: HomeLan) -> dict[str, Any]:
 
 
 def check_commands(topo: Topology) -> dict[str, list[str]]:
-    """From each site, a ping to every other site's VPN node (the lab's connectivity matrix)."""
+    """From each site (a home host; a cloud site's bridge), a ping to every other site's VPN
+    node: the paths between the sites let the VPN nodes answer each other's pings."""
     server = topo.home.vpn_server
     nodes = {topo.home.name: str(server.lan_address)}
     nodes |= {s.name: str(s.bridge.private_address) for s in topo.sites}
@@ -224,9 +229,11 @@ def build_paas(stack: Stack, net: Network, budgets: Budgets | None = None) -> di
     if stack.database is not None:
         vpc = net.sites[stack.database.site]
         assert isinstance(vpc, HybridVpc)  # topology/validate.py: an AWS site
+        db_firewall = firewall_rules(stack).database
+        assert db_firewall is not None  # the stack has a database
         db = PrivateMysql(
             "wordpress-db",
-            PrivateMysqlArgs(stack.database, stack.network, vpc.vpc.id, vpc.subnets),
+            PrivateMysqlArgs(stack.database, stack.network, db_firewall, vpc.vpc.id, vpc.subnets),
         )
         exports["databaseHost"] = db.address
     if stack.app is not None:

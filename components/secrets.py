@@ -20,13 +20,19 @@ import pulumi_tls as tls
 
 from softether.derive import admin_secret, secret_names
 from topology import Topology, TopologyError
-from topology.load import HOME_ADMIN_PASSWORD, OPERATOR_KEY, PROJECT
+from topology.load import (
+    GENERATE_ADMIN_PASSWORD,
+    HOME_ADMIN_PASSWORD,
+    OPERATOR_KEY,
+    PROJECT,
+    admin_password_problems,
+)
 
 PASSWORD_LENGTH = 32
 HOME_ADMIN_CONFIG = HOME_ADMIN_PASSWORD
 SET_HOME_ADMIN = (
     f"pulumi config set --secret {PROJECT}:{HOME_ADMIN_CONFIG} '<admin password of the home VPN"
-    " server; for a fresh server, a new one of letters and digits>'"
+    f" server; for a fresh server, a new one: {GENERATE_ADMIN_PASSWORD}>'"
 )
 
 
@@ -40,11 +46,7 @@ def home_admin_password(source: str) -> str | None:
     problems = []
     if not pulumi.runtime.is_config_secret(key):
         problems.append(f"{HOME_ADMIN_CONFIG}: must be a secret: set it with pulumi config set --secret")
-    if not re.fullmatch(r"[^\s\"/-][^\s\"]*", value):
-        problems.append(
-            f"{HOME_ADMIN_CONFIG}: (value not shown) must be non-empty, not start with / or -,"
-            " and hold no space or quote (vpncmd reads it as an argument)"
-        )
+    problems += admin_password_problems(value)
     if problems:
         raise TopologyError(source, problems)
     return value

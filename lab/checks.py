@@ -1,9 +1,12 @@
 """`hybrid lab test`: the blog's acceptance checks against a running lab, as PASS/FAIL lines.
 
 Part 1: every node matches the topology (a read-only converge plan is empty), each bridge's
-cascade is established, every site's hosts reach every other site's hosts, and the root
-namespace holds none of the lab's addresses; the cloud's firewall holds both ways (`firewall:`,
-lab/firewall.py). Part 2: WordPress answers through the tunnels;
+cascade is established, every site's hosts reach the other sites' hosts the paths allow, and
+the root namespace holds none of the lab's addresses; the filters hold both ways
+(`firewall:`, lab/firewall.py); SoftEther refuses administration from anywhere but the node
+itself, with the right admin password too (`softether:`): the home server from the internet,
+each bridge from a home host (the internet does not reach its port at all). Part 2: WordPress
+answers through the tunnels;
 stop the database and the page shows WordPress's database-connection error; start it and the
 page works again.
 """
@@ -11,21 +14,27 @@ page works again.
 from __future__ import annotations
 
 import ipaddress
+import re
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from softether.derive import admin_secret, secret_names
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
 from . import firewall, paas, proc
 from .lab import Lab, open_lab, refresh_pids, session, specs
-from .layout import INTERNET
+from .layout import INTERNET, OPERATOR
 from .state import lab_dir, operation
 from .status import Probe, matrix
 
 PAGE_DEADLINE_S = 30.0
+# SoftEther's ERR_IP_ADDRESS_DENIED (src/Cedar/Cedar.h): adminip.txt refused the source.
+IP_ADDRESS_DENIED = 109
+ADMIN_TIMEOUT_S = 15
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,8 @@ def _matrix(lab: Lab, probes: list[Probe]) -> list[Check]:
             if a == b:
                 continue
             ps = [p for p in probes if p.src.site == a and p.dst.site == b]
+            if not ps:
+                continue  # no path from a to b: the `firewall:` checks prove it refused
             bad = [f"{p.src.address} -> {p.dst.address}" for p in ps if not p.ok]
             out.append(
                 Check(
@@ -142,6 +153,52 @@ def _firewall(lab: Lab) -> list[Check]:
     return [
         Check(e.name, ok, detail) for e, ok, detail in firewall.verify(lab.stack, lab.layout, ports)
     ]
+
+
+def admin_login(ns: str, host: str, port: int, password: str) -> tuple[int, str]:
+    """vpncmd (Debian's client) from namespace `ns` to `host`:`port` in server admin mode with
+    `password` (on stdin, never argv): (its exit code, SoftEther's error code; the last line)."""
+    argv = proc.in_ns(ns, "vpncmd", f"{host}:{port}", "/SERVER", "/CMD", "ServerInfoGet")
+    try:
+        p = subprocess.run(
+            argv,
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=ADMIN_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return -1, f"no answer within {ADMIN_TIMEOUT_S} s (vpncmd prompts: password refused)"
+    lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
+    m = re.search(r"Error code: (\d+)\)\n(.*)", p.stdout)
+    return p.returncode, f"error {m[1]}: {m[2].strip()}" if m else (lines[-1] if lines else "")
+
+
+def _admin(lab: Lab) -> list[Check]:
+    """Administration refused from elsewhere, even with the right password (adminip.txt)."""
+    net, layout = lab.stack.network, lab.layout
+    secrets = lab.state.secrets(secret_names(net), create=False)
+    home = layout.node(net.home.name)
+    lan = next(h for h in layout.hosts if h.site == net.home.name)
+    tries = [(net.home.name, layout.operator_ns, OPERATOR.ip, home.public.ip, net.home.vpn_server.port, "the internet")]
+    tries += [
+        (s.name, lan.ns, lan.address, s.bridge.private_address, lab.nodes[s.name].admin_port, "a home host")
+        for s in net.sites
+    ]
+
+    def one(t: tuple[str, str, object, object, int, str]) -> Check:
+        site, ns, src, host, port, where = t
+        rc, why = admin_login(ns, str(host), port, secrets[admin_secret(site)])
+        return Check(
+            f"softether: {site} refuses administration from {where} ({src} -> {host}:{port},"
+            " with the admin password)",
+            rc == IP_ADDRESS_DENIED,
+            why,
+        )
+
+    with ThreadPoolExecutor(max_workers=len(tries)) as pool:
+        return list(pool.map(one, tries))
 
 
 def _wait_page(app: paas.WordPress, want: Callable[[paas.Page], bool]) -> tuple[bool, str, float]:
@@ -219,6 +276,7 @@ def _checks(ref: str, root: Path | None) -> list[Check]:
         *_nodes(lab),
         *_matrix(lab, probes),
         *_firewall(lab),
+        *_admin(lab),
         *_paas(lab, probes),
     ]
 

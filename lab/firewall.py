@@ -1,19 +1,26 @@
-"""The cloud's firewall in the lab: components.firewall's rules as nftables, and probes.
+"""The filters in the lab: components.firewall's rules as nftables, and probes.
 
-Each namespace that stands for a filtered cloud resource gets one nftables table rendered
-from the very rules components/ turns into security groups and NSGs: every bridge `vpn<k>`
-(the bridges' SG / the site's NSG) and `db` (the RDS SG). The filter sees what enters or
-leaves the resource's network interfaces (the layout's links of that namespace), as a
-cloud's filter sees its NIC; the bridge's SoftEther tap is inside the VM and is not
-filtered. Like SGs and NSGs the filter is stateful (`ct state established,related`), and
-what no rule allows is dropped without an answer. In the lab the operator's internet
-address (`layout.OPERATOR`) plays the stack's `operatorCidr`.
+Two tables, kept apart as in the cloud:
+- the cloud's filter (`TABLE`), outside the VM: each namespace that stands for a filtered
+  cloud resource gets one table rendered from the very rules components/ turns into security
+  groups and NSGs: every bridge `vpn<k>` (its SG, or its site's NSG, with Azure's default
+  AllowVnetInBound after the NSG's rules) and `db` (the RDS SG). The filter sees what enters
+  or leaves the resource's network interfaces (the layout's links of that namespace), as a
+  cloud's filter sees its NIC; the bridge's SoftEther tap is inside the VM and is not
+  filtered there. Like SGs and NSGs it is stateful (`ct state established,related`), and what
+  no rule allows is dropped without an answer. In the lab the operator's internet address
+  (`layout.OPERATOR`) plays the stack's `operatorCidr`;
+- the bridge VM's own filter (components.firewall.bridge_ruleset, table `VM_TABLE`): the
+  text the VM's cloud-init writes to /etc/nftables.conf, loaded as it is into each bridge
+  namespace (a bridge that boots its cloud-init loads it itself). It holds the paths between
+  the sites, on the tap side too.
 
 `verify` proves each rule class in both directions with bounded TCP connects from the
 lab's own namespaces: a connect that is answered (accepted, or refused with a reset by the
-host itself) crossed the filter; one that gets no answer within `FILTERED_AFTER_S` did not.
-The expected outcomes come from the stack's intent (operator, sites, `allowedFrom`), never
-from the rendered rules, so a missing or extra rule shows as a failed check.
+host itself) crossed the filters; one that gets no answer within `FILTERED_AFTER_S` did not.
+The expected outcomes come from the stack's intent (operator, the paths between the sites,
+`allowedFrom`), never from the rendered rules, so a missing or extra rule shows as a failed
+check.
 """
 
 from __future__ import annotations
@@ -23,10 +30,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
-from components.firewall import SSH_PORT, Firewall, FirewallRules, Ingress, firewall_rules
+from components.firewall import (
+    SSH_PORT,
+    Firewall,
+    FirewallRules,
+    Rule,
+    Zone,
+    allowed,
+    app_subnet,
+    bridge_ruleset,
+    firewall_rules,
+    nft_set,
+    site_zone,
+    zone,
+)
 from topology import Stack
 
-from .layout import OPERATOR, STRANGER, Layout
+from .layout import OPERATOR, STRANGER, Host, Layout
 from .node import netns_socket
 from .proc import in_ns, run
 
@@ -62,12 +82,13 @@ def guards(stack: Stack, layout: Layout) -> dict[str, Guard]:
     def nics(ns: str) -> tuple[str, ...]:
         return tuple(sorted(i for n, i in ends if n == ns))
 
-    by_role = {"bridge": rules.bridge, "db": rules.database}
-    return {
-        n.key: Guard(n.name, nics(n.name), fw)
-        for n in layout.namespaces
-        if (fw := by_role.get(n.role)) is not None
-    }
+    out: dict[str, Guard] = {}
+    for n in layout.namespaces:
+        fw = rules.bridges.get(n.site) if n.role == "bridge" else None
+        fw = rules.database if n.role == "db" else fw
+        if fw is not None:
+            out[n.key] = Guard(n.name, nics(n.name), fw)
+    return out
 
 
 def without(guard: Guard, rule: str) -> Guard:
@@ -78,22 +99,27 @@ def without(guard: Guard, rule: str) -> Guard:
     return replace(guard, firewall=replace(guard.firewall, ingress=kept))
 
 
-def _allow(r: Ingress) -> str:
-    match = f"ip saddr {r.source}"
-    if r.protocol == "tcp":
-        match += f" tcp dport {r.port}" if r.port is not None else " meta l4proto tcp"
-    return f'{match} return comment "{r.name}"'
+def _match(r: Rule) -> str:
+    match = f"ip saddr {nft_set(r.sources)}"
+    if r.destinations is not None:
+        match += f" ip daddr {nft_set(r.destinations)}"
+    if r.ports is not None:
+        match += f" tcp dport {nft_set(r.ports)}"
+    return f'{match} {"return" if r.allow else "drop"} comment "{r.name}"'
 
 
 def render(guard: Guard) -> str:
     """The nftables script for `guard`: it replaces the lab's table atomically.
 
-    The `ingress`/`egress` chains `return` what a rule allows and drop the rest; a forwarded
+    The `ingress`/`egress` chains `return` what a rule allows, drop what a rule denies and
+    then the rest (after what the cloud itself admits, `Firewall.implicit`); a forwarded
     packet passes both (in by one NIC, out by another), as it would pass a cloud filter.
     """
-    ifs = "{ " + ", ".join(f'"{i}"' for i in guard.interfaces) + " }"
+    ifs = nft_set(f'"{i}"' for i in guard.interfaces)
     fw = guard.firewall
-    ingress = [_allow(r) for r in fw.ingress]
+    ingress = [_match(r) for r in fw.ingress]
+    if fw.implicit:
+        ingress.append(f'ip saddr {nft_set(fw.implicit)} return comment "the cloud\'s default"')
     egress = [f'ip daddr {c} return comment "egress {c}"' for c in fw.egress]
 
     def chain(name: str, body: list[str]) -> list[str]:
@@ -122,12 +148,27 @@ def apply(guards: Mapping[str, Guard]) -> None:
         run(in_ns(g.ns, "nft", "-f", "-"), stdin=render(g))
 
 
-def enforce(stack: Stack, layout: Layout) -> str:
-    """Apply the stack's rules to the lab; a one-line summary."""
+def load_vm_filter(layout: Layout, ruleset: str) -> list[str]:
+    """What each bridge VM's nftables.service loads (`ruleset`), in each bridge namespace;
+    their keys."""
+    bridges = [n for n in layout.namespaces if n.role == "bridge"]
+    for n in bridges:
+        run(in_ns(n.name, "nft", "-f", "-"), stdin=ruleset)
+    return [n.key for n in bridges]
+
+
+def enforce(stack: Stack, layout: Layout, vm_filter: bool = True) -> str:
+    """Apply the stack's rules to the lab: the cloud's filters and (`vm_filter`) the bridges'
+    own, which a booted bridge loads itself (its user data's nftables.service); a one-line
+    summary."""
     gs = guards(stack, layout)
     apply(gs)
     n = sum(len(g.firewall.ingress) for g in gs.values())
-    return f"{n} rules of components.firewall as nftables in {', '.join(gs)}"
+    summary = f"{n} rules of components.firewall as nftables in {', '.join(gs)}"
+    if not vm_filter:
+        return f"{summary}; the bridges' own filter ({len(layout.paths)} paths): their nftables.service"
+    bridges = load_vm_filter(layout, bridge_ruleset(stack))
+    return f"{summary}; the bridges' own filter ({len(layout.paths)} paths) in {', '.join(bridges)}"
 
 
 # --- probes ---------------------------------------------------------------------------------
@@ -174,6 +215,17 @@ def held(accepted: bool, outcome: str) -> bool:
     return outcome in ("open", "reset") if accepted else outcome == "no answer"
 
 
+def _zones(stack: Stack) -> list[Zone]:
+    """The ends a path can name, as the lab has machines in them: home, each cloud site
+    (without the App Service subnet), the App Service subnet."""
+    net = stack.network
+    out = [zone(stack, net.home.name), *(site_zone(stack, s) for s in net.sites)]
+    app = app_subnet(stack)
+    if app is not None and stack.app is not None:
+        out.append(zone(stack, f"{stack.app.site}/{stack.app.subnet}"))
+    return out
+
+
 def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) -> list[Expect]:
     """What the stack intends, as probes. `bridge_ports`: each bridge site's SoftEther port."""
     net = stack.network
@@ -182,7 +234,7 @@ def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) 
     out: list[Expect] = []
     for node in (n for n in layout.nodes if n.kind == "bridge"):
         site = net.site(node.site)
-        public, private, port = node.public.ip, site.bridge.private_address, bridge_ports[site.name]
+        public, port = node.public.ip, bridge_ports[site.name]
         what = f"firewall: {site.name} bridge"
         out += [
             Expect(
@@ -201,28 +253,62 @@ def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) 
                 (Probe(*op, public, port), Probe(*other, public, port)),
             ),
         ]
-        for cidr in site.cidrs:
-            hosts = [h for h in layout.hosts if h.site == site.name and h.address in cidr]
-            if hosts:
-                out.append(
-                    Expect(
-                        f"{what}: all from the hybrid range {cidr} accepted",
-                        True,
-                        tuple(
-                            Probe(h.ns, h.address, private, p)
-                            for h in hosts
-                            for p in (SSH_PORT, port)
-                        ),
-                    )
+    out += _paths(stack, layout)
+    out += _database(stack, layout)
+    return out
+
+
+def _paths(stack: Stack, layout: Layout) -> list[Expect]:
+    """Between every two zones of different sites, SSH to the other's hosts: accepted where a
+    path allows it, refused elsewhere; and the bridges' SSH from the App Service subnet."""
+    machines = [*layout.hosts, *([layout.app] if layout.app else [])]
+    out: list[Expect] = []
+    zones = _zones(stack)
+    for a in zones:
+        for b in zones:
+            srcs = [m for m in machines if m.address in a]
+            dsts = [h for h in layout.hosts if h.address in b]
+            if a.site == b.site or not srcs or not dsts:
+                continue  # within a site: the site's own network, no bridge on the way
+            probes = [Probe(m.ns, m.address, h.address, SSH_PORT) for m in srcs for h in dsts]
+            for ok in (True, False):
+                mine = tuple(
+                    p for p in probes if allowed(layout.paths, p.source, p.host, SSH_PORT) is ok
                 )
+                if mine:
+                    verdict = "accepted (a path)" if ok else "refused (no path)"
+                    out.append(
+                        Expect(f"firewall: {a.label} -> {b.label}: SSH {verdict}", ok, mine)
+                    )
+    app = zones[-1] if app_subnet(stack) else None
+    srcs = [m for m in machines if app is not None and m.address in app]
+    bridges = [s.bridge.private_address for s in stack.network.sites]
+    if app is not None and srcs:
+        probes = tuple(Probe(m.ns, m.address, b, SSH_PORT) for m in srcs for b in bridges)
+        expect = any(allowed(layout.paths, p.source, p.host, SSH_PORT) for p in probes)
+        out.append(
+            Expect(
+                f"firewall: {app.label} -> the bridges' SSH"
+                f" ({', '.join(map(str, bridges))}): {'accepted' if expect else 'refused'}",
+                expect,
+                probes,
+            )
+        )
+    return out
+
+
+def _database(stack: Stack, layout: Layout) -> list[Expect]:
+    """The RDS SG: MySQL from the sites of `allowedFrom` and the App Service subnet only."""
     db, cfg = layout.db, stack.database
     if db is None or cfg is None:
-        return out
-    machines = [*layout.hosts, *([layout.app] if layout.app else [])]
-    allowed: list[IPv4Network] = []
+        return []
+    net = stack.network
+    out: list[Expect] = []
+    machines: list[Host] = [*layout.hosts, *([layout.app] if layout.app else [])]
+    allowed_cidrs: list[IPv4Network] = []
     for name in cfg.allowed_from:
         for cidr in net.home.cidrs if name == net.home.name else net.site(name).cidrs:
-            allowed.append(cidr)
+            allowed_cidrs.append(cidr)
             inside = [h for h in machines if h.address in cidr]
             if inside:
                 out.append(
@@ -232,7 +318,18 @@ def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) 
                         tuple(Probe(h.ns, h.address, db.address, cfg.port) for h in inside),
                     )
                 )
-    outside = [h for h in layout.hosts if not any(h.address in c for c in allowed)]
+    app = app_subnet(stack)
+    if app is not None and not any(app[1].subnet_of(c) for c in allowed_cidrs):
+        allowed_cidrs.append(app[1])
+        inside = [h for h in machines if h.address in app[1]]
+        out.append(
+            Expect(
+                f"firewall: database: MySQL {cfg.port} from the App Service subnet {app[1]} accepted",
+                True,
+                tuple(Probe(h.ns, h.address, db.address, cfg.port) for h in inside),
+            )
+        )
+    outside = [h for h in layout.hosts if not any(h.address in c for c in allowed_cidrs)]
     if outside:
         sites = ", ".join(dict.fromkeys(h.site for h in outside))
         out.append(
@@ -242,7 +339,7 @@ def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) 
                 tuple(Probe(h.ns, h.address, db.address, cfg.port) for h in outside),
             )
         )
-    inside = [h for h in machines if any(h.address in c for c in allowed)]
+    inside = [h for h in machines if any(h.address in c for c in allowed_cidrs)]
     if inside:
         out.append(
             Expect(

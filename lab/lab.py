@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from components.firewall import bridge_ruleset
 from softether.derive import NodeSpecs, derive, secret_names
 from softether.session import Session
 from softether.spec import BridgeSpec, ServerSpec, SshTarget
@@ -106,6 +107,7 @@ def open_lab(
             node = VmNode(
                 key, "bridge", v.ns, state_dir, v.public, env=env, image=root,
                 options=softether_options(lab), made_from=bridge_image(site.cloud, site.bridge_size),
+                ruleset=bridge_ruleset(stack),
             )  # fmt: skip
         else:
             node = Node(key, "bridge", v.ns, state_dir, v.public, env=env)

@@ -24,6 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from components.firewall import Flow, flows
 from topology import CloudSite, Stack, Subnet, plan_routes
 from topology.clouds import CLOUDS
 from topology.model import interface
@@ -109,6 +110,8 @@ class Layout:
     app: Host | None
     operator_ns: str
     stranger_ns: str
+    # The paths the stack allows between its sites (components.firewall.flows).
+    paths: tuple[Flow, ...] = ()
 
     def ns(self, key: str) -> Namespace:
         return next(n for n in self.namespaces if n.key == key)
@@ -259,6 +262,7 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
         app=app,
         operator_ns=inet.name,
         stranger_ns=www.name,
+        paths=flows(stack),
     )
 
 

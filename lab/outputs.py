@@ -2,7 +2,10 @@
 
 The nodes are reached at their addresses on the lab's internet from the operator's
 namespace (`lab.operatorNamespace`), with the lab's operator key (`lab.operatorKeyFile`);
-the specs are the ones `lab up` converges.
+the specs are the ones `lab up` converges. The address to ping in each cloud site is its
+bridge's, as the program's (`components.program.status_hosts`): the paths between the sites
+let the VPN nodes ping each other, not a bridge reach every other site's hosts. At home a
+LAN host stands in for the VPN server, which has no address on the lab's LAN.
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ def lab_outputs(lab: Lab) -> dict[str, Any]:
     nodes = specs(lab)
     by_site = {net.home.name: nodes.server, **nodes.bridges}
     private = {s.name: s.bridge.private_address for s in net.sites}
-    hosts: dict[str, Any] = {}
-    for h in lab.layout.hosts:
-        hosts.setdefault(h.site, h.address)
+    home = next(h.address for h in lab.layout.hosts if h.site == net.home.name)
+    hosts: dict[str, Any] = {net.home.name: home, **private}
     return {
         "routes": plan_routes(net).to_json(),
         STATUS: status_output(

@@ -1,7 +1,9 @@
 """`hybrid lab status`: what runs, the cascades' states, and the connectivity matrix.
 
-The matrix pings from every site's hosts to every other site's hosts, all in parallel, each
-ping bounded (one reply wanted, a few seconds at most).
+The matrix pings from every site's hosts to every other site's hosts that the stack's paths
+let them reach (every protocol: components.firewall), all in parallel, each ping bounded (one
+reply wanted, a few seconds at most). What the paths refuse is `hybrid lab test`'s
+`firewall:` checks.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from components.firewall import allowed
 
 from . import proc
 from .lab import open_lab, refresh_pids
@@ -47,7 +51,13 @@ def ping(ns: str, address: str, deadline_s: int = PING_DEADLINE_S) -> bool:
 
 
 def pairs(layout: Layout) -> list[tuple[Host, Host]]:
-    return [(a, b) for a in layout.hosts for b in layout.hosts if a.site != b.site]
+    """Hosts of different sites, where a path lets the first ping the second."""
+    return [
+        (a, b)
+        for a in layout.hosts
+        for b in layout.hosts
+        if a.site != b.site and allowed(layout.paths, a.address, b.address, None)
+    ]
 
 
 def matrix(layout: Layout, deadline_s: int = PING_DEADLINE_S) -> list[Probe]:
@@ -73,7 +83,8 @@ def wait_for_matrix(layout: Layout, seconds: float) -> tuple[bool, float]:
 
 
 def format_matrix(layout: Layout, probes: list[Probe]) -> list[str]:
-    """Rows: from; columns: to. `ok`, `--` (no answer), `.` (same site, not probed)."""
+    """Rows: from; columns: to. `ok`, `--` (no answer), `.` (same site or no path: not
+    probed)."""
     res = {(p.src.ns, p.dst.ns): p.ok for p in probes}
     labels = [f"{h.site}/{h.subnet} {h.address}" for h in layout.hosts]
     w = max(len(x) for x in labels)

@@ -256,7 +256,7 @@ def _up(
         return f"{len(lab.layout.namespaces)} namespaces ({len(made)} new), {len(lab.layout.links)} links"
 
     p.step("network namespaces", network)
-    p.step("firewall", lambda: firewall.enforce(lab.stack, lab.layout))
+    p.step("firewall", lambda: firewall.enforce(lab.stack, lab.layout, vm_filter=not booted(lab)))
 
     def start_paas() -> None:
         # The DB's first start (datadir init) takes seconds: overlap it with the nodes.

@@ -57,8 +57,9 @@ class Machine:
     image: Path
     layers: tuple[Path, ...] = ()  # read-only, above the image
     env: dict[str, str] = field(default_factory=dict)  # the lab's mark, on the nspawn process
-    memory_max: int | None = None  # bytes (a cgroup v1 memory limit), for the small sizes
+    memory_max: int | None = None  # bytes (a cgroup memory limit), for the small sizes
     cpus: str | None = None  # nspawn --cpu-affinity, e.g. "0": one core
+    binds: tuple[tuple[Path, str], ...] = ()  # host directory -> path in the machine, read-only
     pid: int | None = None  # the nspawn process
 
     @property
@@ -100,6 +101,7 @@ class Machine:
             "--capability=CAP_NET_ADMIN",
             f"--directory={merged}", f"--machine={self.name}",
             *([f"--cpu-affinity={self.cpus}"] if self.cpus else []),
+            *(f"--bind-ro={src}:{dst}" for src, dst in self.binds),
         ]  # fmt: skip
         # Its own cgroups (nspawn makes payload/ and supervisor/ inside the one it starts in:
         # two machines in one would share them), with the memory limit of a small size.
@@ -199,6 +201,29 @@ class Machine:
         except (OSError, ValueError, LabError):
             return {}
 
+    def memory(self) -> int | None:
+        """Bytes the machine uses now, by its memory cgroup (None without a memory limit)."""
+        cgroup = self._cgroups(create=False)
+        path = cgroup.get("memory")
+        name = "memory.usage_in_bytes" if path else "memory.current"
+        path = path or cgroup.get("unified")
+        try:
+            return int((path / name).read_text()) if path and self.memory_max else None
+        except (OSError, ValueError):
+            return None
+
+    def oom_kills(self) -> int:
+        """Processes the kernel killed for the machine's memory limit."""
+        cgroup = self._cgroups(create=False)
+        files = [cgroup["memory"] / "memory.oom_control"] if "memory" in cgroup else []
+        files += [cgroup["unified"] / "memory.events"] if "unified" in cgroup else []
+        for f in files:
+            with contextlib.suppress(OSError, ValueError):
+                for line in f.read_text().splitlines():
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        return 0
+
     def cloud_init_done(self) -> float | None:
         """Seconds from the boot to the end of cloud-init's final stage (None: not yet)."""
         final = self.cloud_init().get("modules-final")
@@ -256,9 +281,14 @@ class VmNode(Node):
     options: SoftEtherOptions = field(default_factory=SoftEtherOptions)
     instance: str = ""  # the VM's identity (cloud-init's instance-id); a new one is a new VM
     made_from: str = ""  # the cloud image it stands for (topology.clouds.bridge_image)
+    ruleset: str = ""  # its own filter (components.firewall.bridge_ruleset)
     # The user data to boot from as it is (the program's own, e.g. from its run under the
     # mocks); "": rendered for the stack with the lab's keys (`user_data`).
     given_user_data: str = ""
+    # The machine's size and extras (see Machine); the lab runs them unlimited.
+    memory_max: int | None = None
+    cpus: str | None = None
+    binds: tuple[tuple[Path, str], ...] = ()
 
     @property
     def vm(self) -> Machine:
@@ -269,14 +299,9 @@ class VmNode(Node):
             )
         layers = (softether_layer(self.softether_root),) if self.softether_root else ()
         return Machine(
-            self.name,
-            self.netns,
-            self.state_dir / "vm",
-            self.image,
-            layers,
-            self.env,
-            pid=self.pids.get("holder"),
-        )
+            self.name, self.netns, self.state_dir / "vm", self.image, layers, self.env,
+            self.memory_max, self.cpus, self.binds, pid=self.pids.get("holder"),
+        )  # fmt: skip
 
     @property
     def restart_command(self) -> str:
@@ -290,7 +315,7 @@ class VmNode(Node):
         """The bridge's user data as the cloud VM gets it, with this node's host key."""
         private, public = generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")
         keys = [k for k in authorized_keys.splitlines() if k.strip()]
-        return bridge_cloud_config(self.options, HostKey(private, public), keys, self.made_from)
+        return bridge_cloud_config(self.options, HostKey(private, public), keys, self.made_from, self.ruleset)
 
     def start(self, authorized_keys: str) -> Node:
         """Seed (a new instance) and boot the machine; returns while it boots."""

@@ -1,5 +1,6 @@
 """The policy pack: `pulumi preview --policy-pack policies --policy-pack-config cfg.json`
-(cfg: {"ssh-only-from-operator": {"operatorCidr": "...", "hybridRanges": [...]}})."""
+(cfg: each configurable policy's `policies.security.policy_config`, as `hybrid plan
+--policy-config cfg.json` writes it)."""
 
 import sys
 from pathlib import Path

@@ -1,8 +1,10 @@
 """The security invariants of a hybrid-cloud stack, as `pulumi_policy` resource policies.
 
 The same `POLICIES` serve two ways:
-- live: `pulumi preview --policy-pack policies` (policies/__main__.py builds the pack;
-  config `operatorCidr` and `hybridRanges` via `--policy-pack-config`);
+- live: `pulumi preview --policy-pack policies` (policies/__main__.py builds the pack; each
+  policy's config (`policy_config`: the operator's CIDR, the hybrid, home and App Service
+  ranges, SoftEther's ports) via `--policy-pack-config`, as `hybrid plan --policy-config`
+  writes it);
 - offline: `evaluate(records, config)` calls each policy's `validate` on what the Pulumi mocks
   recorded (`components.offline`), so CI checks them with no engine and no credentials.
 
@@ -32,10 +34,13 @@ from pulumi_policy import (
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
-from topology import Topology
+from topology import Stack
 
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
 SSH = 22
+# What SoftEther listens on when nobody changed it (a fresh server: 443, 992, 1194, 5555); the
+# stack's own port comes with the config.
+SOFTETHER_PORTS = (443, 992, 1194, 5555)
 ANYWHERE = ("0.0.0.0/0", "::/0", "*", "any", "internet")
 SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|private_?key)")
 PRIVATE_KEY_BLOCK = "PRIVATE KEY-----"
@@ -55,10 +60,12 @@ SOFTETHER_NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 
 @dataclass(frozen=True)
 class Rule:
-    """One allow-inbound rule: `sources` may reach `ports` (inclusive ranges; None: all)."""
+    """One allow-inbound rule: `sources` may reach `ports` (inclusive ranges; None: all) of
+    `destinations` (None: any, as every rule of an AWS security group)."""
 
     sources: tuple[str, ...]
     ports: tuple[tuple[int, int], ...] | None
+    destinations: tuple[str, ...] | None = None
 
     def covers(self, port: int) -> bool:
         return self.ports is None or any(lo <= port <= hi for lo, hi in self.ports)
@@ -87,13 +94,18 @@ def _azure_rule(r: Mapping[str, Any]) -> Rule | None:
         *_as_list(props.get("destinationPortRange")),
         *_as_list(props.get("destinationPortRanges")),
     )
+    dests = (
+        *_as_list(props.get("destinationAddressPrefix")),
+        *_as_list(props.get("destinationAddressPrefixes")),
+    )
+    destinations = None if not dests or any(str(d).lower() in ANYWHERE for d in dests) else dests
     if not ranges or "*" in ranges:
-        return Rule(sources, None)
+        return Rule(sources, None, destinations)
     ports = []
     for p in ranges:  # "22" or "1000-2000"
         a, _, b = str(p).partition("-")
         ports.append((int(a), int(b or a)))
-    return Rule(sources, tuple(ports))
+    return Rule(sources, tuple(ports), destinations)
 
 
 def ingress_rules(resource_type: str, props: Mapping[str, Any]) -> list[Rule]:
@@ -162,6 +174,55 @@ def _ssh_only_from_operator(args: ResourceValidationArgs, report: ReportViolatio
             if net is None or not any(net.subnet_of(a) for a in allowed):
                 report(
                     f"{args.name}: SSH is open to {source}, outside the operator's {config.get('operatorCidr')}",
+                    None,
+                )
+
+
+def _networks(values: Iterable[Any]) -> list[IPv4Network]:
+    return [n for v in values if (n := _network(str(v)))]
+
+
+def _overlaps(source: str, ranges: list[IPv4Network]) -> bool:
+    """A rule's source or destination (a range, `*`/any, or a service tag) meets `ranges`."""
+    if str(source).lower() in ANYWHERE:
+        return True
+    net = _network(str(source))
+    return net is not None and any(net.overlaps(r) for r in ranges)
+
+
+def _no_app_to_home(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = args.get_config()
+    apps, homes = _networks(config.get("appRanges", [])), _networks(config.get("homeRanges", []))
+    nsg = args.resource_type in (AZURE_NSG, AZURE_RULE)
+    for rule in ingress_rules(args.resource_type, args.props) if apps else ():
+        for source in (s for s in rule.sources if _overlaps(s, apps)):
+            what = f"{args.name}: admits the App Service subnet ({source})"
+            if rule.destinations is not None:
+                if any(_overlaps(d, homes) for d in rule.destinations):
+                    report(f"{what} to a home range", None)
+            elif nsg:
+                report(f"{what} to any destination, the home LAN included", None)
+            elif rule.ports is None:
+                # An SG names no destination: through a bridge, every port means the home
+                # LAN's too; a port of its own (the database's) is the VM filter's to hold.
+                report(f"{what} on every port (an SG names no destination: the home LAN included)", None)
+
+
+def _softether_not_from_internet(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = args.get_config()
+    hybrid = _networks(config.get("hybridRanges", []))
+    ports = sorted({*SOFTETHER_PORTS, *config.get("softetherPorts", [])})
+    for rule in ingress_rules(args.resource_type, args.props):
+        for source in rule.sources:
+            net = _network(str(source))
+            if net is not None and any(net.subnet_of(h) for h in hybrid):
+                continue  # from the hybrid network itself
+            opened = [p for p in ports if rule.covers(p)]
+            if opened:
+                report(
+                    f"{args.name}: SoftEther's port {', '.join(map(str, opened))} is open to"
+                    f" {source}, outside the hybrid ranges (the cloud bridges dial out; their"
+                    " administration is local only)",
                     None,
                 )
 
@@ -250,6 +311,21 @@ SSH_CONFIG = PolicyConfigSchema(
     required=["operatorCidr"],
 )
 
+APP_CONFIG = PolicyConfigSchema(
+    properties={
+        "appRanges": {"type": "array", "items": {"type": "string"}},
+        "homeRanges": {"type": "array", "items": {"type": "string"}},
+    },
+    required=["homeRanges"],
+)
+SOFTETHER_CONFIG = PolicyConfigSchema(
+    properties={
+        "hybridRanges": {"type": "array", "items": {"type": "string"}},
+        "softetherPorts": {"type": "array", "items": {"type": "integer"}},
+    },
+    required=["hybridRanges"],
+)
+
 POLICIES: tuple[ResourceValidationPolicy, ...] = (
     ResourceValidationPolicy(
         name="no-open-admin-ports",
@@ -263,6 +339,20 @@ POLICIES: tuple[ResourceValidationPolicy, ...] = (
         validate=_ssh_only_from_operator,
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=SSH_CONFIG,
+    ),
+    ResourceValidationPolicy(
+        name="no-app-to-home",
+        description="No SG/NSG rule admits the App Service subnet to a home range (or to every port, where an SG names no destination).",
+        validate=_no_app_to_home,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=APP_CONFIG,
+    ),
+    ResourceValidationPolicy(
+        name="softether-not-from-internet",
+        description="No SG/NSG rule opens a SoftEther port (443, 992, 1194, 5555, the stack's) to a source outside the hybrid ranges.",
+        validate=_softether_not_from_internet,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=SOFTETHER_CONFIG,
     ),
     ResourceValidationPolicy(
         name="no-plain-secret",
@@ -290,12 +380,25 @@ class Violation:
     message: str
 
 
-def policy_config(net: Topology) -> dict[str, Any]:
-    """The policies' config for a stack: its operator CIDR and hybrid ranges."""
+def policy_config(stack: Stack) -> dict[str, Any]:
+    """The policies' config for a stack: its operator CIDR, hybrid, home and App Service
+    ranges, and the home server's SoftEther port."""
+    net = stack.network
+    app = stack.app_range
     return {
         "operatorCidr": str(net.operator_cidr),
         "hybridRanges": [str(c) for c in net.ranges.values()],
+        "homeRanges": [str(c) for c in net.home.cidrs],
+        "appRanges": [str(app)] if app else [],
+        "softetherPorts": [net.home.vpn_server.port],
     }
+
+
+def pack_config(stack: Stack) -> dict[str, Any]:
+    """`--policy-pack-config` for the live pack: each policy that takes config gets the
+    stack's."""
+    config = policy_config(stack)
+    return {p.name: config for p in POLICIES if p.config_schema is not None}
 
 
 @dataclass(frozen=True)

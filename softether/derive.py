@@ -110,6 +110,7 @@ def derive(
     server_spec = ServerSpec(
         admin_password=secret(admin_secret(net.home.name)),
         admin_port=server.port,
+        state_dir=server.state_dir,
         listeners=(server.port,),
         hubs=(
             Hub(

@@ -129,5 +129,9 @@ class BridgeDeviceError(SoftEtherError):
     pass
 
 
+class StateDirError(SoftEtherError):
+    """The node's SoftEther configuration is not where the spec's `state_dir` says."""
+
+
 class TrafficError(SoftEtherError):
     pass

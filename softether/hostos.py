@@ -11,6 +11,13 @@
   (the lab) the same script runs detached with a pid file; the plan (re)starts it when it is
   not running or its unit changed.
 - A VPN Server host: checksum/segmentation offloads off on locally bridged NICs.
+- Every node: SoftEther's `adminip.txt` in its state directory (`ADMIN_SOURCES`: the machine
+  itself). SoftEther reads it at every admin login, the admin RPC of vpncmd and the JSON-RPC
+  API alike, and refuses any other source address before it checks the password
+  (src/Cedar/Admin.c `CheckAdminSourceAddress`, `$adminip.txt` = the directory of the
+  configuration file; the same in Debian's 5.01 and in 5.2.5188). VPN sessions, the cascades
+  among them, never read it. vpncmd runs on the node itself (over SSH, to localhost), so
+  nothing of the project administers a node from elsewhere.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ OFFLOADS = {
     "generic-receive-offload": "gro",
 }
 SYSCTL_FILE = "60-hybrid-ip-forward.conf"
+ADMIN_IP_FILE = "adminip.txt"
+# vpncmd to localhost:<port> may resolve to either loopback address.
+ADMIN_SOURCES = ("127.0.0.1", "::1")
 # Where the SoftEther unit lives when `unit_dir` has none (the Debian package's unit); the
 # project's own unit (cloud-init writes it into /etc/systemd/system) takes precedence.
 PACKAGE_UNIT_DIR = "/lib/systemd/system"
@@ -55,6 +65,7 @@ class HostFacts:
     own_service_unit: bool = False  # unit_dir holds the SoftEther service's unit itself
     mac: str = ""  # the device's link address, lower case ("" if unknown)
     watcher_running: bool = False  # the tap watcher (see watch_script) runs
+    configured_here: bool = False  # the spec's state_dir holds SoftEther's configuration
 
 
 TAP_WAIT_S = 15.0  # how long the OS side waits for SoftEther to create the tap (a restart)
@@ -176,6 +187,27 @@ def _paths(h: HostOsSpec, own_service_unit: bool = False) -> tuple[str, str, str
     return unit, sysctl, watch, links
 
 
+def admin_ip_text() -> str:
+    """adminip.txt: administration from this machine only (a line per allowed source)."""
+    return "\n".join(
+        [
+            "# Written by hybrid-cloud (softether/hostos.py): SoftEther accepts administration",
+            "# only from this machine; vpncmd runs here, over SSH.",
+            *ADMIN_SOURCES,
+            "",
+        ]
+    )
+
+
+def admin_ip_path(spec: ServerSpec | BridgeSpec) -> str:
+    return f"{spec.state_dir.rstrip('/')}/{ADMIN_IP_FILE}"
+
+
+def config_path(spec: ServerSpec | BridgeSpec) -> str:
+    """SoftEther's configuration file, which `state_dir` must hold."""
+    return f"{spec.state_dir.rstrip('/')}/vpn_{spec.kind}.config"
+
+
 def _bridged_nics(spec: ServerSpec | BridgeSpec) -> list[str]:
     return [b.device for b in spec.local_bridges if b.offloads_off and not b.tap]
 
@@ -210,6 +242,9 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
         )
     for nic in _bridged_nics(spec):
         parts.append(f"echo @@ethtool {q(nic)}; ethtool -k {q(nic)} 2>/dev/null")
+    admin = q(admin_ip_path(spec))
+    parts.append(f"echo @@file {admin}; cat {admin} 2>/dev/null")
+    parts.append(f"echo @@config; [ -f {q(config_path(spec))} ] && echo yes")
     parts.append("echo @@end")
     return "\n".join(parts) + "\n"
 
@@ -228,7 +263,7 @@ def parse_facts(text: str) -> HostFacts:
     files: dict[str, str] = {}
     links: dict[str, str] = {}
     offloads: dict[str, dict[str, bool]] = {}
-    own = watching = False
+    own = watching = here = False
     for head, body in sections:
         kind, _, arg = head.partition(" ")
         match kind:
@@ -259,6 +294,8 @@ def parse_facts(text: str) -> HostFacts:
                 own = "".join(body).strip() == "yes"
             case "watch":
                 watching = "".join(body).strip() == "yes"
+            case "config":
+                here = "".join(body).strip() == "yes"
             case "ethtool":
                 state: dict[str, bool] = {}
                 for b in body:
@@ -271,14 +308,26 @@ def parse_facts(text: str) -> HostFacts:
             case _:
                 pass
     return HostFacts(
-        exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac, watching
+        exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac, watching, here
     )
+
+
+def _write(path: str, text: str) -> str:
+    """Shell: write `text` to `path` (its directory made first), replacing it atomically."""
+    q = shlex.quote
+    d = q(path.rsplit("/", 1)[0])
+    return f"mkdir -p {d} && printf '%s' {q(text)} > {q(path)}.tmp && mv {q(path)}.tmp {q(path)}"
 
 
 def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, ...]:
     """Shell changes for the OS side; empty when converged."""
     q = shlex.quote
     out: list[HostChange] = []
+    admin = admin_ip_path(spec)
+    if facts.files.get(admin, "") != admin_ip_text().rstrip("\n"):
+        out.append(
+            HostChange(f"~ {admin}: SoftEther administration from this machine only", _write(admin, admin_ip_text()))
+        )
     for nic in _bridged_nics(spec):
         on = sorted(k for k, v in facts.offloads.get(nic, {}).items() if v)
         if on:
@@ -296,14 +345,7 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
     files = {unit: unit_text(h), sysctl: sysctl_text(h), watch: watch_unit_text(h)}
     for path, text in files.items():
         if facts.files.get(path, "") != text.rstrip("\n"):
-            d = q(path.rsplit("/", 1)[0])
-            out.append(
-                HostChange(
-                    f"~ file {path}",
-                    f"mkdir -p {d} && printf '%s' {q(text)} > {q(path)}.tmp && "
-                    f"mv {q(path)}.tmp {q(path)}",
-                )
-            )
+            out.append(HostChange(f"~ file {path}", _write(path, text)))
     for link, target in links.items():
         if facts.links.get(link, "") != target:
             out.append(

@@ -37,6 +37,7 @@ from .errors import (
     HostCommandError,
     NotConvergedError,
     SoftEtherError,
+    StateDirError,
     TrafficError,
 )
 from .facts import BridgeState, NodeState, parse_state, read_commands
@@ -141,6 +142,14 @@ class Session:
 
     def compare(self, state: tuple[NodeState, hostos.HostFacts | None] | None = None) -> Plan:
         node, host = state if state is not None else self.get_state()
+        if host is not None and not host.configured_here:
+            # adminip.txt elsewhere would restrict nothing: say so rather than write it.
+            raise StateDirError(
+                self.host,
+                f"no {hostos.config_path(self.spec)}: SoftEther reads {hostos.ADMIN_IP_FILE}"
+                " in the directory of its configuration; give the node's state_dir"
+                " (for the home server: network.home.vpnServer.stateDir)",
+            )
         host_changes = hostos.plan(self.spec, host) if host is not None else ()
         return Plan(plan(self.spec, node, self.reset_users), host_changes)
 

@@ -195,6 +195,11 @@ class _Node(Model):
     admin_password: Password
     # vpncmd always connects to localhost:<admin_port>; this listener is never removed.
     admin_port: int = Field(default=5555, ge=1, le=65535)
+    # Where SoftEther keeps its configuration (vpn_server.config / vpn_bridge.config): it
+    # reads adminip.txt there at every admin login (softether/hostos.py). Debian's package
+    # and the upstream build with Debian's paths: /var/lib/softether; a release tarball
+    # built by hand: its own directory.
+    state_dir: str = Field(default="/var/lib/softether", pattern=r"^/[A-Za-z0-9_./-]*$")
     listeners: tuple[int, ...] = (5555,)
     # The vpncmd binary on the node (an upstream build installs it elsewhere).
     vpncmd: str = "vpncmd"

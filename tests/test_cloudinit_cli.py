@@ -136,7 +136,7 @@ def test_cloudinit_upstream_pins_the_host_key_and_keeps_sshd_closed_until_instal
     }
     assert doc["ssh_genkeytypes"] == ["ed25519"]
     assert doc["bootcmd"] == [["cloud-init-per", "once", "hybrid-ssh-closed", "systemctl", "mask", "--runtime", "ssh.service"]]
-    (line,) = [c[2] for c in doc["runcmd"]]
+    (line,) = [c[2] for c in doc["runcmd"] if c[0] == "sh"]
     assert line.index("hybrid-install-softether") < line.index("systemctl unmask --runtime ssh.service")
     assert line.index("systemctl unmask --runtime ssh.service") < line.index("systemctl start ssh.service")
 

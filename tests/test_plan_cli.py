@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
+import yaml
 
-import components.aws
+import components.firewall
 from cli.main import main
-from components.firewall import Ingress, bridge_ingress
-from topology import Topology
+from components.firewall import Firewall, bridge_sg
+from tests.components.conftest import DEV
+from topology import CloudSite, Stack
 
 
 def test_plan_cli_dev_prints_the_tree_and_passes_every_policy(capsys: pytest.CaptureFixture[str]) -> None:
@@ -28,19 +32,69 @@ def test_plan_cli_dev_prints_the_tree_and_passes_every_policy(capsys: pytest.Cap
     assert re.search(r"^plan dev: \d+ resources \(\d+ custom, \d+ components\), \d+ policies, 0 violations$", out, re.M)
 
 
-def test_plan_cli_exits_1_when_a_policy_is_violated(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def world_ssh(net: Topology) -> tuple[Ingress, ...]:
-        rules = bridge_ingress(net)
-        return (Ingress("ssh-world", rules[0].source.supernet(new_prefix=0), "tcp", 22, "oops"), *rules[1:])
+def _ssh_to_the_world(fw: Firewall) -> Firewall:
+    ssh = fw.ingress[0]
+    opened = replace(ssh, sources=(ssh.sources[0].supernet(new_prefix=0),))
+    return replace(fw, ingress=(opened, *fw.ingress[1:]))
 
-    monkeypatch.setattr(components.aws, "bridge_ingress", world_ssh)
+
+def _softether_to_the_operator(fw: Firewall) -> Firewall:
+    ssh = fw.ingress[0]
+    return replace(fw, ingress=(*fw.ingress, replace(ssh, name="softether", ports=(5555,))))
+
+
+@pytest.mark.parametrize(
+    ("change", "failed", "violations"),
+    [
+        (
+            _ssh_to_the_world,
+            [
+                "policy no-open-admin-ports: FAIL\n  Hybrid-VPC-bridge-sg: port 22 is open to 0.0.0.0/0",
+                "policy ssh-only-from-operator: FAIL",
+            ],
+            2,
+        ),
+        (
+            _softether_to_the_operator,
+            [
+                "policy softether-not-from-internet: FAIL\n  Hybrid-VPC-bridge-sg: SoftEther's port 5555"
+                " is open to 203.0.113.0/24, outside the hybrid ranges"
+            ],
+            1,
+        ),
+    ],
+)
+def test_plan_cli_exits_1_when_a_policy_is_violated(
+    change: Callable[[Firewall], Firewall],
+    failed: list[str],
+    violations: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def changed(stack: Stack, site: CloudSite) -> Firewall:
+        return change(bridge_sg(stack, site))
+
+    monkeypatch.setattr(components.firewall, "bridge_sg", changed)
     assert main(["plan", "--stack", "dev", "--quiet"]) == 1
     out = capsys.readouterr().out
-    assert "policy no-open-admin-ports: FAIL\n  Hybrid-VPC-bridge-sg: port 22 is open to 0.0.0.0/0" in out
-    assert "policy ssh-only-from-operator: FAIL" in out
-    assert "2 violations" in out.splitlines()[-1]
+    assert all(line in out for line in failed), out
+    assert f"{violations} violations" in out.splitlines()[-1]
+
+
+def test_plan_cli_refuses_a_stack_whose_paths_open_the_app_subnet_to_home(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = yaml.safe_load(DEV.read_text())
+    doc["config"]["hybrid-cloud:network"]["paths"] = [{"from": "Hybrid-VNet/Hybrid_Subnet_Dammy", "to": "home"}]
+    path = tmp_path / "Pulumi.open.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", str(path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "policy no-app-to-home: FAIL\n"
+        "  Hybrid-VNet-nsg: admits the App Service subnet (192.168.31.0/24) to a home range" in out
+    )
+    assert "1 violations" in out.splitlines()[-1]
 
 
 def test_plan_cli_bad_stack_is_one_line_per_problem(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,9 +111,12 @@ def test_plan_cli_writes_the_policy_pack_config(tmp_path, capsys: pytest.Capture
 
     path = tmp_path / "policy.json"
     assert main(["plan", "--stack", "dev", "--quiet", "--policy-config", str(path)]) == 0
-    config = json.loads(path.read_text())["ssh-only-from-operator"]
+    pack = json.loads(path.read_text())
+    assert set(pack) == {"ssh-only-from-operator", "no-app-to-home", "softether-not-from-internet"}
+    config = pack["ssh-only-from-operator"]
     assert config["operatorCidr"] == "203.0.113.0/24"
     assert "192.168.21.0/24" in config["hybridRanges"]
+    assert (config["appRanges"], config["homeRanges"]) == (["192.168.31.0/24"], ["192.168.1.0/24"])
     assert "hybrid:aws:Ec2Bridge" not in capsys.readouterr().out  # --quiet: no tree
 
 

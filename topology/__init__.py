@@ -17,6 +17,7 @@ from .load import (
     stack_file,
 )
 from .model import (
+    AllowedPath,
     App,
     AwsBudget,
     AzureBudget,
@@ -45,6 +46,7 @@ from .routing import (
 )
 
 __all__ = [
+    "AllowedPath",
     "App",
     "AwsBudget",
     "AzureBudget",

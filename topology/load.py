@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
+import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -117,6 +120,8 @@ def secret_problems(config: Mapping[str, Any]) -> list[str]:
                 f"{name}: (value not shown) is plain text in the stack file, for everyone who reads"
                 f" it: set it with pulumi config set --secret {key}"
             )
+            # ... and checked as the program checks it (components/secrets.py).
+            out += admin_password_problems(str(value)) if name == HOME_ADMIN_PASSWORD else []
         elif key in PROVIDER_SECRETS and not _is_secure(value):
             out.append(
                 f"{key}: (value not shown) is a credential in plain text in the stack file: set it"
@@ -134,6 +139,44 @@ def secret_problems(config: Mapping[str, Any]) -> list[str]:
                 for p in _private_keys(value, key)
             ]
     return out
+# The home server's admin password administers the whole server, and through hub DEFAULT the
+# home LAN. SoftEther keeps it as an unsalted SHA-0 of the password alone (src/Cedar/Admin.c
+# `HashAdminPassword`) in vpn_server.config and in every backup of it, a hash a GPU tries
+# by the billions per second: it must hold against an offline search, not only against
+# logins (which adminip.txt now keeps to the server itself). 100 bits is ~10^18 s at
+# 10^12 guesses/s. The estimate (length x log2 of the character classes used) is what a
+# random pick of that length would give: it refuses short, single-class and repetitive
+# values, not a phrase a human made up, so generate it:
+# openssl rand -base64 24 | tr -d '/+=' (about 32 letters and digits, ~190 bits).
+ADMIN_PASSWORD_MIN_LENGTH = 20
+ADMIN_PASSWORD_MIN_DISTINCT = 10
+ADMIN_PASSWORD_MIN_BITS = 100
+_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+GENERATE_ADMIN_PASSWORD = "openssl rand -base64 24 | tr -d '/+='"
+
+
+def admin_password_problems(value: str) -> list[str]:
+    """Why `value` cannot be the home server's admin password: one line per problem, naming
+    `homeAdminPassword` and never showing the value."""
+    key = f"{HOME_ADMIN_PASSWORD}: (value not shown)"
+    if not re.fullmatch(r"[^\s\"/-][^\s\"]*", value):
+        return [
+            f"{key} must be non-empty, not start with / or -, and hold no space or quote"
+            " (vpncmd reads it as an argument)"
+        ]
+    pool = sum(len(c) for c in _CLASSES if any(ch in c for ch in value))
+    pool += 33 if any(not any(ch in c for c in _CLASSES) for ch in value) else 0
+    bits = len(value) * math.log2(pool)
+    weak = []
+    if len(value) < ADMIN_PASSWORD_MIN_LENGTH:
+        weak.append(f"is shorter than {ADMIN_PASSWORD_MIN_LENGTH} characters")
+    if len(set(value)) < ADMIN_PASSWORD_MIN_DISTINCT:
+        weak.append(f"has fewer than {ADMIN_PASSWORD_MIN_DISTINCT} different characters")
+    if bits < ADMIN_PASSWORD_MIN_BITS:
+        weak.append(f"holds less than {ADMIN_PASSWORD_MIN_BITS} bits (length x character classes)")
+    if not weak:
+        return []
+    return [f"{key} {', '.join(weak)}: too weak for the server's administration; generate one: {GENERATE_ADMIN_PASSWORD}"]
 
 
 def project_config(config: Mapping[str, Any]) -> dict[str, Any]:

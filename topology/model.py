@@ -57,6 +57,10 @@ class VpnServer(Model):
     port: int = Field(default=5555, ge=1, le=65535)
     ssh: Ssh
     l3_switch: Name = "L3SW"
+    # Where the server keeps vpn_server.config (its adminip.txt goes there): Debian's
+    # package, /var/lib/softether; a release tarball built by hand, its directory, e.g.
+    # /usr/local/vpnserver.
+    state_dir: str = Field(default="/var/lib/softether", pattern=r"^/[A-Za-z0-9_./-]*$")
 
 
 class HomeSite(Model):
@@ -129,12 +133,26 @@ class SoftEtherOptions(Model):
     max_connections: int = Field(default=1, ge=1, le=32)
 
 
+class AllowedPath(Model):
+    """Connections the bridges let `source` open to `destination`, beyond the defaults
+    (components/firewall.py: home <-> every cloud site, the database's `allowedFrom` and the
+    App Service subnet to the database port). Each end names a site (`home`, `Hybrid-VPC`:
+    every subnet of it but the App Service's) or one subnet (`Hybrid-VNet/Hybrid_Subnet_Dammy`).
+    Replies always pass; the other direction needs its own path."""
+
+    source: str = Field(alias="from", min_length=1)
+    destination: str = Field(alias="to", min_length=1)
+    # TCP ports; unset: every protocol and port.
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] | None = Field(default=None, min_length=1)
+
+
 class Topology(Model):
     operator_cidr: IPv4Network
     transit: Transit
     home: HomeSite
     sites: tuple[CloudSite, ...] = Field(min_length=1)
     softether: SoftEtherOptions = SoftEtherOptions()
+    paths: tuple[AllowedPath, ...] = ()
 
     def site(self, name: str) -> CloudSite:
         return next(s for s in self.sites if s.name == name)
@@ -220,6 +238,13 @@ class Stack(Model):
     home_host_key: str | None = Field(
         default=None, pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$"
     )
+
+    @property
+    def app_range(self) -> IPv4Network | None:
+        """The App Service's integration subnet (None without an app)."""
+        if self.app is None:
+            return None
+        return self.network.site(self.app.site).subnet(self.app.subnet).cidr
 
 
 def interface(address: IPv4Address, network: IPv4Network) -> IPv4Interface:

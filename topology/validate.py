@@ -93,6 +93,7 @@ def _network(net: Topology, regions: Mapping[str, str] | None) -> Iterator[str]:
     yield from _home(net)
     yield from _transit(net)
     yield from _names(net)
+    yield from _paths(net)
     for i, site in enumerate(net.sites):
         path = f"network.sites[{i}]"
         yield from _site(path, site)
@@ -272,6 +273,33 @@ def _names(net: Topology) -> Iterator[str]:
             )
         elif why:
             yield f"network.sites[{i}].bridge.cascadeUser: {site.cascade_user} is {why}"
+
+
+def _paths(net: Topology) -> Iterator[str]:
+    """Each end of an allowed path names a site or one subnet of a cloud site."""
+    sites = {s.name: s for s in net.sites}
+    names = ", ".join([net.home.name, *sites])
+    for i, p in enumerate(net.paths):
+        where = f"network.paths[{i}]"
+        ends: list[str] = []
+        for key, ref in (("from", p.source), ("to", p.destination)):
+            site, slash, subnet = ref.partition("/")
+            if site == net.home.name and not slash:
+                ends.append(site)
+            elif site not in sites:
+                yield f"{where}.{key}: {ref} is not a site of this stack ({names}) nor SITE/SUBNET of one"
+            elif slash and subnet not in {s.name for s in sites[site].subnets}:
+                yield f"{where}.{key}: {ref}: {subnet} is not a subnet of {site}"
+            else:
+                ends.append(site)
+        if len(ends) == 2 and ends[0] == ends[1]:
+            yield (
+                f"{where}: from {p.source} to {p.destination} stays inside {ends[0]}; traffic"
+                " within a site does not cross the bridges"
+            )
+        seen = Counter(p.ports or ())
+        for port in sorted(port for port, n in seen.items() if n > 1):
+            yield f"{where}.ports: {port} appears twice"
 
 
 def _site(path: str, site: CloudSite) -> Iterator[str]:

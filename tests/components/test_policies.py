@@ -14,7 +14,7 @@ from policies import POLICIES, Resource, evaluate
 from policies.security import policy_config
 from topology import load_stack
 
-CONFIG = policy_config(load_stack("dev").network)
+CONFIG = policy_config(load_stack("dev"))
 SG = "aws:ec2/securityGroup:SecurityGroup"
 NSG = "azure-native:network:NetworkSecurityGroup"
 NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
@@ -81,6 +81,51 @@ def test_policy_ssh_only_from_operator_checks_every_source_of_port_22(props: dic
     assert ("ssh-only-from-operator" in _policies(SG, props)) is caught
 
 
+def _nsg_to(source: str, destination: str, port: str = "*", access: str = "Allow") -> dict[str, Any]:
+    rule = {"direction": "Inbound", "access": access, "protocol": "*", "sourceAddressPrefix": source,
+            "destinationAddressPrefix": destination, "destinationPortRange": port}  # fmt: skip
+    return {"securityRules": [rule]}
+
+
+@pytest.mark.parametrize(
+    ("type_", "props", "caught"),
+    [
+        (NSG, _nsg_to("192.168.31.0/24", "192.168.1.0/24"), True),  # the app subnet to home
+        (NSG, _nsg_to("192.168.31.0/24", "192.168.1.0/25", "22"), True),  # a part of it, one port
+        (NSG, _nsg_to("192.168.31.0/24", "*"), True),  # anywhere: home included
+        (NSG, _nsg_to("*", "192.168.1.0/24"), True),  # from anyone: the app subnet included
+        (NSG, _nsg_to("192.168.31.0/24", "192.168.20.0/24", "3306"), False),  # the database
+        (NSG, _nsg_to("192.168.31.0/24", "192.168.1.0/24", access="Deny"), False),
+        (NSG, _nsg_to("192.168.30.0/24", "192.168.1.0/24"), False),  # another subnet of the VNet
+        (SG, _sg("-1", 0, "192.168.31.0/24"), True),  # an SG names no destination: every port
+        (SG, _sg("tcp", 3306, "192.168.31.0/24"), False),  # one port: the VM's filter holds it
+    ],
+)
+def test_policy_no_app_to_home_catches_a_rule_from_the_app_subnet_to_home(
+    type_: str, props: dict[str, Any], caught: bool
+) -> None:
+    assert ("no-app-to-home" in _policies(type_, props)) is caught
+
+
+@pytest.mark.parametrize(
+    ("type_", "props", "caught"),
+    [
+        (SG, _sg("tcp", 5555, "203.0.113.0/24"), True),  # the operator's range is the internet
+        (SG, _sg("tcp", 443, "198.51.100.7/32"), True),  # a fresh server's other listeners
+        (SG, _sg("-1", 0, "8.8.8.0/24"), True),
+        (NSG, _nsg("992", "Internet"), True),
+        (NSG, _nsg("1000-2000", "*"), True),  # 1194
+        (SG, _sg("tcp", 5555, "192.168.1.0/24"), False),  # the home LAN: a hybrid range
+        (SG, _sg("-1", 0, "192.168.20.0/24"), False),
+        (SG, _sg("tcp", 22, "203.0.113.0/24"), False),  # SSH from the operator
+    ],
+)
+def test_policy_softether_not_from_internet_catches_a_softether_port_open_outside(
+    type_: str, props: dict[str, Any], caught: bool
+) -> None:
+    assert ("softether-not-from-internet" in _policies(type_, props)) is caught
+
+
 @pytest.mark.parametrize(
     ("props", "caught"),
     [
@@ -125,7 +170,7 @@ def test_policy_bridge_host_key_pinned_catches_a_vm_without_the_key(type_: str, 
 @pytest.mark.parametrize("run_name", ["dev", "four_site"])
 def test_policies_pass_on_the_whole_program(run_name: str, request: pytest.FixtureRequest) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
-    assert evaluate(_resources(run), policy_config(run.stack.network), POLICIES) == []
+    assert evaluate(_resources(run), policy_config(run.stack), POLICIES) == []
 
 
 def test_policies_catch_the_bridge_ssh_rule_opened_to_the_world(dev: ProgramRun) -> None:
@@ -152,4 +197,7 @@ def test_policies_of_the_pack_are_unique_and_each_checks_something() -> None:
     names = [p.name for p in POLICIES]
     assert len(set(names)) == len(names)
     assert all(p.validate is not None or p.remediate is not None for p in POLICIES)
-    assert {"no-open-admin-ports", "ssh-only-from-operator", "no-plain-secret", "bridge-host-key-pinned"} <= set(names)
+    assert {
+        "no-open-admin-ports", "ssh-only-from-operator", "no-app-to-home", "softether-not-from-internet",
+        "no-plain-secret", "bridge-host-key-pinned",
+    } <= set(names)  # fmt: skip

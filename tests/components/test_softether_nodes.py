@@ -125,6 +125,22 @@ def test_home_waits_for_its_admin_password_from_a_stack_secret() -> None:
     assert "two words" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("q7", "is shorter than 20 characters"),  # audit 2, finding 4: one character passed
+        ("abcdefghijklmnopqrstu", "holds less than 100 bits"),  # 21 lower-case letters
+        ("Password1Password1Pass", "has fewer than 10 different characters"),
+    ],
+)
+def test_home_admin_password_below_the_strength_is_refused_in_one_line(value: str, why: str) -> None:
+    with pytest.raises(TopologyError) as err:
+        run_program(DEV, config=PINNED, secrets={f"hybrid-cloud:{HOME_ADMIN_CONFIG}": value})
+    [line] = err.value.problems
+    assert line.startswith(f"{HOME_ADMIN_CONFIG}: (value not shown) ") and why in line
+    assert value not in line and "openssl rand -base64 24" in line
+
+
 def test_home_admin_password_is_the_stack_secret_not_a_generated_one(dev: ProgramRun) -> None:
     spec = plain(dev.one(NODE, "home-softether").inputs["spec"])
     assert spec["admin_password"] == HOME_ADMIN[f"hybrid-cloud:{HOME_ADMIN_CONFIG}"]

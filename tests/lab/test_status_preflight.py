@@ -22,7 +22,7 @@ from ..softether.helpers import mutating_commands
 
 pytestmark = pytest.mark.live
 
-PASSWORD = "preflightAdmin1"
+PASSWORD = "preflightAdmin1OfTwentyPlus"  # as strong as homeAdminPassword must be
 
 
 @pytest.fixture(scope="module")
@@ -162,14 +162,14 @@ def test_preflight_converged_server_matches_and_wrong_password_fails(
     assert checks["hubs"].text == "DEFAULT: adopted as it is; HYBRID: adopted as it is"
     assert checks["l3 switches"].text == "L3SW: adopted as it is"
     assert checks["listener"].text == "TCP 5555 (network.home.vpnServer.port)"
-    checks, lines, mutating = run(bed, stack, password="someOtherPassword")
+    checks, lines, mutating = run(bed, stack, password="someOtherPassword2ofThisStack")
     assert mutating == 0
     assert checks["admin password"].level == "FAIL" and "hubs" not in checks
     assert cli(bed, PASSWORD, capsys, monkeypatch) == (
         0,
         "PASS admin password: set, and matches the stack's secret",
     )
-    assert cli(bed, "someOtherPassword", capsys, monkeypatch) == (1, lines[-1])
+    assert cli(bed, "someOtherPassword2ofThisStack", capsys, monkeypatch) == (1, lines[-1])
     checks, _, _ = run(bed, stack, password=None)
     assert checks["admin password"].level == "WARN" and "not compared" in checks["admin password"].text
 

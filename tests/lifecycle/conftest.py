@@ -69,8 +69,13 @@ class Lab:
         """The node's SSH target as the program registers it, at the lab's address."""
         return plain(run.one(NODE, node).inputs["target"]) | {"host": host, "port": 22}
 
-    def specs(self, secrets: dict[str, str], server_cert: str | None, home_ready: bool) -> Any:
+    def specs(
+        self, secrets: dict[str, str], server_cert: str | None, home_ready: bool, sites: tuple[str, ...] | None = None
+    ) -> Any:
+        """`sites`: the cloud sites the stack keeps (default: all of the reference's)."""
         net = load_stack("dev").network
+        if sites is not None:
+            net = net.model_copy(update={"sites": tuple(s for s in net.sites if s.name in sites)})
         return derive(
             net,
             plan_routes(net),
@@ -80,8 +85,8 @@ class Lab:
             home_ready=home_ready,
         )
 
-    def home_props(self, secrets: dict[str, str], run: ProgramRun) -> dict[str, Any]:
-        spec = self.specs(secrets, None, True).server
+    def home_props(self, secrets: dict[str, str], run: ProgramRun, sites: tuple[str, ...] | None = None) -> dict[str, Any]:
+        spec = self.specs(secrets, None, True, sites).server
         return node_props(spec_to_dict(spec, reveal=True), self._target(run, HOME, self.home.host))
 
     def bridge_props(self, secrets: dict[str, str], run: ProgramRun, machine: str = "vm-1") -> dict[str, Any]:

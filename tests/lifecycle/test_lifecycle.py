@@ -250,3 +250,35 @@ def test_refresh_reports_hand_drift_and_the_next_up_repairs_it(lab: Lab) -> None
     assert "operator" in by_hand(lab.home, ADMIN, "Hub DEFAULT\nUserList\n")
     assert lab.host.refresh(HOME) is False
     assert lab.host.outputs(HOME)["drift"] == []
+
+
+def test_a_site_gone_from_the_stack_loses_its_cascade_user_at_the_next_home_up(lab: Lab) -> None:
+    """Audit 2, finding 12: a cascade user whose bridge is gone must not stay enabled on the
+    internet-facing server. The stack owns its transit hub (HYBRID): every user there is a
+    site's cascade user, so the next converge of the home server removes the users of the
+    sites it no longer has; users of the user's own hubs are never touched. (`pulumi destroy`
+    does not reach home; the next `up` gives every user of the hub a new password.)"""
+    by_hand(
+        lab.home,
+        None,
+        f"ServerPasswordSet {ADMIN}\nHubCreate FAMILY /PASSWORD:family-hub-pw\n"
+        "Hub FAMILY\nUserCreate mum /GROUP:none /REALNAME:none /NOTE:none\n",
+    )
+    secrets = converge_all(lab)
+    assert {"hybrid-vpc", "hybrid-vnet"} <= set(_users(lab, "HYBRID"))
+    # The stack drops Hybrid-VNet (its bridge is destroyed with it): the home node changes.
+    step = lab.host.up(HOME, lab.home_props(secrets, lab.program("a"), sites=("Hybrid-VPC",)))
+    assert step.calls == ["Check", "Diff", "Update"]
+    assert "- user HYBRID/hybrid-vnet" in lab.host.outputs(HOME)["diff"].splitlines()
+    assert _users(lab, "HYBRID") == ["hybrid-vpc"]
+    assert _users(lab, "FAMILY") == ["mum"]
+    assert lab.aws is not None and carries_traffic(lab.aws)  # the remaining site's cascade is untouched
+
+
+def _users(lab: Lab, hub: str) -> list[str]:
+    out = by_hand(lab.home, ADMIN, f"Hub {hub}\nUserList\n")
+    return sorted(
+        line.split("|", 1)[1].strip()
+        for line in out.splitlines()
+        if line.startswith("User Name") and "|" in line
+    )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def host_os() -> HostOsSpec:
 
 
 H = host_os()
+# What every node's facts end with when SoftEther administration is local only.
+ADMIN_LOCAL = f"@@file /var/lib/softether/adminip.txt\n{hostos.admin_ip_text()}@@config\nyes\n"
 
 CONVERGED = f"""@@dev
 3: tap_vpntap: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UNKNOWN mode DEFAULT group default qlen 1000\\    link/ether {H.mac} brd ff:ff:ff:ff:ff:ff
@@ -44,7 +47,7 @@ CONVERGED = f"""@@dev
 /etc/systemd/system/hybrid-bridge-net-watch.service
 @@watch
 yes
-@@end
+{ADMIN_LOCAL}@@end
 """
 
 
@@ -112,7 +115,7 @@ def test_hostos_server_turns_offloads_off_except_fixed_ones() -> None:
     f = hostos.parse_facts(
         "@@ethtool eth1\nFeatures for eth1:\nrx-checksumming: on\ntx-checksumming: off\n"
         "tcp-segmentation-offload: on\ngeneric-segmentation-offload: off\n"
-        "generic-receive-offload: on [fixed]\n@@end\n"
+        f"generic-receive-offload: on [fixed]\n{ADMIN_LOCAL}@@end\n"
     )
     (change,) = hostos.plan(server, f)
     assert change.shell == "ethtool -K eth1 rx off tso off"
@@ -215,3 +218,30 @@ def test_hostos_watcher_re_applies_when_the_tap_s_address_or_a_route_is_deleted(
     ]
     assert _watch_reactions(deleted, tmp_path) == ["apply", "apply", "apply", "", ""]
     assert _watch_reactions(deleted[:3], tmp_path, flags="0x1002") == ["", "", ""]  # tap down
+
+
+def test_hostos_admin_ip_local_only_on_every_node() -> None:
+    """Audit 2, finding 4: SoftEther served administration to the whole internet on the
+    home server's forwarded listener; adminip.txt keeps it to the machine itself."""
+    text = hostos.admin_ip_text()
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == ["127.0.0.1", "::1"]
+    for spec in (reference_specs().server, BRIDGE):
+        bare = "@@config\nyes\n@@end\n"
+        [change] = [c for c in hostos.plan(spec, hostos.parse_facts(bare)) if "adminip" in c.summary]
+        assert change.summary == "~ /var/lib/softether/adminip.txt: SoftEther administration from this machine only"
+        # The shell writes exactly the text (a scratch directory stands for the node's).
+        with tempfile.TemporaryDirectory() as d:
+            path = f"{d}/adminip.txt"
+            subprocess.run(["sh", "-c", change.shell.replace("/var/lib/softether", d)], check=True, timeout=10)
+            assert Path(path).read_text() == text
+
+
+def test_hostos_admin_ip_of_the_user_is_replaced_and_a_tarball_server_has_its_own_dir() -> None:
+    server = reference_specs().server.model_copy(update={"state_dir": "/usr/local/vpnserver"})
+    theirs = "@@file /usr/local/vpnserver/adminip.txt\n192.168.1.0/24\n*\n@@config\nyes\n@@end\n"
+    [change] = hostos.plan(server, hostos.parse_facts(theirs))
+    assert change.summary.startswith("~ /usr/local/vpnserver/adminip.txt: ")
+    script = hostos.facts_script(server)
+    assert "cat /usr/local/vpnserver/adminip.txt" in script
+    assert "[ -f /usr/local/vpnserver/vpn_server.config ] && echo yes" in script
+    assert "[ -f /var/lib/softether/vpn_bridge.config ]" in hostos.facts_script(BRIDGE)

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from softether import hostos
 from softether import vpncmd as v
 from softether.errors import (
     AccessDeniedError,
     CommandError,
     NotConvergedError,
+    StateDirError,
     VpncmdTimeoutError,
 )
 from softether.plan import Change
@@ -30,6 +32,10 @@ from .helpers import (
 )
 
 SPECS = reference_specs(server_address="198.51.100.1")
+# The OS facts of a node whose SoftEther administration is already local only.
+LOCAL_ADMIN = (
+    f"@@file /var/lib/softether/adminip.txt\n{hostos.admin_ip_text()}@@config\nyes\n@@end\n"
+)
 
 
 @dataclass
@@ -43,6 +49,7 @@ class FakeTransport:
     connects: int = 0
     aborted: bool = False
     timed_out: bool = False
+    host_facts: str = LOCAL_ADMIN  # the answer to the OS facts script
 
     def run(
         self,
@@ -54,6 +61,8 @@ class FakeTransport:
         abort_on: Sequence[str] = (),
     ) -> RunResult:
         self.records.append(RunRecord(command, redacted_stdin, 0, 0.0))
+        if "echo @@end" in command:
+            return RunResult(0, self.host_facts, "", 0.0)
         if "vpncmd" not in command:
             return RunResult(0, "@@end\n", "", 0.0)
         if self.aborted:
@@ -142,3 +151,13 @@ def test_session_not_converged_when_the_node_does_not_change() -> None:
     assert len(vpncmd_scripts) == 3  # read, one apply script, re-read
     assert vpncmd_scripts[1].splitlines()[-1] == "Flush"
     assert FAKE not in "".join(vpncmd_scripts)
+
+
+def test_session_refuses_a_state_dir_without_softethers_configuration() -> None:
+    """adminip.txt outside the directory SoftEther reads it from would restrict nothing."""
+
+    t = FakeTransport(["server_converged_read"], host_facts="@@config\n@@end\n")
+    spec = SPECS.server.model_copy(update={"state_dir": "/opt/nowhere"})
+    with pytest.raises(StateDirError, match=r"no /opt/nowhere/vpn_server.config: SoftEther reads adminip.txt"):
+        Session(t, spec).converge()
+    assert mutating_commands(t.records) == 0

@@ -156,6 +156,32 @@ def test_check_cli_refuses_bad_stack_file(case: dict[str, Any], tmp_path: Path):
 
 
 @pytest.mark.parametrize(
+    ("value", "lines"),
+    [
+        # What `pulumi config set` without --secret writes: plain, and here weak as well.
+        ("short1", ["homeAdminPassword: (value not shown) is plain text", "homeAdminPassword: (value not shown) is shorter than 20"]),
+        ("Xk3f9QmZ2pLr8sTv1WcYq", ["homeAdminPassword: (value not shown) is plain text"]),
+    ],
+)
+def test_check_cli_refuses_a_plain_home_admin_password_without_showing_it(
+    value: str, lines: list[str], tmp_path: Path
+) -> None:
+    doc = copy.deepcopy(REFERENCE) | {"hybrid-cloud:homeAdminPassword": value}
+    path = tmp_path / "Pulumi.plain.yaml"
+    path.write_text(yaml.safe_dump({"config": doc}))
+    run = _refused(path, lines[0])
+    assert all(line in run.stderr for line in lines) and value not in run.stderr
+
+
+def test_check_cli_cannot_read_an_encrypted_home_admin_password(tmp_path: Path) -> None:
+    doc = copy.deepcopy(REFERENCE) | {"hybrid-cloud:homeAdminPassword": {"secure": "v1:AAAA"}}
+    path = tmp_path / "Pulumi.secure.yaml"
+    path.write_text(yaml.safe_dump({"config": doc}))
+    run = subprocess.run([sys.executable, "-m", "cli", "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize(
     "text, message",
     [
         ("config: [unclosed", "not valid YAML"),
