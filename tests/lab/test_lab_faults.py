@@ -229,7 +229,7 @@ def test_lab_test_on_a_dead_path_does_not_wait_for_pages(dev: RunningLab) -> Non
         faults.vpncmd(lab, site, "CascadeOnline", cascade, hub=BRIDGE_HUB)
     page = next(c for c in results if c.name.startswith("WordPress answers"))
     print(page.line())
-    assert not page.ok and "not tried: no host of" in page.detail
+    assert not page.ok and "not tried: the app" in page.detail and "(TCP)" in page.detail
     assert not any("database stopped" in c.name for c in results)
     assert LabState.load(dev.directory).pids["db"] == db  # type: ignore[union-attr]
     assert wait_for_matrix(lab.layout, RECOVERY_S)[0]
