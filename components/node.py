@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from softether.derive import NodeSpecs, derive
+from softether.derive import NodeSpecs, derive, retiring
 from softether.spec import SshTarget, spec_to_dict
 from topology import RoutingPlan, Topology
 
@@ -39,9 +39,11 @@ def node_specs(
     home_ready: bool = True,
 ) -> pulumi.Output[NodeSpecs]:
     """`server_cert`: the home server's certificate (PEM), pinned in every bridge's cascade;
-    `home_ready`: see `softether.derive.derive`."""
-    return pulumi.Output.all(secrets.values(), server_cert).apply(
-        lambda v: derive(net, plan, v[0], server_cert=v[1], home_ready=home_ready)
+    `home_ready`: see `softether.derive.derive`. Each bridge retires the host key of its user
+    data (`softether.derive.retiring`): it served the first contact only."""
+    first_contact = {s: k.public_key_openssh for s, k in secrets.host_keys.items()}
+    return pulumi.Output.all(secrets.values(), server_cert, first_contact).apply(
+        lambda v: retiring(derive(net, plan, v[0], server_cert=v[1], home_ready=home_ready), v[2])
     )
 
 

@@ -133,9 +133,10 @@ def _ed25519(seed: str) -> Props:
 
 
 def _softether_node(args: mocks.MockResourceArgs) -> Props:
-    """A converged server returns its certificate (a real self-signed one here)."""
+    """A converged server returns its certificate (a real self-signed one here); a bridge the
+    host key it holds after its first converge (a stand-in of its own)."""
     if plain(args.inputs.get("spec") or {}).get("kind") != "server":
-        return {"certificate": None}
+        return {"certificate": None, "host_key": _ed25519(f"rotated-{args.name}")["publicKeyOpenssh"].strip()}
     import datetime
 
     from cryptography import x509

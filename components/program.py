@@ -148,8 +148,9 @@ def build_network(stack: Stack) -> Network:
                 out.sites[site.name], out.bridges[site.name] = azure_site(args, table, delegated)
             case _:
                 assert_never(site.cloud)
+        # The host key the bridge holds after its first converge (its user data's is retired).
         out.status[site.name] = pulumi.Output.all(
-            out.bridges[site.name].public_ip, host_key.public_key_openssh, args.spec
+            out.bridges[site.name].public_ip, out.bridges[site.name].softether.host_key, args.spec
         ).apply(
             lambda v, a=site.bridge.private_address: node_output(
                 "bridge", v[0], 22, SSH_USER, v[1].strip(), v[2], a
@@ -171,6 +172,8 @@ def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
                 "publicIp": net.bridges[s.name].public_ip,
                 "privateAddress": str(s.bridge.private_address),
                 "transitAddress": str(s.bridge.transit_address),
+                # A new one at the first converge: the user data's served the first contact only.
+                "hostKey": net.bridges[s.name].softether.host_key,
                 "ssh": net.bridges[s.name].public_ip.apply(
                     lambda ip: f"ssh -i {KEY_FILE} {SSH_USER}@{ip}"
                 ),

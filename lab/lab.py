@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import SecretStr
 
 from components.firewall import bridge_ruleset
-from softether.derive import NodeSpecs, derive, secret_names
+from softether.derive import NodeSpecs, derive, retiring, secret_names
 from softether.session import Session
 from softether.spec import BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
@@ -118,9 +118,7 @@ def open_lab(
             for k in state.pids
             if k.startswith(f"{key}/") and (pid := state.live(k))
         }
-        pub = node.state_dir / "ssh" / "ssh_host_ed25519_key.pub"
-        if pub.exists():
-            node.host_key = " ".join(pub.read_text().split()[:2])
+        node.host_key = node.known_host_key()
         lab.nodes[v.site] = node
     return lab
 
@@ -172,13 +170,16 @@ def specs(lab: Lab, create: bool = False) -> NodeSpecs:
     net = lab.stack.network
     # Every bridge node restarts the same way (the vpnbridge binary, the shared compat library).
     bridge = next(n for n in lab.nodes.values() if n.kind == "bridge")
-    return derive(
+    derived = derive(
         net,
         plan_routes(net),
         lab.state.secrets(secret_names(net), create=create),
         server_address=str(SERVER_PUBLIC.ip),
         restart_command=bridge.restart_command,
     )
+    # A booted bridge, like the cloud's, gets a host key of its own at its first converge.
+    first = {site: n.first_contact_key for site, n in lab.nodes.items() if isinstance(n, VmNode)}
+    return retiring(derived, first)
 
 
 def transport(lab: Lab, node: Node) -> SshTransport:

@@ -343,6 +343,11 @@ class Node:
             restarted.append("sshd")
         return restarted
 
+    def known_host_key(self) -> str:
+        """The host key this node was given ("" before its first start)."""
+        pub = host_key_file(self._dir("ssh")).with_suffix(".pub")
+        return " ".join(pub.read_text().split()[:2]) if pub.exists() else ""
+
     def sshd_pid(self) -> int | None:
         """The node's listening sshd (the parent of every SSH session's sshd)."""
         return self.pids.get("sshd")

@@ -66,6 +66,9 @@ def converge_site(
         result = s.converge()
     finally:
         s.transport.close()
+    node = lab.nodes[site]
+    if isinstance(node, VmNode):  # its first converge gave it a host key of its own
+        node.pin(result.host_key)
     return result
 
 

@@ -41,6 +41,7 @@ from .node import Node, Testbed, generate_host_key
 from .proc import LabError, alive, comm, kill, kill_all_in, pids_in, send, sh
 
 SEED = "var/lib/cloud/seed/nocloud"
+PINNED = "pinned_host_key.pub"  # the key a machine got at its first converge
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 POWEROFF_S = 30.0  # a clean shutdown (SoftEther saves its configuration), then SIGKILL
 LEADER_WAIT_S = 10.0
@@ -317,12 +318,30 @@ class VmNode(Node):
         keys = [k for k in authorized_keys.splitlines() if k.strip()]
         return bridge_cloud_config(self.options, HostKey(private, public), keys, self.made_from, self.ruleset)
 
+    @property
+    def first_contact_key(self) -> str:
+        """The host key of the machine's user data ("" before it has one): the first converge
+        replaces it on the machine, as on the VM."""
+        if self.given_user_data:
+            return " ".join(yaml.safe_load(self.given_user_data)["ssh_keys"]["ed25519_public"].split()[:2])
+        return super().known_host_key()
+
+    def known_host_key(self) -> str:
+        """The key the machine holds: the one its first converge gave it, else its user data's."""
+        pinned = self._dir("ssh") / PINNED
+        return " ".join(pinned.read_text().split()[:2]) if pinned.exists() else self.first_contact_key
+
+    def pin(self, host_key: str) -> None:
+        """Pin the host key a converge left on the machine (its user data's is retired)."""
+        if host_key and host_key != self.host_key:
+            (self._dir("ssh") / PINNED).write_text(host_key + "\n")
+            self.host_key = host_key
+
     def start(self, authorized_keys: str) -> Node:
         """Seed (a new instance) and boot the machine; returns while it boots."""
-        if self.given_user_data:
-            self.host_key = yaml.safe_load(self.given_user_data)["ssh_keys"]["ed25519_public"]
-        else:
-            self.host_key = generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")[1]
+        if not self.given_user_data:
+            generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")
+        self.host_key = self.known_host_key()
         vm = self.vm
         if not (vm.upper / SEED / "meta-data").exists():
             self.instance = self.instance or f"i-{self.netns}-{time.time_ns():x}"

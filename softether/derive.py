@@ -191,3 +191,16 @@ def _bridge(
         traffic_check=TrafficCheck(target=server.transit_address) if home_ready else None,
         restart_command=restart_command or DEFAULT_RESTART,
     )
+
+
+def retiring(specs: NodeSpecs, host_keys: Mapping[str, str]) -> NodeSpecs:
+    """`specs` with each bridge's first-contact host key (its user data's, by site) retired:
+    the first converge gives the VM a new one (HostOsSpec.retired_host_key)."""
+    bridges = {}
+    for site, spec in specs.bridges.items():
+        key = host_keys.get(site)
+        if key and spec.host_os is not None:
+            host_os = spec.host_os.model_copy(update={"retired_host_key": " ".join(key.split()[:2])})
+            spec = spec.model_copy(update={"host_os": host_os})
+        bridges[site] = spec
+    return NodeSpecs(specs.server, bridges)

@@ -13,8 +13,12 @@ Type token: `pulumi-python:dynamic/softether:SoftEtherNode`.
   reads back exactly as stored. A node that cannot be reached (a stopped VM, one still
   booting, an operator outside `operatorCidr`) is not waited for: after a short connect
   deadline its `drift` says so and why, the refresh goes on, and the next up converges it;
+- host keys: the target's host key is the one the VM got in its user data; a bridge's spec
+  retires it, so its first converge gives the VM a new one (`host_key` output, changed once).
+  Update and read reach the same machine with the stored `host_key`; a new machine (a
+  replacement) starts again from its user data's;
 - delete: a no-op (the VM goes away with the stack; the home server is the user's);
-- outputs: host, kind, digest, last diff and drift (masked), traffic, what a server's first
+- outputs: host, kind, host key, digest, last diff and drift (masked), traffic, what a server's first
   converge adopted and what it leaves alone; and, as Pulumi secrets, the spec and target
   that `read` needs to reach the node (the engine passes Read only the stored outputs);
 - pickled by reference (dill): the provider holds no attributes, heavy imports are inside
@@ -74,10 +78,19 @@ def _spec(props: dict[str, Any]) -> Any:
     return spec_from_dict(_plain(props["spec"]))
 
 
-def _target(props: dict[str, Any]) -> Any:
+def _target(props: dict[str, Any], pinned: str | None = None) -> Any:
+    """The node's SshTarget; `pinned`: the host key the node holds now (it replaced the one
+    its user data gave it, which the target names and which served the first contact only)."""
     from softether.spec import SshTarget
 
-    return SshTarget.model_validate(_plain(props["target"]))
+    target = SshTarget.model_validate(_plain(props["target"]))
+    return target.model_copy(update={"host_key": pinned}) if pinned else target
+
+
+def _pinned(olds: dict[str, Any], news: dict[str, Any]) -> str | None:
+    """The host key stored for the same machine (None after a replacement: a new VM starts
+    with its user data's)."""
+    return olds.get("host_key") if olds.get("machine") == news.get("machine") else None
 
 
 def spec_digest(props: dict[str, Any]) -> str:
@@ -122,13 +135,15 @@ def _traffic(spec: Any, checked: bool) -> str | None:
     return "not checked: the cascade did not change"
 
 
-def _converge(props: dict[str, Any], footprint: tuple[list[str], list[str]] | None) -> dict[str, Any]:
+def _converge(
+    props: dict[str, Any], footprint: tuple[list[str], list[str]] | None, pinned: str | None = None
+) -> dict[str, Any]:
     """Converge the node; `footprint` None: the first converge, which records what the
-    server already had (else the recorded one is kept)."""
+    server already had (else the recorded one is kept); `pinned`: see `_target`."""
     from softether.session import Session
     from softether.transport import ssh_transport
 
-    spec, target = _spec(props), _target(props)
+    spec, target = _spec(props), _target(props, pinned)
     transport = ssh_transport(target)
     try:
         session = Session(transport, spec)
@@ -143,6 +158,8 @@ def _converge(props: dict[str, Any], footprint: tuple[list[str], list[str]] | No
         "certificate": certificate,
         "host": target.host,
         "port": target.port,
+        # The host key it holds now (a bridge's first converge replaced its user data's).
+        "host_key": result.host_key or target.host_key,
         "kind": spec.kind,
         "machine": props.get("machine"),
         "digest": spec_digest(props),
@@ -156,14 +173,14 @@ def _converge(props: dict[str, Any], footprint: tuple[list[str], list[str]] | No
     }
 
 
-def _drift(props: dict[str, Any]) -> list[str]:
+def _drift(props: dict[str, Any], pinned: str | None) -> list[str]:
     """The changes a converge would make now (masked): empty for a converged node; a node
     that cannot be reached within READ_DEADLINE_S: one line, `unreachable: <why>`."""
     from softether.errors import TransportError
     from softether.session import Session
     from softether.transport import ssh_transport
 
-    spec, target = _spec(props), _target(props)
+    spec, target = _spec(props), _target(props, pinned)
     short = {
         "connect_deadline_s": min(target.connect_deadline_s, READ_DEADLINE_S),
         "refused_deadline_s": min(target.refused_deadline_s, READ_REFUSED_S),
@@ -206,13 +223,13 @@ class SoftEtherProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         footprint = (list(olds.get("adopted") or []), list(olds.get("untouched") or []))
-        return UpdateResult(outs=_converge(news, footprint))
+        return UpdateResult(outs=_converge(news, footprint, _pinned(olds, news)))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         outs = {k: v for k, v in props.items() if k != "__provider"}
         if not all(k in props for k in SECRET_INPUTS):
             return ReadResult(id_, outs)  # state written before outputs held what Read needs
-        drift = _drift(props)
+        drift = _drift(props, props.get("host_key"))
         outs |= {k: rpc.wrap_rpc_secret(_plain(props[k])) for k in SECRET_INPUTS}
         outs["drift"] = drift
         outs["digest"] = DRIFTED if drift else spec_digest(props)
@@ -233,6 +250,7 @@ class SoftEtherNode(pulumi.dynamic.Resource, module="softether", name="SoftEther
     digest: pulumi.Output[str]
     diff: pulumi.Output[str]
     certificate: pulumi.Output[str | None]  # a server's certificate (PEM), for the cascades
+    host_key: pulumi.Output[str]  # the SSH host key the node holds (a bridge's: its own, new)
     traffic: pulumi.Output[str | None]  # a bridge's: verified / deferred / not checked
     adopted: pulumi.Output[list[str]]  # what a server already had at its first converge
     untouched: pulumi.Output[list[str]]  # hubs and L3 switches of the server the stack leaves alone
@@ -262,6 +280,7 @@ def node_props(spec: Any, target: Any, machine: Any = None) -> dict[str, Any]:
         "changed": None,
         "port": None,
         "certificate": None,
+        "host_key": None,
         "drift": None,
         "traffic": None,
         "adopted": None,

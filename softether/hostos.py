@@ -66,8 +66,10 @@ class HostFacts:
     mac: str = ""  # the device's link address, lower case ("" if unknown)
     watcher_running: bool = False  # the tap watcher (see watch_script) runs
     configured_here: bool = False  # the spec's state_dir holds SoftEther's configuration
+    host_key: str = ""  # the node's SSH host key, `ssh-ed25519 AAAA...` (read if one is retired)
 
 
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"  # sshd's (Debian's default HostKey)
 TAP_WAIT_S = 15.0  # how long the OS side waits for SoftEther to create the tap (a restart)
 
 
@@ -240,6 +242,9 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
             f'else p=$(cat {pid} 2>/dev/null) && grep -qs "^State:[[:space:]]*[^Z[:space:]]" '
             f'"/proc/$p/status" && echo yes; fi'
         )
+        if h.retired_host_key:
+            # cloud-init writes the user data's key without a final newline.
+            parts.append(f"echo @@hostkey; cat {HOST_KEY}.pub 2>/dev/null; echo")
     for nic in _bridged_nics(spec):
         parts.append(f"echo @@ethtool {q(nic)}; ethtool -k {q(nic)} 2>/dev/null")
     admin = q(admin_ip_path(spec))
@@ -264,6 +269,7 @@ def parse_facts(text: str) -> HostFacts:
     links: dict[str, str] = {}
     offloads: dict[str, dict[str, bool]] = {}
     own = watching = here = False
+    host_key = ""
     for head, body in sections:
         kind, _, arg = head.partition(" ")
         match kind:
@@ -296,6 +302,8 @@ def parse_facts(text: str) -> HostFacts:
                 watching = "".join(body).strip() == "yes"
             case "config":
                 here = "".join(body).strip() == "yes"
+            case "hostkey":
+                host_key = key_id(next((b for b in body if b.strip()), ""))
             case "ethtool":
                 state: dict[str, bool] = {}
                 for b in body:
@@ -308,8 +316,14 @@ def parse_facts(text: str) -> HostFacts:
             case _:
                 pass
     return HostFacts(
-        exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac, watching, here
-    )
+        exists, up, tuple(addrs), tuple(routes), fwd, files, links, offloads, own, mac, watching, here,
+        host_key,
+    )  # fmt: skip
+
+
+def key_id(line: str) -> str:
+    """`<type> <base64>` of a public key line (its comment dropped)."""
+    return " ".join(line.split()[:2])
 
 
 def _write(path: str, text: str) -> str:
@@ -405,7 +419,24 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
         )
     if not facts.watcher_running or any(c.summary == f"~ file {watch}" for c in out):
         out.append(HostChange(f"~ tap watcher {watch_unit_name(h)}: (re)start", _start_watcher(h)))
+    if h.retired_host_key and facts.host_key == key_id(h.retired_host_key):
+        out.append(
+            HostChange(
+                "~ ssh host key: a new one (the user data's served the first contact only)",
+                new_host_key(),
+            )
+        )
     return tuple(out)
+
+
+def new_host_key() -> str:
+    """Shell: a new ed25519 host key in sshd's place (written aside, moved in), sshd reloaded
+    (SIGHUP: sessions keep running, new connections get the new key)."""
+    k = HOST_KEY
+    return (
+        f"rm -f {k}.new {k}.new.pub && ssh-keygen -q -t ed25519 -N '' -C '' -f {k}.new"
+        f" && mv -f {k}.new {k} && mv -f {k}.new.pub {k}.pub && systemctl reload ssh.service"
+    )
 
 
 def _start_watcher(h: HostOsSpec) -> str:

@@ -60,6 +60,7 @@ class Result:
     seconds: float
     restarted: bool = False
     traffic_checked: bool = False
+    host_key: str = ""  # the node's SSH host key after the converge, where the spec retires one
 
 
 @dataclass(frozen=True)
@@ -289,4 +290,5 @@ class Session:
             seconds=time.monotonic() - start,
             restarted=restarted,
             traffic_checked=checked,
+            host_key=state[1].host_key if state[1] is not None else "",
         )

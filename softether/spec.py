@@ -180,6 +180,11 @@ class HostOsSpec(Model):
     sysctl_dir: str = "/etc/sysctl.d"
     service: str = "softether-vpnbridge.service"
     unit_name: str = "hybrid-bridge-net.service"
+    # The SSH host key (`ssh-ed25519 AAAA...`) the VM got in its user data: it served the first
+    # contact only (user data is readable for the VM's life: EC2 DescribeInstanceAttribute and
+    # IMDS; Azure says no secrets in customData), so a VM still holding it gets a new one.
+    # None: the host key is left as it is (a machine whose key is not the stack's).
+    retired_host_key: str | None = None
 
 
 class TrafficCheck(Model):

@@ -15,7 +15,7 @@ from components.secrets import (
     SET_OPERATOR_KEY,
     password_name,
 )
-from softether.derive import admin_secret, derive, secret_names
+from softether.derive import admin_secret, derive, retiring, secret_names
 from softether.spec import spec_from_dict, spec_to_dict
 from tests.components.conftest import DEV, HOME_ADMIN, OPERATOR, PINNED
 from topology import TopologyError, load_stack, plan_routes
@@ -38,6 +38,9 @@ def _expected_specs(run: ProgramRun) -> dict[str, dict]:
     # The home server's certificate, as its converge returned it, is pinned in the cascades.
     home = run.one(NODE, f"{net.home.name}-softether")
     specs = derive(net, plan_routes(net), passwords, server_cert=home.outputs["certificate"])
+    # Each bridge retires the host key of its user data (the first contact only).
+    first = {s.name: run.one(KEY, f"secrets-{s.name}-host-key").outputs["publicKeyOpenssh"] for s in net.sites}
+    specs = retiring(specs, first)
     out = {f"{net.home.name}-softether": spec_to_dict(specs.server, reveal=True)}
     out |= {f"{site}-bridge-softether": spec_to_dict(spec, reveal=True) for site, spec in specs.bridges.items()}
     return out
@@ -274,3 +277,20 @@ def test_operator_key_refused_in_one_line_without_its_value() -> None:
     with pytest.raises(TopologyError, match=f"{OPERATOR_KEY_CONFIG}: \\(value not shown\\) is not an unencrypted") as err:
         run_program(DEV, config=PINNED, secrets=HOME_ADMIN | {f"hybrid-cloud:{OPERATOR_KEY_CONFIG}": "not-a-key-xyz"})
     assert "not-a-key-xyz" not in str(err.value)
+
+
+def test_bridge_retires_its_user_data_host_key_and_status_pins_the_one_it_holds(dev: ProgramRun) -> None:
+    """Audit 2 #11: the host key in a bridge's user data (readable for the VM's life) serves
+    the first contact only: the spec retires it, and `hybrid status` and the exports pin the
+    key the node holds after its first converge (its `host_key` output)."""
+    for site in ("Hybrid-VPC", "Hybrid-VNet"):
+        node = dev.one(NODE, f"{site}-bridge-softether")
+        first = dev.one(KEY, f"secrets-{site}-host-key").outputs["publicKeyOpenssh"].strip()
+        assert plain(node.inputs["spec"])["host_os"]["retired_host_key"] == first
+        held = node.outputs["host_key"]
+        assert held != first
+        assert dev.exports["bridges"].value[site]["hostKey"] == held
+        status = plain(dev.exports["status"].value)["nodes"][site]
+        assert status["ssh"]["hostKey"] == held
+    home = plain(dev.one(NODE, "home-softether").inputs["spec"])
+    assert "host_os" not in home or home.get("host_os") is None  # the user's machine keeps its key

@@ -25,7 +25,7 @@ from components.offline import ProgramRun, plain, run_program
 from lab.node import Node, Testbed
 from lab.proc import sh
 from lab.vm import VmNode, on_testbed
-from softether.derive import derive, secret_names
+from softether.derive import derive, retiring, secret_names
 from softether.dynamic import node_props
 from softether.spec import spec_to_dict
 from topology import load_stack, plan_routes
@@ -76,7 +76,7 @@ class Lab:
         net = load_stack("dev").network
         if sites is not None:
             net = net.model_copy(update={"sites": tuple(s for s in net.sites if s.name in sites)})
-        return derive(
+        specs = derive(
             net,
             plan_routes(net),
             secrets,
@@ -84,6 +84,8 @@ class Lab:
             server_cert=server_cert,
             home_ready=home_ready,
         )
+        # As the program does: the bridge retires the host key of its user data.
+        return retiring(specs, {SITE: self.aws.first_contact_key} if self.aws else {})
 
     def home_props(self, secrets: dict[str, str], run: ProgramRun, sites: tuple[str, ...] | None = None) -> dict[str, Any]:
         spec = self.specs(secrets, None, True, sites).server

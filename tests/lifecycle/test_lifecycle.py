@@ -22,6 +22,7 @@ from pulumi.runtime import rpc
 from components.offline import ProgramRun, plain
 from lab.node import Node, client_key_file
 from softether.derive import admin_secret
+from softether.errors import HostKeyRefused
 
 from .conftest import ADMIN, BRIDGE, HOME, INSTANCE, NODE, Lab
 from .harness import REPO, UNKNOWN
@@ -282,3 +283,20 @@ def _users(lab: Lab, hub: str) -> list[str]:
         for line in out.splitlines()
         if line.startswith("User Name") and "|" in line
     )
+
+
+def test_the_bridges_first_converge_replaces_its_user_data_host_key(lab: Lab) -> None:
+    """Audit 2 #11: the host key in the user data (readable for the VM's life) serves the
+    first contact only. The first converge gives the VM a new one and pins it (the node's
+    `host_key` output changes once), the next up is a no-op over the new key, and the user
+    data's key no longer authenticates the host."""
+    secrets = converge_all(lab)
+    vm = lab.wait_booted()
+    first, held = vm.first_contact_key, lab.host.outputs(BRIDGE)["host_key"]
+    assert held.startswith("ssh-ed25519 ") and held != first
+    again = lab.host.up(BRIDGE, lab.bridge_props(secrets, lab.program("a")))
+    assert (again.calls, again.changes) == (["Check", "Diff"], False)
+    assert lab.host.outputs(BRIDGE)["host_key"] == held
+    with pytest.raises(HostKeyRefused):
+        lab.testbed.transport(vm, host_key=first).connect()
+    assert lab.testbed.transport(vm, host_key=held).run("true", timeout=30).rc == 0

@@ -245,3 +245,25 @@ def test_hostos_admin_ip_of_the_user_is_replaced_and_a_tarball_server_has_its_ow
     assert "cat /usr/local/vpnserver/adminip.txt" in script
     assert "[ -f /usr/local/vpnserver/vpn_server.config ] && echo yes" in script
     assert "[ -f /var/lib/softether/vpn_bridge.config ]" in hostos.facts_script(BRIDGE)
+
+
+USER_DATA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAv8diZe/uasM5E/P9jAglIPEAaEYcpRirCBd10iAPxU"
+
+
+def test_hostos_a_bridge_holding_its_user_data_host_key_gets_a_new_one() -> None:
+    """Audit 2 #11: the user data's host key serves the first contact only. A node still
+    holding it gets a new key (sshd reloaded); one holding another is left alone; a node
+    whose spec retires none is not even read (the home server is the user's machine)."""
+    spec = BRIDGE.model_copy(update={"host_os": H.model_copy(update={"retired_host_key": USER_DATA_KEY})})
+    script = hostos.facts_script(spec)
+    assert f"echo @@hostkey; cat {hostos.HOST_KEY}.pub 2>/dev/null; echo" in script
+    assert "@@hostkey" not in hostos.facts_script(BRIDGE)
+    # cloud-init writes the key without a final newline; the next section still parses.
+    text = f"@@hostkey\n{USER_DATA_KEY} root@vm\n\n@@config\nyes\n@@end\n"
+    facts = hostos.parse_facts(text)
+    assert facts.host_key == USER_DATA_KEY and facts.configured_here
+    [change] = [c for c in hostos.plan(spec, facts) if "host key" in c.summary]
+    assert change.summary == "~ ssh host key: a new one (the user data's served the first contact only)"
+    assert "ssh-keygen -q -t ed25519" in change.shell and change.shell.endswith("systemctl reload ssh.service")
+    rotated = hostos.parse_facts("@@hostkey\nssh-ed25519 AAAAother\n@@config\nyes\n@@end\n")
+    assert not [c for c in hostos.plan(spec, rotated) if "host key" in c.summary]
