@@ -1,9 +1,10 @@
 """Benchmark: a fresh `make lab`, part by part, then a second `make lab` on the built cache.
 
-A clone of this checkout's HEAD in a scratch directory, a SoftEther cache of its own (empty:
-the build runs) and a lab directory of its own; the parts of `make lab` run one by one and
-are timed: packages (`make apt`: nothing to do where packages.apt is installed), venv
-(`make venv`, from PyPI), build (`make softether`), up, test. Then `make lab` again: the
+A clone of this checkout's HEAD in a scratch directory, a SoftEther cache and an image cache
+of its own (empty: the build and the lab's Debian 12 image are made) and a lab directory of
+its own; the parts of `make lab` run one by one and are timed: packages (`make apt`: nothing
+to do where packages.apt is installed), venv (`make venv`, from PyPI), build and image (`make
+softether`: both at once), up (the bridges boot), test. Then `make lab` again: the
 build is cached, so it is `lab up` on a running lab plus the checks. Finally `lab down`, a
 cold `lab up` with the cached build (seconds to a green matrix), `lab down`, and the scratch
 directories are removed. Set HYBRID_SOFTETHER_MIRROR where there is no internet. Needs root.
@@ -32,6 +33,7 @@ def main() -> int:
     env = {
         **os.environ,
         "HYBRID_SOFTETHER_CACHE": str(scratch / "softether-cache"),
+        "HYBRID_IMAGE_CACHE": str(scratch / "image-cache"),
         "HYBRID_LAB_DIR": os.environ.get("HYBRID_LAB_DIR", "/run/hybrid-lab-build"),
     }
     env.pop("PYTHONPATH", None)
@@ -53,7 +55,7 @@ def main() -> int:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
         run("packages (make apt)", ["make", "apt"])
         run("venv (make venv)", ["make", "venv"])
-        run("SoftEther build, clean cache (make softether)", ["make", "softether"])
+        run("SoftEther build and the lab's image, clean caches (make softether)", ["make", "softether"])
         out = run("lab up (fresh)", [hybrid, "lab", "up", "--stack", "dev"], 600)
         m = re.search(r"network green after ([\d.]+) s", out)
         rows.append(("  of which: to a green matrix", f"{m.group(1)} s" if m else "not green"))
