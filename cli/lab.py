@@ -30,6 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = cmds.add_parser(name, help=text)
         add_stack(c)
         c.set_defaults(func=func)
+        if name == "up":
+            c.add_argument(
+                "--no-boot",
+                dest="boot",
+                action="store_false",
+                help="a new lab's bridges as plain SoftEther processes, not booted machines (faster;"
+                " no systemd, no cloud-init: see the README)",
+            )
 
 
 def _root() -> bool:
@@ -104,7 +112,7 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
     try:
-        report = lab_up(stack_ref(args))
+        report = lab_up(stack_ref(args), boot=None if args.boot else False)
     except (LabBusy, RecordError) as e:
         print(f"hybrid lab up: {e}", file=sys.stderr)
         return 1

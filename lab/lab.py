@@ -178,7 +178,11 @@ def specs(lab: Lab, create: bool = False) -> NodeSpecs:
         restart_command=bridge.restart_command,
     )
     # A booted bridge, like the cloud's, gets a host key of its own at its first converge.
-    first = {site: n.first_contact_key for site, n in lab.nodes.items() if isinstance(n, VmNode)}
+    first = {
+        site: n.make_first_contact_key() if create else n.first_contact_key
+        for site, n in lab.nodes.items()
+        if isinstance(n, VmNode)
+    }
     return retiring(derived, first)
 
 

@@ -229,10 +229,12 @@ def up(
     root: Path | None = None,
     preload: bool | None = None,
     source: Literal["upstream", "debian"] | None = None,
+    boot: bool | None = None,
 ) -> UpReport:
-    """Bring the lab of `ref` up (or converge a running one); raises on a failed step."""
+    """Bring the lab of `ref` up (or converge a running one); raises on a failed step.
+    `boot` False: a new lab's bridges are plain processes, not booted machines (`open_lab`)."""
     with operation(lab_dir(ref, root), "lab up"):
-        return _up(ref, say, root, preload, source)
+        return _up(ref, say, root, preload, source, boot)
 
 
 def _up(
@@ -241,8 +243,9 @@ def _up(
     root: Path | None,
     preload: bool | None,
     source: Literal["upstream", "debian"] | None,
+    boot: bool | None,
 ) -> UpReport:
-    lab = open_lab(ref, root, preload, source)
+    lab = open_lab(ref, root, preload, source, boot)
     p = Progress(say)
     st = lab.state
     st.stack, st.lab_id = ref, lab.layout.lab_id

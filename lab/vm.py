@@ -326,6 +326,12 @@ class VmNode(Node):
             return " ".join(yaml.safe_load(self.given_user_data)["ssh_keys"]["ed25519_public"].split()[:2])
         return super().known_host_key()
 
+    def make_first_contact_key(self) -> str:
+        """The user data's host key, made if it is not yet (only `lab up` makes keys)."""
+        if not self.given_user_data:
+            generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")
+        return self.first_contact_key
+
     def known_host_key(self) -> str:
         """The key the machine holds: the one its first converge gave it, else its user data's."""
         pinned = self._dir("ssh") / PINNED
@@ -339,8 +345,7 @@ class VmNode(Node):
 
     def start(self, authorized_keys: str) -> Node:
         """Seed (a new instance) and boot the machine; returns while it boots."""
-        if not self.given_user_data:
-            generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")
+        self.make_first_contact_key()
         self.host_key = self.known_host_key()
         vm = self.vm
         if not (vm.upper / SEED / "meta-data").exists():

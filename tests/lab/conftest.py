@@ -36,12 +36,12 @@ def _need_root() -> None:
         pytest.skip("the lab needs root (network namespaces)")
 
 
-def lab_fixture(ref: str) -> Iterator[RunningLab]:
+def lab_fixture(ref: str, boot: bool | None = None) -> Iterator[RunningLab]:
     _need_root()
     root = TEST_ROOT / secrets.token_hex(3)
     recorded: list[str] = []
     try:
-        report = up(ref, say=print, root=root)
+        report = up(ref, say=print, root=root, boot=boot)
         st = LabState.load(lab_dir(ref, root))
         recorded = list(st.namespaces) if st else []
         yield RunningLab(ref, root, report)
