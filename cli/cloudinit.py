@@ -11,7 +11,6 @@ holds them, unless `--show-secrets`.
 from __future__ import annotations
 
 import argparse
-import base64
 import sys
 import warnings
 from typing import Any, assert_never
@@ -42,23 +41,25 @@ def cloud_init(args: argparse.Namespace) -> int:
     warnings.simplefilter("ignore", DeprecationWarning)
     from components.cloudinit import cloud_config_text
     from components.offline import ProgramRun, plain, run_program
+    from policies.security import decoded
 
     ref = stack_ref(args)
     run: ProgramRun = run_program(ref)
-    sites = [s.name for s in run.stack.network.sites]
-    if args.site not in sites:
+    # A site's bridge, or a pair's second bridge by its node name (`Hybrid-VPC-b`).
+    nodes = {vm.node: vm.site for vm in run.stack.network.bridge_vms}
+    if args.site not in nodes:
         raise TopologyError(
             str(stack_file(ref)),
-            [f"--site: {args.site} is not a cloud site of {ref} (sites: {', '.join(sites)})"],
+            [f"--site: {args.site} is not a cloud site of {ref} (sites: {', '.join(nodes)})"],
         )
-    cloud = run.stack.network.site(args.site).cloud
+    cloud = run.stack.network.site(nodes[args.site]).cloud
     match cloud:
         case "aws":
             vm = run.one("aws:ec2/instance:Instance", f"{args.site}-bridge-vm")
-            text = plain(vm.inputs["userData"])
+            text = plain(vm.inputs.get("userData")) or decoded("userDataBase64", plain(vm.inputs["userDataBase64"]))
         case "azure":
             vm = run.one("azure-native:compute:VirtualMachine", f"{args.site}-bridge-vm")
-            text = base64.b64decode(plain(vm.inputs["osProfile"])["customData"]).decode()
+            text = decoded("customData", plain(vm.inputs["osProfile"])["customData"])
         case _:
             assert_never(cloud)
     if not args.show_secrets:

@@ -92,16 +92,22 @@ def to_dot(stack: Stack) -> str:
             out.append(_node(f"s{s_i}_net{n_i}", f"{sub.name}\n{sub.cidr}{zone}", shape="folder"))
         b = site.bridge
         size = f" ({b.size})" if b.size else ""
-        tap = plan.bridge(site.name)
-        out.append(
-            _node(
-                f"s{s_i}_bridge",
-                f"SoftEther VPN Bridge{size}\n{b.private_address}\n{tap.tap_device} {tap.tap_address}",
+        # One box per bridge VM; a pair's say which is which and the virtual address it moves.
+        bridges = [(f"s{s_i}_bridge" + (f"_{vm.role}" if vm.role == "b" else ""), vm) for vm in site.bridge_vms]
+        for node_id, vm in bridges:
+            tap = plan.bridge(vm.node)
+            role = f" {vm.role}" if vm.role else ""
+            vip = f"\nactive: {b.transit_address} (moves)" if vm.role else ""
+            out.append(
+                _node(
+                    node_id,
+                    f"SoftEther VPN Bridge{role}{size}\n{vm.private_address}\n{tap.tap_device} {tap.tap_address}{vip}",
+                )
             )
-        )
         table = plan.route_table(site.name)
         hop = rules(table.cloud).next_hop_short
-        dests = "\n".join(f"{d} -> {hop} {table.bridge_address}" for d in table.destinations)
+        moves = f" (failover: {table.standby_address})" if table.standby_address else ""
+        dests = "\n".join(f"{d} -> {hop} {table.bridge_address}{moves}" for d in table.destinations)
         out.append(
             _node(
                 f"s{s_i}_rt",
@@ -111,25 +117,21 @@ def to_dot(stack: Stack) -> str:
             )
         )
         out.append("  }")
-        out.append(
-            _edge(
-                f"s{s_i}_bridge",
-                f"s{s_i}_net{site.subnets.index(site.subnet(b.subnet))}",
-                "",
-                dir="none",
+        for node_id, vm in bridges:
+            out.append(
+                _edge(node_id, f"s{s_i}_net{site.subnets.index(site.subnet(vm.subnet))}", "", dir="none")
             )
-        )
-        # Drawn hub -> bridge (arrow reversed) so the hub ranks above the sites.
-        out.append(
-            _edge(
-                "hub",
-                f"s{s_i}_bridge",
-                f"cascade {site.cascade_user}\nto {server.public_host}:{server.port}",
-                dir="back",
-                color="#c0392b",
-                penwidth="2",
+            # Drawn hub -> bridge (arrow reversed) so the hub ranks above the sites.
+            out.append(
+                _edge(
+                    "hub",
+                    node_id,
+                    f"cascade {vm.cascade_user}\nto {server.public_host}:{server.port}",
+                    dir="back",
+                    color="#c0392b",
+                    penwidth="2",
+                )
             )
-        )
         out += [
             _edge(f"s{s_i}_rt", f"s{s_i}_net{n_i}", "", style="dotted", arrowhead="none")
             for n_i in range(len(site.subnets))

@@ -1,13 +1,16 @@
-"""An Azure site: `HybridVnet` (the blog's Azure VNet), its `AzureVmBridge`, and `azure_site`,
-which wires them (the UDR's next hop is the bridge's fixed address, known from the topology)."""
+"""An Azure site: `HybridVnet` (the blog's Azure VNet), its `AzureVmBridge` (or a pair of
+them), and `azure_site`, which wires them (the UDR's next hop is the bridge's fixed address,
+known from the topology; a pair's failover controller moves it, with `FailoverAccess`)."""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
 from ipaddress import IPv4Network
+from typing import Any
 
 import pulumi
+import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.compute as compute
 import pulumi_azure_native.network as network
 import pulumi_azure_native.resources as resources
@@ -17,11 +20,21 @@ from topology import CloudSite, RouteTable
 from topology.clouds import AZURE
 
 from .bridge import BridgeArgs, converge, user_data
+from .cloudinit import compressed
 from .firewall import Firewall, Rule, cidr_slug
 
 # Regional VNet Integration of an App Service needs its subnet delegated to this service.
 APP_SERVICE_DELEGATION = "Microsoft.Web/serverFarms"
 AZURE_ADMIN = "hybrid"
+# The input of a moved route that the failover controller owns once the route exists.
+MOVED_TARGET = "nextHopIpAddress"
+# What a pair's failover controller may do, on its site's route table only: read the table
+# and its routes, write a route (its next hop). Nothing else of the network.
+FAILOVER_ACTIONS = (
+    "Microsoft.Network/routeTables/read",
+    "Microsoft.Network/routeTables/routes/read",
+    "Microsoft.Network/routeTables/routes/write",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class HybridVnet(pulumi.ComponentResource):
     vnet: network.VirtualNetwork
     subnets: dict[str, network.Subnet]
     route_table: network.RouteTable
+    routes: dict[str, network.Route]  # a pair's moved routes, by route name
     security_group: network.NetworkSecurityGroup
 
     def __init__(self, name: str, args: HybridVnetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -61,22 +75,40 @@ class HybridVnet(pulumi.ComponentResource):
             # try to delete them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["subnets"]),
         )
+        inline: list[network.RouteArgsDict] = [
+            {
+                "name": route_name(dest),
+                "address_prefix": str(dest),
+                "next_hop_type": "VirtualAppliance",
+                "next_hop_ip_address": str(table.bridge_address),
+            }
+            for dest in table.destinations
+        ]
+        paired = table.standby_address is not None
+        # A pair: the routes are resources of their own, the failover controller owns their
+        # next hop once they exist (first placed on bridge a), and the table leaves its routes
+        # to them (or an update of the table would put the inline next hops back).
         self.route_table = network.RouteTable(
             f"{name}-rt",
             resource_group_name=rg,
             location=site.region,
             disable_bgp_route_propagation=True,
-            routes=[
-                {
-                    "name": f"to-{cidr_slug(dest)}",
-                    "address_prefix": str(dest),
-                    "next_hop_type": "VirtualAppliance",
-                    "next_hop_ip_address": str(table.bridge_address),
-                }
-                for dest in table.destinations
-            ],
-            opts=child,
+            routes=None if paired else inline,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["routes"] if paired else None),
         )
+        self.routes = {
+            route_name(dest): network.Route(
+                f"{name}-rt-{route_name(dest)}",
+                resource_group_name=rg,
+                route_table_name=self.route_table.name,
+                route_name=route_name(dest),
+                address_prefix=str(dest),
+                next_hop_type="VirtualAppliance",
+                next_hop_ip_address=str(table.bridge_address),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=[MOVED_TARGET]),
+            )
+            for dest in (table.destinations if paired else ())
+        }
         self.security_group = network.NetworkSecurityGroup(
             f"{name}-nsg",
             resource_group_name=rg,
@@ -106,6 +138,46 @@ class HybridVnet(pulumi.ComponentResource):
             self.subnets[s.name] = subnet
             previous = [subnet]
         self.register_outputs({"vnetId": self.vnet.id, "routeTableId": self.route_table.id})
+
+
+def route_name(destination: IPv4Network) -> str:
+    return f"to-{cidr_slug(destination)}"
+
+
+class FailoverAccess(pulumi.ComponentResource):
+    """What a pair's failover controllers may do with their VMs' managed identities: a custom
+    role of `FAILOVER_ACTIONS` (defined in the site's resource group: a custom role is
+    assignable at a group, not at one resource), assigned on the site's route table only."""
+
+    role: authorization.RoleDefinition
+
+    def __init__(self, name: str, vnet: HybridVnet, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hybrid:azure:FailoverAccess", name, None, opts)
+        self._table = vnet.route_table.id
+        group = vnet.resource_group
+        self.role = authorization.RoleDefinition(
+            f"{name}-role",
+            # Role names are unique in the tenant: the group's (generated) name makes it so.
+            role_name=group.name.apply(lambda g: f"hybrid-cloud route failover {g}"),
+            description="Move the next hop of the site's routes between its two bridges",
+            role_type="CustomRole",
+            scope=group.id,
+            assignable_scopes=[group.id],
+            permissions=[{"actions": list(FAILOVER_ACTIONS), "not_actions": []}],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"roleId": self.role.id})
+
+    def grant(self, name: str, principal_id: pulumi.Input[str], parent: pulumi.Resource) -> None:
+        """The role for one VM's system-assigned identity, on the route table."""
+        authorization.RoleAssignment(
+            f"{name}-failover",
+            principal_id=principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=self.role.id,
+            scope=self._table,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
 
 def nsg_rules(rules: tuple[Rule, ...]) -> list[network.SecurityRuleArgsDict]:
@@ -157,6 +229,7 @@ def azure_image_sku(vm_size: str) -> str:
 class AzureVmBridgeArgs:
     common: BridgeArgs  # what every bridge needs
     vnet: HybridVnet  # the site's network: the bridge's resource group and subnet
+    failover: FailoverAccess | None = None  # a pair's bridge: the role its controller acts with
 
 
 class AzureVmBridge(pulumi.ComponentResource):
@@ -173,7 +246,7 @@ class AzureVmBridge(pulumi.ComponentResource):
     ) -> None:
         super().__init__("hybrid:azure:AzureVmBridge", name, None, opts)
         vnet, common = args.vnet, args.common
-        site, bridge = common.site, common.site.bridge
+        site, bridge = common.site, common.vm
         rg = vnet.resource_group.name
         child = pulumi.ResourceOptions(parent=self)
         size = site.bridge_size
@@ -205,7 +278,10 @@ class AzureVmBridge(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        custom_data = user_data(common).apply(lambda text: base64.b64encode(text.encode()).decode())
+        # A pair's bridge carries the failover controller too: gzipped, as on AWS.
+        custom_data = user_data(common, self._driver(args)).apply(
+            compressed if args.failover else lambda text: base64.b64encode(text.encode()).decode()
+        )
         self.vm = compute.VirtualMachine(
             f"{name}-vm",
             resource_group_name=rg,
@@ -225,7 +301,7 @@ class AzureVmBridge(pulumi.ComponentResource):
                 },
             },
             os_profile={
-                "computer_name": f"{site.name.lower().replace('_', '-')}-bridge",
+                "computer_name": f"{bridge.node.lower().replace('_', '-')}-bridge",
                 "admin_username": AZURE_ADMIN,
                 "custom_data": custom_data,
                 "linux_configuration": {
@@ -245,6 +321,10 @@ class AzureVmBridge(pulumi.ComponentResource):
             network_profile={
                 "network_interfaces": [{"id": self.nic.id, "primary": True, "delete_option": "Detach"}]
             },
+            # A pair's bridge: the identity its failover controller moves the routes with.
+            identity=compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.SYSTEM_ASSIGNED)
+            if args.failover
+            else None,
             # Azure refuses to change customData or the image of an existing VM
             # (PropertyChangeNotAllowed) while azure-native plans both as updates; the new VM
             # needs the NIC and the computer name of the old one, so it goes first.
@@ -254,14 +334,41 @@ class AzureVmBridge(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
+        if args.failover is not None:
+            identity = self.vm.identity.apply(lambda i: i.principal_id if i else None)
+            args.failover.grant(name, identity.apply(lambda p: p or ""), self)
         self.softether = converge(name, common, self, self.public_ip, self.vm, self.vm.vm_id)
         self.register_outputs({"publicIp": self.public_ip})
 
+    @staticmethod
+    def _driver(args: AzureVmBridgeArgs) -> pulumi.Output[dict[str, Any]] | None:
+        """The failover controller's Azure driver config: the routes it moves, to this VM."""
+        if args.failover is None:
+            return None
+        vnet = args.vnet
+        return pulumi.Output.all(
+            authorization.get_client_config_output().subscription_id,
+            vnet.resource_group.name,
+            vnet.route_table.name,
+        ).apply(
+            lambda v: {
+                "kind": "azure",
+                "subscription_id": v[0],
+                "resource_group": v[1],
+                "route_table": v[2],
+                "routes": list(vnet.routes),
+                "next_hop_ip": str(args.common.vm.private_address),
+                "endpoint": None,
+            }
+        )
+
 
 def azure_site(
-    args: BridgeArgs, routes: RouteTable, app_subnet: str | None
-) -> tuple[HybridVnet, AzureVmBridge]:
-    """The site's VNet (`app_subnet` delegated to App Service) and its bridge."""
-    name = args.site.name
-    vnet = HybridVnet(name, HybridVnetArgs(args.site, routes, args.firewall, app_subnet))
-    return vnet, AzureVmBridge(f"{name}-bridge", AzureVmBridgeArgs(args, vnet))
+    args: list[BridgeArgs], routes: RouteTable, app_subnet: str | None
+) -> tuple[HybridVnet, list[AzureVmBridge]]:
+    """The site's VNet (`app_subnet` delegated to App Service) and its bridge (or pair; a
+    pair's VMs get the role that lets them move the routes' next hop)."""
+    site = args[0].site
+    vnet = HybridVnet(site.name, HybridVnetArgs(site, routes, args[0].firewall, app_subnet))
+    access = FailoverAccess(f"{site.name}-failover", vnet) if len(args) > 1 else None
+    return vnet, [AzureVmBridge(f"{a.vm.node}-bridge", AzureVmBridgeArgs(a, vnet, access)) for a in args]

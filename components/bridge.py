@@ -11,14 +11,17 @@ converged afterwards by the bridge's `softether.dynamic.SoftEtherNode`, once ssh
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from softether.derive import failover_config
 from softether.dynamic import SoftEtherNode
 from topology import CloudSite, Topology
 from topology.clouds import bridge_image
+from topology.model import BridgeVm
 
 from .cloudinit import HostKey, bridge_cloud_config
 from .firewall import Firewall
@@ -34,10 +37,12 @@ class BridgeArgs:
     """What every bridge needs. Keys are pulumi-tls outputs; `spec` is the node's SoftEther
     spec from `softether.derive` (secret); `after`: what the converge waits for (the home
     server, which the cascade dials); `firewall`: the cloud's filter in front of the bridge
-    (its SG / its site's NSG) and `ruleset`: the VM's own (components/firewall.py)."""
+    (its SG / its site's NSG) and `ruleset`: the VM's own (components/firewall.py); `vm`:
+    which bridge VM of the site (a pair has two, each its own SoftEther node)."""
 
     network: Topology
     site: CloudSite
+    vm: BridgeVm
     firewall: Firewall
     ruleset: str
     host_key_private: pulumi.Input[str]
@@ -77,14 +82,21 @@ def converge(
     )
 
 
-def user_data(args: BridgeArgs) -> pulumi.Output[str]:
-    """The bridge's cloud-config; secret, because it carries the host's private key."""
+def user_data(args: BridgeArgs, driver: pulumi.Input[dict[str, Any]] | None = None) -> pulumi.Output[str]:
+    """The bridge's cloud-config; secret, because it carries the host's private key.
+    `driver`: a pair's bridge, the failover controller's cloud driver config (the ids of the
+    routes it moves, softether.derive.failover_config)."""
     image = bridge_image(args.site.cloud, args.site.bridge_size)
     doc = pulumi.Output.all(
-        args.host_key_private, args.host_key_public, args.operator_public_key
+        args.host_key_private, args.host_key_public, args.operator_public_key, driver
     ).apply(
         lambda v: bridge_cloud_config(
-            args.network.softether, HostKey(v[0], v[1]), [v[2]], image, args.ruleset
+            args.network.softether,
+            HostKey(v[0], v[1]),
+            [v[2]],
+            image,
+            args.ruleset,
+            None if v[3] is None else json.dumps(failover_config(args.network, args.vm, v[3]), indent=2),
         )
     )
     return pulumi.Output.secret(doc)

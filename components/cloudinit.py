@@ -7,12 +7,16 @@ resource converges it over SSH once the VM answers with the pinned host key.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from softether.derive import FAILOVER_CONFIG, FAILOVER_MODULE, FAILOVER_UNIT
 from topology import SoftEtherOptions
 
 from .firewall import RULESET_FILE
@@ -34,6 +38,11 @@ BUILD_PACKAGES = (
     "libncurses-dev", "libreadline-dev", "libssl-dev", "libsodium-dev", "zlib1g-dev",
 )  # fmt: skip
 DEBIAN_PACKAGES = ("softether-vpnbridge", "softether-vpncmd")
+# The failover controller of a bridge pair: its package (standard library only, the VM has
+# Debian's python3 and no pip) goes under this directory, `softether/` without the rest of
+# the project's package (a namespace package there).
+FAILOVER_LIB = "/usr/local/lib/hybrid-cloud"
+FAILOVER_SOURCE = Path(__file__).resolve().parents[1] / "softether" / "failover"
 
 
 @dataclass(frozen=True)
@@ -160,12 +169,51 @@ def systemd_unit(options: SoftEtherOptions) -> str:
     )
 
 
+def failover_unit() -> str:
+    """The failover controller's unit: it runs for as long as the VM does (Restart=always,
+    no start limit: it also waits out a package that is not there yet)."""
+    return "\n".join(
+        [
+            "[Unit]",
+            "Description=hybrid-cloud: failover of the bridge pair",
+            "After=network-online.target softether-vpnbridge.service",
+            "Wants=network-online.target",
+            "StartLimitIntervalSec=0",
+            "",
+            "[Service]",
+            f"Environment=PYTHONPATH={FAILOVER_LIB}",
+            f"ExecStart=/usr/bin/python3 -m {FAILOVER_MODULE} {FAILOVER_CONFIG}",
+            "Restart=always",
+            "RestartSec=2",
+            "RuntimeDirectory=hybrid-failover",
+            "RuntimeDirectoryPreserve=yes",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "",
+        ]
+    )
+
+
+def failover_files(config_json: str) -> list[dict[str, str]]:
+    """write_files entries of the failover controller: its package, its config and its unit.
+    (The package makes the user data larger than EC2's 16 KB: a pair's is `compressed`.)"""
+    package = FAILOVER_LIB + "/" + FAILOVER_MODULE.replace(".", "/")
+    sources = sorted(FAILOVER_SOURCE.glob("*.py")) if FAILOVER_SOURCE.is_dir() else []
+    return [
+        *({"path": f"{package}/{src.name}", "permissions": "0644", "content": src.read_text()} for src in sources),
+        {"path": FAILOVER_CONFIG, "permissions": "0644", "content": config_json + "\n"},
+        {"path": f"/etc/systemd/system/{FAILOVER_UNIT}", "permissions": "0644", "content": failover_unit()},
+    ]
+
+
 def bridge_cloud_config(
     options: SoftEtherOptions,
     host_key: HostKey,
     authorized_keys: list[str],
     image: str,
     ruleset: str,
+    failover: str | None = None,
 ) -> str:
     """The `#cloud-config` document of a bridge VM of `image` (`topology.clouds.bridge_image`).
 
@@ -175,8 +223,10 @@ def bridge_cloud_config(
     on the VM: another architecture is another user data, so the VM is replaced (an EC2
     instance cannot change its architecture in place). `ruleset`: the VM's own filter
     (components.firewall.bridge_ruleset), loaded by Debian's nftables.service before
-    anything is installed, and at every boot before the network.
+    anything is installed, and at every boot before the network. `failover`: the config
+    (JSON) of the failover controller of a bridge of a pair, started once SoftEther runs.
     """
+    start_failover = f" && systemctl enable --now {FAILOVER_UNIT}" if failover is not None else ""
     doc = {
         "ssh_deletekeys": True,
         # Unused while `ssh_keys` is given (cloud-init then writes those and generates none);
@@ -196,6 +246,7 @@ def bridge_cloud_config(
             {"path": INSTALL_SCRIPT, "permissions": "0755", "content": install_script(options)},
             {"path": f"/etc/systemd/system/{UNIT}", "permissions": "0644", "content": systemd_unit(options)},
             {"path": RULESET_FILE, "permissions": "0644", "content": ruleset},
+            *(failover_files(failover) if failover is not None else []),
         ],
         # sshd stays closed until SoftEther is installed and running, so the converge's SSH
         # retries cover the install; it opens even if the install failed, for debugging.
@@ -207,12 +258,18 @@ def bridge_cloud_config(
                 "sh",
                 "-c",
                 f"{INSTALL_SCRIPT} && systemctl daemon-reload && systemctl enable {UNIT}"
-                f" && systemctl restart {UNIT}; systemctl unmask --runtime {SSHD};"
+                f" && systemctl restart {UNIT}{start_failover}; systemctl unmask --runtime {SSHD};"
                 f" systemctl start {SSHD}",
             ]
         ],
     }
     return cloud_config_text(doc)
+
+
+def compressed(user_data: str) -> str:
+    """`user_data` gzipped (cloud-init unpacks it, whatever the datasource), base64 for the
+    clouds' APIs. EC2 limits the user data to 16 KB before base64, Azure to 64 KB."""
+    return base64.b64encode(gzip.compress(user_data.encode(), mtime=0)).decode()
 
 
 def cloud_config_text(doc: dict[str, Any]) -> str:

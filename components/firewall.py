@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import assert_never
 
+from softether.derive import HEARTBEAT_PORT
 from topology import CloudSite, Stack, Topology
 from topology.model import TAP_NAME, TAP_PREFIX
 
@@ -286,7 +287,14 @@ def vpn_nodes(net: Topology) -> tuple[IPv4Address, ...]:
     out = [server.transit_address, *([server.host_address] if server.host_address else [])]
     for s in net.sites:
         out += [s.bridge.private_address, s.bridge.transit_address]
+        out += [a for vm in s.bridge_vms for a in (vm.private_address, vm.transit_address)]
     return tuple(dict.fromkeys(out))
+
+
+def pair_addresses(net: Topology) -> tuple[IPv4Address, ...]:
+    """The own transit addresses of every bridge of a pair: their failover controllers
+    exchange heartbeats between them."""
+    return tuple(vm.transit_address for vm in net.bridge_vms if vm.role is not None)
 
 
 def nft_set(items: Iterable[object]) -> str:
@@ -319,6 +327,7 @@ def bridge_ruleset(stack: Stack) -> str:
         "  }",
         "  chain paths {",
     ]
+    pairs = pair_addresses(net)
     for f in flows(stack):
         ports = f" tcp dport {nft_set(f.ports)}" if f.ports is not None else ""
         lines.append(
@@ -329,6 +338,14 @@ def bridge_ruleset(stack: Stack) -> str:
         "  }",
         "  chain from_hybrid {",
         f'    iifname "{TAP_PREFIX}{TAP_NAME}" ip saddr @nodes icmp type echo-request accept',
+        *(
+            [
+                f'    iifname "{TAP_PREFIX}{TAP_NAME}" ip saddr {nft_set(pairs)} ip daddr {nft_set(pairs)}'
+                f' udp dport {HEARTBEAT_PORT} accept comment "failover heartbeat"'
+            ]
+            if pairs
+            else []
+        ),
         "    jump paths",
         "    drop",
         "  }",

@@ -197,7 +197,9 @@ COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     "aws:ec2/instance:Instance": _public_ip,
     "azure-native:network:PublicIPAddress": _public_ip,
     # The VM's identity, a GUID Azure assigns (the bridge's SoftEtherNode input `machine`).
-    "azure-native:compute:VirtualMachine": lambda a: {"vmId": _digest("vm", a.name, size=32)},
+    # A system-assigned identity gets its principal from Azure.
+    "azure-native:compute:VirtualMachine": lambda a: {"vmId": _digest("vm", a.name, size=32)}
+    | ({"identity": {**a.inputs["identity"], "principalId": _digest("principal", a.name, size=32)}} if a.inputs.get("identity") else {}),
     "aws:rds/instance:Instance": _rds,
 }
 

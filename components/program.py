@@ -75,6 +75,7 @@ class Network:
     home: HomeLan
     secrets: HybridSecrets
     sites: dict[str, HybridVpc | HybridVnet] = field(default_factory=dict)
+    # By node name (model.BridgeVm.node): a site's first bridge under the site's name.
     bridges: dict[str, Ec2Bridge | AzureVmBridge] = field(default_factory=dict)
     # What `hybrid status` needs of each node (softether/outputs.py): a secret, it holds the specs.
     status: dict[str, pulumi.Output[dict[str, Any]]] = field(default_factory=dict)
@@ -125,37 +126,43 @@ def build_network(stack: Stack) -> Network:
         specs = node_specs(topo, plan, secrets, home_ready=False)
     rules, ruleset = firewall_rules(stack), bridge_ruleset(stack)
     for site in topo.sites:
-        host_key = secrets.host_keys[site.name]
-        args = BridgeArgs(
-            network=topo,
-            site=site,
-            firewall=rules.bridges[site.name],
-            ruleset=ruleset,
-            host_key_private=host_key.private_key_openssh,
-            host_key_public=host_key.public_key_openssh,
-            operator_public_key=secrets.operator_public_key,
-            operator_private_key=secrets.operator_private_key,
-            spec=spec_of(specs, site.name),
-            after=(home.softether,) if home.softether else (),
-        )
+        args = [
+            BridgeArgs(
+                network=topo,
+                site=site,
+                vm=vm,
+                firewall=rules.bridges[site.name],
+                ruleset=ruleset,
+                host_key_private=secrets.host_keys[vm.node].private_key_openssh,
+                host_key_public=secrets.host_keys[vm.node].public_key_openssh,
+                operator_public_key=secrets.operator_public_key,
+                operator_private_key=secrets.operator_private_key,
+                spec=spec_of(specs, vm.node),
+                after=(home.softether,) if home.softether else (),
+            )
+            for vm in site.bridge_vms
+        ]
         table = plan.route_table(site.name)
+        bridges: list[Ec2Bridge] | list[AzureVmBridge]
         match site.cloud:
             case "aws":
-                out.sites[site.name], out.bridges[site.name] = aws_site(args, table)
+                out.sites[site.name], bridges = aws_site(args, table)
             case "azure":
                 app = stack.app
                 delegated = app.subnet if app is not None and app.site == site.name else None
-                out.sites[site.name], out.bridges[site.name] = azure_site(args, table, delegated)
+                out.sites[site.name], bridges = azure_site(args, table, delegated)
             case _:
                 assert_never(site.cloud)
-        # The host key the bridge holds after its first converge (its user data's is retired).
-        out.status[site.name] = pulumi.Output.all(
-            out.bridges[site.name].public_ip, out.bridges[site.name].softether.host_key, args.spec
-        ).apply(
-            lambda v, a=site.bridge.private_address: node_output(
-                "bridge", v[0], 22, SSH_USER, v[1].strip(), v[2], a
+        for a, bridge in zip(args, bridges, strict=True):
+            out.bridges[a.vm.node] = bridge
+            # The host key the bridge holds after its first converge (its user data's is retired).
+            out.status[a.vm.node] = pulumi.Output.all(
+                bridge.public_ip, bridge.softether.host_key, a.spec
+            ).apply(
+                lambda v, ip=a.vm.private_address: node_output(
+                    "bridge", v[0], 22, SSH_USER, v[1].strip(), v[2], ip
+                )
             )
-        )
     return out
 
 
@@ -167,18 +174,25 @@ def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
         "pending": net.home.pending,
         "operatorPublicKey": net.secrets.operator_public_key,
         "bridges": {
-            s.name: {
+            vm.node: {
                 "cloud": s.cloud,
-                "publicIp": net.bridges[s.name].public_ip,
-                "privateAddress": str(s.bridge.private_address),
-                "transitAddress": str(s.bridge.transit_address),
+                "publicIp": net.bridges[vm.node].public_ip,
+                "privateAddress": str(vm.private_address),
+                "transitAddress": str(vm.transit_address),
                 # A new one at the first converge: the user data's served the first contact only.
-                "hostKey": net.bridges[s.name].softether.host_key,
-                "ssh": net.bridges[s.name].public_ip.apply(
+                "hostKey": net.bridges[vm.node].softether.host_key,
+                "ssh": net.bridges[vm.node].public_ip.apply(
                     lambda ip: f"ssh -i {KEY_FILE} {SSH_USER}@{ip}"
+                ),
+                # A pair's bridge: the site's virtual address, on whichever bridge is active.
+                **(
+                    {"site": s.name, "pair": vm.role, "virtualAddress": str(s.bridge.transit_address)}
+                    if vm.role
+                    else {}
                 ),
             }
             for s in topo.sites
+            for vm in s.bridge_vms
         },
         "checks": check_commands(topo),
         "status": pulumi.Output.secret(
@@ -192,10 +206,10 @@ def network_exports(topo: Topology, net: Network) -> dict[str, Any]:
 
 
 def status_hosts(topo: Topology) -> dict[str, IPv4Address]:
-    """An address per site for `hybrid status` to ping: the home VPN server, each bridge."""
+    """An address per node for `hybrid status` to ping: the home VPN server, each bridge."""
     server = topo.home.vpn_server
     return {topo.home.name: server.host_address or server.lan_address} | {
-        s.name: s.bridge.private_address for s in topo.sites
+        vm.node: vm.private_address for vm in topo.bridge_vms
     }
 
 
@@ -211,7 +225,7 @@ def check_commands(topo: Topology) -> dict[str, list[str]]:
     node: the paths between the sites let the VPN nodes answer each other's pings."""
     server = topo.home.vpn_server
     nodes = {topo.home.name: str(server.lan_address)}
-    nodes |= {s.name: str(s.bridge.private_address) for s in topo.sites}
+    nodes |= {vm.node: str(vm.private_address) for vm in topo.bridge_vms}
     return {
         src: [f"ping -c 3 {addr}  # {dst}" for dst, addr in nodes.items() if dst != src]
         for src in nodes
@@ -268,9 +282,10 @@ def build_paas(stack: Stack, net: Network, budgets: Budgets | None = None) -> di
         if currency is not None:
             exports["budgetCurrency"] = currency
     unlimited = {
-        site.name: (bridge.instance.id, site.region)
+        vm.node: (bridge.instance.id, site.region)
         for site in stack.network.sites
-        if site.cpu_credits == "unlimited" and isinstance(bridge := net.bridges[site.name], Ec2Bridge)
+        for vm in site.bridge_vms
+        if site.cpu_credits == "unlimited" and isinstance(bridge := net.bridges[vm.node], Ec2Bridge)
     }
     emails = credit_alarm_emails(stack)
     if unlimited and emails:

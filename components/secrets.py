@@ -103,7 +103,7 @@ def password_name(component: str, secret_name: str) -> str:
 
 class HybridSecrets(pulumi.ComponentResource):
     """`passwords[name]` for each SoftEther secret name, the operator's key
-    (`operator_private_key`, `operator_public_key`), `host_keys[site]`."""
+    (`operator_private_key`, `operator_public_key`), `host_keys[node]` (model.BridgeVm.node)."""
 
     passwords: dict[str, random.RandomPassword]
     operator_private_key: pulumi.Output[str]
@@ -145,8 +145,8 @@ class HybridSecrets(pulumi.ComponentResource):
             self.operator_private_key = generated.private_key_openssh
             self.operator_public_key = generated.public_key_openssh
         self.host_keys = {
-            s.name: tls.PrivateKey(f"{name}-{s.name}-host-key", algorithm="ED25519", opts=child)
-            for s in net.sites
+            vm.node: tls.PrivateKey(f"{name}-{vm.node}-host-key", algorithm="ED25519", opts=child)
+            for vm in net.bridge_vms
         }
         self.register_outputs({})
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
 
-from topology import CloudSite, RoutingPlan, Topology
-from topology.model import TAP_NAME
+from topology import RoutingPlan, Topology
+from topology.model import TAP_NAME, TAP_PREFIX, BridgeVm, interface
 
 from .spec import (
     BRIDGE_HUB,
@@ -33,6 +34,18 @@ from .spec import (
     TrafficCheck,
     User,
 )
+
+# The failover controllers of a pair: where they live on a bridge, how often they probe, and
+# the heartbeat between them (UDP, between the two bridges' own transit addresses). A round
+# is a second; 3 failed rounds (3 s) give the site up, 10 green ones (10 s) before a failback
+# to the preferred bridge, against flapping (the figures are measured by bench/failover.py).
+FAILOVER_CONFIG = "/etc/hybrid-cloud/failover.json"
+FAILOVER_UNIT = "hybrid-failover.service"
+FAILOVER_MODULE = "softether.failover"
+HEARTBEAT_PORT = 4799
+PROBE_INTERVAL_S = 1.0
+FAIL_AFTER = 3
+RECOVER_AFTER = 10
 
 
 def admin_secret(node: str) -> str:
@@ -53,25 +66,36 @@ def secret_names(net: Topology) -> tuple[str, ...]:
     server = net.home.vpn_server
     return (
         admin_secret(net.home.name),
-        *(admin_secret(s.name) for s in net.sites),
+        *(admin_secret(vm.node) for vm in net.bridge_vms),
         *(user_secret(server.lan_hub, u) for u in server.lan_hub_users),
-        *(user_secret(net.transit.hub, s.cascade_user) for s in net.sites),
+        *(user_secret(net.transit.hub, vm.cascade_user) for vm in net.bridge_vms),
         hub_secret(server.lan_hub),
         hub_secret(net.transit.hub),
     )
 
 
-def tap_mac(site: str) -> str:
-    """A site's bridge tap MAC: locally administered, unicast, from the site's name, so every
-    VM of the site has the same one (see `HostOsSpec.mac`)."""
-    digest = hashlib.sha256(f"hybrid-cloud tap {site}".encode()).digest()
+def tap_mac(node: str) -> str:
+    """A bridge node's tap MAC: locally administered, unicast, from the node's name (the
+    site's for its first bridge), so every VM that node runs on has the same one (see
+    `HostOsSpec.mac`); the two bridges of a pair have two."""
+    return _mac(f"hybrid-cloud tap {node}")
+
+
+def vip_mac(site: str) -> str:
+    """The MAC of a pair's virtual transit address: it moves with the address between the
+    two bridges, so the home L3 switch's ARP entry stays right across a failover."""
+    return _mac(f"hybrid-cloud vip {site}")
+
+
+def _mac(seed: str) -> str:
+    digest = hashlib.sha256(seed.encode()).digest()
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 @dataclass(frozen=True)
 class NodeSpecs:
     server: ServerSpec
-    bridges: Mapping[str, BridgeSpec]  # by site name
+    bridges: Mapping[str, BridgeSpec]  # by node name (model.BridgeVm.node)
 
 
 def derive(
@@ -125,8 +149,8 @@ def derive(
                 name=transit,
                 password=secret(hub_secret(transit)),
                 users=tuple(
-                    User(name=s.cascade_user, password=secret(user_secret(transit, s.cascade_user)))
-                    for s in net.sites
+                    User(name=vm.cascade_user, password=secret(user_secret(transit, vm.cascade_user)))
+                    for vm in net.bridge_vms
                 ),
                 ext_options=ext,
             ),
@@ -144,10 +168,10 @@ def derive(
         ),
     )
     bridges = {
-        s.name: _bridge(
-            net, routes, s, secret, server_address, restart_command, server_cert, home_ready
+        vm.node: _bridge(
+            net, routes, vm, secret, server_address, restart_command, server_cert, home_ready
         )
-        for s in net.sites
+        for vm in net.bridge_vms
     }
     return NodeSpecs(server_spec, bridges)
 
@@ -155,7 +179,7 @@ def derive(
 def _bridge(
     net: Topology,
     routes: RoutingPlan,
-    site: CloudSite,
+    vm: BridgeVm,
     secret: Callable[[str], SecretStr],
     server_address: str | None,
     restart_command: str | None,
@@ -163,19 +187,19 @@ def _bridge(
     home_ready: bool,
 ) -> BridgeSpec:
     server = net.home.vpn_server
-    host = routes.bridge(site.name)
+    host = routes.bridge(vm.node)
     cascade = Cascade(
         name=net.transit.hub,
         server=server_address or server.public_host,
         port=server.port,
         remote_hub=net.transit.hub,
-        username=site.cascade_user,
-        password=secret(user_secret(net.transit.hub, site.cascade_user)),
+        username=vm.cascade_user,
+        password=secret(user_secret(net.transit.hub, vm.cascade_user)),
         max_tcp=net.softether.max_connections,
         server_cert=server_cert,
     )
     return BridgeSpec(
-        admin_password=secret(admin_secret(site.name)),
+        admin_password=secret(admin_secret(vm.node)),
         # One listener stays for local administration (vpncmd to localhost); the cloud
         # firewall admits no SoftEther port to the bridges.
         admin_port=5555,
@@ -185,7 +209,7 @@ def _bridge(
         host_os=HostOsSpec(
             device=host.tap_device,
             address=host.tap_address,
-            mac=tap_mac(site.name),
+            mac=tap_mac(vm.node),
             routes=tuple(OsRoute(network=r.destination, via=r.via) for r in host.routes),
         ),
         traffic_check=TrafficCheck(target=server.transit_address) if home_ready else None,
@@ -194,7 +218,7 @@ def _bridge(
 
 
 def retiring(specs: NodeSpecs, host_keys: Mapping[str, str]) -> NodeSpecs:
-    """`specs` with each bridge's first-contact host key (its user data's, by site) retired:
+    """`specs` with each bridge's first-contact host key (its user data's, by node) retired:
     the first converge gives the VM a new one (HostOsSpec.retired_host_key)."""
     bridges = {}
     for site, spec in specs.bridges.items():
@@ -204,3 +228,38 @@ def retiring(specs: NodeSpecs, host_keys: Mapping[str, str]) -> NodeSpecs:
             spec = spec.model_copy(update={"host_os": host_os})
         bridges[site] = spec
     return NodeSpecs(specs.server, bridges)
+
+
+def failover_probes(net: Topology, site: str) -> tuple[str, ...]:
+    """What a pair's controllers probe: one address per other site, each reached only through
+    the tunnel and the home L3 switch: its LAN address, and each other cloud site's (first)
+    bridge's private address (a bridge answers from its own cascade, active or standby)."""
+    others = (str(s.bridge.private_address) for s in net.sites if s.name != site)
+    return (str(net.home.vpn_server.lan_address), *others)
+
+
+def failover_config(net: Topology, vm: BridgeVm, driver: Mapping[str, Any]) -> dict[str, Any]:
+    """The failover controller's config on bridge `vm` of a pair (/work/failover-interface.md;
+    `softether.failover.config.load` validates it): everything but `driver`, which holds the
+    cloud's ids of the moved routes (or the lab's router), comes from the topology."""
+    site = net.site(vm.site)
+    peer = next(v for v in site.bridge_vms if v.role != vm.role)
+    assert vm.role is not None and peer.role is not None  # a pair
+    cidr = net.transit.cidr
+    return {
+        "site": site.name,
+        "me": vm.role,
+        "peer": peer.role,
+        "tap": TAP_PREFIX + TAP_NAME,
+        "own_address": str(interface(vm.transit_address, cidr)),
+        "peer_address": str(peer.transit_address),
+        "vip": str(interface(site.bridge.transit_address, cidr)),
+        "vip_mac": vip_mac(site.name),
+        "probes": list(failover_probes(net, site.name)),
+        "interval_s": PROBE_INTERVAL_S,
+        "fail_after": FAIL_AFTER,
+        "recover_after": RECOVER_AFTER,
+        "preferred": "a",
+        "heartbeat_port": HEARTBEAT_PORT,
+        "driver": dict(driver),
+    }

@@ -203,9 +203,12 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
         size = site.bridge_size
         size_field = (f"network.sites[{i}].bridge.size", size)
         cloud = rules(site.cloud)
+        # A bridge pair: two of everything a bridge has (each VM its disk, address, credits).
+        n = len(site.bridge_vms)
+        each = f" x{n}" if n > 1 else ""
         links += [
-            line(site.name, cloud.price_vm, f"bridge VM {size}", hours, region, size_field),
-            line(site.name, cloud.price_public_ip, f"bridge {cloud.public_ip_label}", hours, region),
+            line(site.name, cloud.price_vm, f"bridge VM {size}{each}", n * hours, region, size_field),
+            line(site.name, cloud.price_public_ip, f"bridge {cloud.public_ip_label}{each}", n * hours, region),
         ]
         shared.append(
             line(site.name, cloud.price_egress, "data transfer out", a["egress_gb_per_site"], region)
@@ -216,8 +219,8 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                     line(
                         site.name,
                         "aws_ebs",
-                        f"bridge root volume {a['aws_bridge_volume_gb']} GiB",
-                        a["aws_bridge_volume_gb"],
+                        f"bridge root volume {a['aws_bridge_volume_gb']} GiB{each}",
+                        n * a["aws_bridge_volume_gb"],
                         region,
                     )
                 )
@@ -227,8 +230,8 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                         line(
                             site.name,
                             "aws_cpu_credits",
-                            f"bridge surplus CPU credits, {source} install at first boot",
-                            a["aws_bridge_build_vcpu_minutes"][source] / 60,
+                            f"bridge surplus CPU credits, {source} install at first boot{each}",
+                            n * a["aws_bridge_build_vcpu_minutes"][source] / 60,
                             region,
                         )
                     )
@@ -242,14 +245,14 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                         line(
                             site.name,
                             "aws_cpu_credits",
-                            f"bridge {size} at 100 % CPU all month, surplus credits",
-                            cpu["vcpus"] * (1 - cpu["baseline"]) * hours,
+                            f"bridge {size} at 100 % CPU all month, surplus credits{each}",
+                            n * cpu["vcpus"] * (1 - cpu["baseline"]) * hours,
                             region,
                         )
                     )
                     if credit_alarm_emails(stack):
                         links.append(
-                            line(site.name, "aws_cloudwatch_alarm", "bridge CPU credit alarm", 1, region)
+                            line(site.name, "aws_cloudwatch_alarm", f"bridge CPU credit alarm{each}", n, region)
                         )
                 managed += [
                     line(site.name, "aws_vpn_connection", "Site-to-Site VPN connection", hours, region),
@@ -261,8 +264,8 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                     line(
                         site.name,
                         "azure_disk",
-                        f"bridge OS disk {tier}",
-                        1,
+                        f"bridge OS disk {tier}{each}",
+                        n,
                         region,
                         ("assumptions.azure_bridge_disk_tier", tier),
                     )

@@ -8,6 +8,7 @@ Cross-field rules (overlaps, reserved addresses, references) live in `validate.p
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
@@ -78,6 +79,19 @@ class Subnet(Model):
     zone: str | None = None
 
 
+class BridgePair(Model):
+    """The second bridge VM of a site (`b`) and both bridges' own transit addresses.
+
+    With a pair, the bridge's `transitAddress` is the site's virtual address: the home L3
+    switch's next hop, held by whichever bridge is active (the failover controller moves it
+    with its MAC); `transitAddresses` are the taps' own, always up, one per bridge (a, b).
+    """
+
+    subnet: Name
+    private_address: IPv4Address
+    transit_addresses: tuple[IPv4Address, IPv4Address]
+
+
 class Bridge(Model):
     """A SoftEther VPN Bridge VM: fixed private address in `subnet`, tap address on the transit hub."""
 
@@ -86,6 +100,27 @@ class Bridge(Model):
     transit_address: IPv4Address
     size: str | None = None
     cascade_user: Name | None = None
+    pair: BridgePair | None = None
+
+
+# The second bridge of a pair is its own SoftEther node: `<site>-b`, cascade user `<user>-b`.
+PAIR_SUFFIX = "-b"
+
+
+@dataclass(frozen=True)
+class BridgeVm:
+    """One bridge VM of a site, a SoftEther node of its own: `node` names it everywhere a
+    node is keyed (specs, secrets, host keys, the lab); the first (or only) bridge of a site
+    is named after the site. `transit_address` is its tap's own address; `role` is its name
+    in a pair ("a" | "b"), None for a site's only bridge."""
+
+    node: str
+    site: str
+    role: Literal["a", "b"] | None
+    subnet: str
+    private_address: IPv4Address
+    transit_address: IPv4Address
+    cascade_user: str
 
 
 class CloudSite(Model):
@@ -111,6 +146,27 @@ class CloudSite(Model):
 
     def subnet(self, name: str) -> Subnet:
         return next(s for s in self.subnets if s.name == name)
+
+    @property
+    def bridge_vms(self) -> tuple[BridgeVm, ...]:
+        """The site's bridge VMs: one, or a pair (a, b) when `bridge.pair` is set."""
+        b, pair = self.bridge, self.bridge.pair
+        if pair is None:
+            return (
+                BridgeVm(self.name, self.name, None, b.subnet, b.private_address, b.transit_address, self.cascade_user),
+            )
+        return (
+            BridgeVm(self.name, self.name, "a", b.subnet, b.private_address, pair.transit_addresses[0], self.cascade_user),
+            BridgeVm(
+                self.name + PAIR_SUFFIX,
+                self.name,
+                "b",
+                pair.subnet,
+                pair.private_address,
+                pair.transit_addresses[1],
+                self.cascade_user + PAIR_SUFFIX,
+            ),
+        )
 
 
 class SoftEtherOptions(Model):
@@ -156,6 +212,11 @@ class Topology(Model):
 
     def site(self, name: str) -> CloudSite:
         return next(s for s in self.sites if s.name == name)
+
+    @property
+    def bridge_vms(self) -> tuple[BridgeVm, ...]:
+        """Every bridge VM of every site, in site order."""
+        return tuple(vm for s in self.sites for vm in s.bridge_vms)
 
     @property
     def ranges(self) -> dict[str, IPv4Network]:

@@ -22,6 +22,10 @@ class RouteTable:
     AWS: each route targets the bridge's network interface (never an address: .1 of a subnet
     is the VPC router). Azure: next hop type VirtualAppliance at the bridge's private address.
     Both subnets get the table, or RDS Multi-AZ failover into the second subnet breaks.
+
+    With a bridge pair, `bridge_address` is where the first `pulumi up` places the routes
+    (bridge a) and `standby_address` the other bridge's: the failover controller moves the
+    routes between the two, and Pulumi ignores their target from then on.
     """
 
     site: str
@@ -29,6 +33,7 @@ class RouteTable:
     subnets: tuple[str, ...]
     bridge_address: IPv4Address
     destinations: tuple[IPv4Network, ...]
+    standby_address: IPv4Address | None = None
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,11 @@ class OsRoute:
 
 @dataclass(frozen=True)
 class BridgeHost:
-    """The OS side of a bridge VM: the tap's transit address and the routes over it."""
+    """The OS side of a bridge VM: the tap's transit address and the routes over it.
+    `node` names the VM (`model.BridgeVm.node`): the site's name for its first bridge."""
 
     site: str
+    node: str
     tap_device: str
     tap_address: IPv4Interface
     routes: tuple[OsRoute, ...]
@@ -75,8 +82,9 @@ class RoutingPlan:
     l3_switch: L3Switch
     home_routes: tuple[OsRoute, ...]
 
-    def bridge(self, site: str) -> BridgeHost:
-        return next(b for b in self.bridges if b.site == site)
+    def bridge(self, node: str) -> BridgeHost:
+        """The bridge VM named `node` (a site's name: its first or only bridge)."""
+        return next(b for b in self.bridges if b.node == node)
 
     def route_table(self, site: str) -> RouteTable:
         return next(t for t in self.route_tables if t.site == site)
@@ -87,10 +95,12 @@ class RoutingPlan:
         for t in self.route_tables:
             where = f"{t.cloud}:{t.site} route-table"
             hop = f"{rules(t.cloud).next_hop} {t.bridge_address}"
+            if t.standby_address is not None:
+                hop += f" (failover: {t.standby_address})"
             out += [(where, str(d), hop) for d in t.destinations]
         for b in self.bridges:
             out += [
-                (f"bridge:{b.site} os", str(r.destination), f"{r.via} dev {r.device}")
+                (f"bridge:{b.node} os", str(r.destination), f"{r.via} dev {r.device}")
                 for r in b.routes
             ]
         sw = self.l3_switch
@@ -127,17 +137,20 @@ def plan_routes(net: Topology) -> RoutingPlan:
             subnets=tuple(sub.name for sub in s.subnets),
             bridge_address=s.bridge.private_address,
             destinations=_remote(net, s),
+            standby_address=s.bridge.pair.private_address if s.bridge.pair else None,
         )
         for s in net.sites
     )
     bridges = tuple(
         BridgeHost(
             site=s.name,
+            node=vm.node,
             tap_device=tap,
-            tap_address=interface(s.bridge.transit_address, net.transit.cidr),
+            tap_address=interface(vm.transit_address, net.transit.cidr),
             routes=tuple(OsRoute(d, server.transit_address, tap) for d in _remote(net, s)),
         )
         for s in net.sites
+        for vm in s.bridge_vms
     )
     lan = next(c for c in home.cidrs if server.lan_address in c)
     other_home = [

@@ -16,7 +16,7 @@ from typing import assert_never
 
 from . import catalog
 from .clouds import rules
-from .model import TAP_NAME, TAP_PREFIX, CloudSite, Stack, Topology
+from .model import TAP_NAME, TAP_PREFIX, CloudSite, Stack, Subnet, Topology
 from .validate_paas import paas_problems
 
 RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
@@ -242,10 +242,13 @@ def _public_problem(host: str) -> str | None:
 
 def _transit(net: Topology) -> Iterator[str]:
     entries = [("network.home.vpnServer.transitAddress", net.home.vpn_server.transit_address)]
-    entries += [
-        (f"network.sites[{i}].bridge.transitAddress", s.bridge.transit_address)
-        for i, s in enumerate(net.sites)
-    ]
+    for i, s in enumerate(net.sites):
+        entries.append((f"network.sites[{i}].bridge.transitAddress", s.bridge.transit_address))
+        if s.bridge.pair is not None:
+            entries += [
+                (f"network.sites[{i}].bridge.pair.transitAddresses[{j}]", a)
+                for j, a in enumerate(s.bridge.pair.transit_addresses)
+            ]
     seen: dict[IPv4Address, str] = {}
     for path, address in entries:
         why = _host_problem(address, net.transit.cidr)
@@ -261,10 +264,21 @@ def _names(net: Topology) -> Iterator[str]:
     for i, site in enumerate(net.sites):
         if names.index(site.name) != i + 1:
             yield f"network.sites[{i}].name: {site.name} is not unique"
-    users = Counter(s.cascade_user.lower() for s in net.sites)
+    # A pair's second bridge is a node of its own, `<site>-b` (model.BridgeVm).
+    seconds = {vm.node: vm.site for vm in net.bridge_vms if vm.role == "b"}
+    for i, site in enumerate(net.sites):
+        if site.name in seconds:
+            yield f"network.sites[{i}].name: {site.name} is the name of the second bridge of {seconds[site.name]}"
+    users = Counter(vm.cascade_user.lower() for vm in net.bridge_vms)
     for i, site in enumerate(net.sites):
         if users[site.cascade_user.lower()] > 1:
             yield f"network.sites[{i}].bridge.cascadeUser: {site.cascade_user} is not unique"
+        second = site.bridge_vms[1:]
+        if second and users[second[0].cascade_user.lower()] > 1:
+            yield (
+                f"network.sites[{i}].bridge.cascadeUser: {site.cascade_user} gives the second bridge"
+                f" the cascade user {second[0].cascade_user}, which is not unique"
+            )
         why = _user_problem(site.cascade_user)
         if why and site.bridge.cascade_user is None:
             yield (
@@ -341,6 +355,30 @@ def _site(path: str, site: CloudSite) -> Iterator[str]:
     why = _host_problem(bridge.private_address, subnet.cidr, cloud.reserved_low)
     if why:
         yield f"{path}.bridge.privateAddress: {bridge.private_address} {why} ({site.cloud})"
+    if bridge.pair is not None:
+        yield from _pair(path, site, subnet)
+
+
+def _pair(path: str, site: CloudSite, first: Subnet) -> Iterator[str]:
+    """The second bridge of a pair: its own host in a subnet of the site, in another zone
+    where the cloud's subnets have zones (one zone's outage must not take both)."""
+    cloud, pair = rules(site.cloud), site.bridge.pair
+    assert pair is not None
+    field = f"{path}.bridge.pair"
+    subnet = next((s for s in site.subnets if s.name == pair.subnet), None)
+    if subnet is None:
+        yield f"{field}.subnet: {pair.subnet} is not a subnet of {site.name}"
+        return
+    if cloud.zones and subnet.zone and subnet.zone == first.zone:
+        yield (
+            f"{field}.subnet: {pair.subnet} is in {subnet.zone}, the zone of the first bridge's"
+            f" subnet {first.name}; the pair's bridges need two availability zones"
+        )
+    why = _host_problem(pair.private_address, subnet.cidr, cloud.reserved_low)
+    if why:
+        yield f"{field}.privateAddress: {pair.private_address} {why} ({site.cloud})"
+    elif pair.private_address == site.bridge.private_address:
+        yield f"{field}.privateAddress: {pair.private_address} is the first bridge's privateAddress"
 
 
 
@@ -398,7 +436,7 @@ def _azure_site(path: str, site: CloudSite) -> Iterator[str]:
         yield f"{field}: {size} is not an Azure VM size name (Standard_<family><vCPUs>[features][_v<n>], e.g. Standard_B1ls)"
     elif _AZURE_GEN1_ONLY.fullmatch(size):
         yield f"{field}: {size} runs only generation 1 images; the bridge's image is Debian 12 gen2"
-    computer = f"{site.name.lower()}{AZURE_COMPUTER_SUFFIX}"
+    computer = f"{site.bridge_vms[-1].node.lower()}{AZURE_COMPUTER_SUFFIX}"
     if len(computer) > AZURE_COMPUTER_NAME_MAX:
         yield (
             f"{path}.name: {site.name} makes the bridge's computer name {len(computer)} characters long;"

@@ -116,7 +116,7 @@ def _app(app: App, net: Topology) -> Iterator[str]:
         subnet = next((s for s in site.subnets if s.name == app.subnet), None)
         if subnet is None:
             yield f"app.subnet: {app.subnet} is not a subnet of {app.site}"
-        elif app.subnet == site.bridge.subnet:
+        elif app.subnet in {vm.subnet for vm in site.bridge_vms}:
             yield (
                 f"app.subnet: {app.subnet} holds the bridge VM; VNet integration needs a subnet"
                 " delegated to Microsoft.Web/serverFarms alone"
