@@ -186,6 +186,10 @@ def _rds(args: mocks.MockResourceArgs) -> Props:
     return {"address": host, "endpoint": f"{host}:3306"}
 
 
+def _iam_name(args: mocks.MockResourceArgs) -> Props:
+    return {"name": args.inputs.get("name") or f"{args.name}-{_digest('iam', args.name, size=7)}"}
+
+
 # Computed outputs by resource type, on top of the inputs echoed back and an id.
 COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     "pulumi-python:dynamic/softether:SoftEtherNode": _softether_node,
@@ -201,6 +205,9 @@ COMPUTED: dict[str, Callable[[mocks.MockResourceArgs], Props]] = {
     "azure-native:compute:VirtualMachine": lambda a: {"vmId": _digest("vm", a.name, size=32)}
     | ({"identity": {**a.inputs["identity"], "principalId": _digest("principal", a.name, size=32)}} if a.inputs.get("identity") else {}),
     "aws:rds/instance:Instance": _rds,
+    # IAM names not given are the provider's: the logical name and a random suffix.
+    "aws:iam/role:Role": _iam_name,
+    "aws:iam/instanceProfile:InstanceProfile": _iam_name,
 }
 
 

@@ -18,6 +18,7 @@ from topology import Stack
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "stacks" / "Pulumi.dev.yaml"
 FOUR_SITE = ROOT / "tests" / "stacks" / "Pulumi.four-site.yaml"
+HA = ROOT / "stacks" / "Pulumi.ha.yaml"
 
 # The home VPN server's host key as the user pins it (config homeHostKey): with it the
 # program also converges the home server.
@@ -66,6 +67,12 @@ def four_site() -> ProgramRun:
 
 
 @pytest.fixture(scope="module")
+def ha() -> ProgramRun:
+    """stacks/Pulumi.ha.yaml: a bridge pair in each cloud site."""
+    return program_run(HA)
+
+
+@pytest.fixture(scope="module")
 def home_host_key() -> str:
     return HOME_HOST_KEY
 
@@ -95,7 +102,7 @@ def recording(options: Options) -> Callable[[Stack], Mapping[str, Any]]:
     return build
 
 
-@pytest.fixture(scope="module", params=[DEV, FOUR_SITE], ids=["dev", "four-site"])
+@pytest.fixture(scope="module", params=[DEV, FOUR_SITE, HA], ids=["dev", "four-site", "ha"])
 def with_options(request: pytest.FixtureRequest) -> tuple[ProgramRun, Options]:
     """A run of each stack file (host key pinned) with the options of every resource."""
     options: Options = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components.cloudinit import compressed
 from components.offline import SECRET_SIG, SECRET_SIG_KEY, ProgramRun, plain
 from policies import POLICIES, Resource, evaluate
 from policies.security import policy_config
@@ -158,6 +159,14 @@ def test_policy_no_plain_secret_catches_plain_passwords_and_keys(props: dict[str
             False,
         ),
         ("azure-native:compute:VirtualMachine", {"osProfile": {"adminUsername": "x"}}, True),
+        # A bridge pair's user data is gzipped (the failover controller makes it large).
+        ("aws:ec2/instance:Instance", {"userDataBase64": _secret(compressed(PINNED_CLOUD_CONFIG))}, False),
+        ("aws:ec2/instance:Instance", {"userDataBase64": _secret(compressed("#cloud-config\npackages: [vim]\n"))}, True),
+        (
+            "azure-native:compute:VirtualMachine",
+            {"osProfile": _secret({"customData": compressed(PINNED_CLOUD_CONFIG)})},
+            False,
+        ),
         (NODE, {"target": _secret({"host": "h", "host_key": "ssh-ed25519 AAAA"})}, False),
         (NODE, {"target": _secret({"host": "h", "host_key": ""})}, True),
         (NODE, {"target": _secret({"host": "h"})}, True),
@@ -167,7 +176,7 @@ def test_policy_bridge_host_key_pinned_catches_a_vm_without_the_key(type_: str, 
     assert ("bridge-host-key-pinned" in _policies(type_, props)) is caught
 
 
-@pytest.mark.parametrize("run_name", ["dev", "four_site"])
+@pytest.mark.parametrize("run_name", ["dev", "four_site", "ha"])
 def test_policies_pass_on_the_whole_program(run_name: str, request: pytest.FixtureRequest) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
     assert evaluate(_resources(run), policy_config(run.stack), POLICIES) == []
