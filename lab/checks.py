@@ -184,8 +184,8 @@ def _admin(lab: Lab) -> list[Check]:
     lan = next(h for h in layout.hosts if h.site == net.home.name)
     tries = [(net.home.name, layout.operator_ns, OPERATOR.ip, home.public.ip, net.home.vpn_server.port, "the internet")]
     tries += [
-        (s.name, lan.ns, lan.address, s.bridge.private_address, lab.nodes[s.name].admin_port, "a home host")
-        for s in net.sites
+        (vm.node, lan.ns, lan.address, vm.private_address, lab.nodes[vm.node].admin_port, "a home host")
+        for vm in net.bridge_vms
     ]
 
     def one(t: tuple[str, str, object, object, int, str]) -> Check:

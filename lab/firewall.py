@@ -227,15 +227,13 @@ def _zones(stack: Stack) -> list[Zone]:
 
 
 def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) -> list[Expect]:
-    """What the stack intends, as probes. `bridge_ports`: each bridge site's SoftEther port."""
-    net = stack.network
+    """What the stack intends, as probes. `bridge_ports`: each bridge node's SoftEther port."""
     op = (layout.operator_ns, OPERATOR.ip)
     other = (layout.stranger_ns, STRANGER.ip)
     out: list[Expect] = []
     for node in (n for n in layout.nodes if n.kind == "bridge"):
-        site = net.site(node.site)
-        public, port = node.public.ip, bridge_ports[site.name]
-        what = f"firewall: {site.name} bridge"
+        public, port = node.public.ip, bridge_ports[node.name]
+        what = f"firewall: {node.name} bridge"
         out += [
             Expect(
                 f"{what}: SSH from the operator {op[1]} accepted",
@@ -282,7 +280,7 @@ def _paths(stack: Stack, layout: Layout) -> list[Expect]:
                     )
     app = zones[-1] if app_subnet(stack) else None
     srcs = [m for m in machines if app is not None and m.address in app]
-    bridges = [s.bridge.private_address for s in stack.network.sites]
+    bridges = [vm.private_address for vm in stack.network.bridge_vms]
     if app is not None and srcs:
         probes = tuple(Probe(m.ns, m.address, b, SSH_PORT) for m in srcs for b in bridges)
         expect = any(allowed(layout.paths, p.source, p.host, SSH_PORT) for p in probes)

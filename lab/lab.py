@@ -36,7 +36,8 @@ VM_SSH_DEADLINE_S = 120.0  # a booted bridge with its build in the image: sshd i
 
 @dataclass
 class Lab:
-    """A stack's lab: its layout, its record and its nodes (by site name)."""
+    """A stack's lab: its layout, its record and its nodes (by node name: a site's first
+    bridge under the site's name, a pair's second as `<site>-b`)."""
 
     ref: str
     stack: Stack
@@ -119,7 +120,7 @@ def open_lab(
             if k.startswith(f"{key}/") and (pid := state.live(k))
         }
         node.host_key = node.known_host_key()
-        lab.nodes[v.site] = node
+        lab.nodes[v.name] = node
     return lab
 
 

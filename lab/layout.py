@@ -9,9 +9,10 @@ One network namespace per machine of the reference network:
   LAN (no address, offloads off);
 - `lan0`: a home LAN host, routing the hybrid ranges via the L3 switch (the plan's home routes);
 - per cloud site k: `vpn<k>` the bridge VM (eth0 public, eth1 its fixed private address, a
-  default route via the subnet's .1 like a cloud VM), `rtr<k>` the VPC/VNet router (.1 of every
+  default route via the subnet's .1 like a cloud VM), and `vpn<k>b` a pair's second bridge,
+  `rtr<k>` the VPC/VNet router (.1 of every
   subnet; its routes are the site's cloud route table: every remote range via the bridge's
-  private address), one host `s<k>n<j>` per subnet (default route via .1);
+  private address, a pair's first), one host `s<k>n<j>` per subnet (default route via .1);
 - PaaS stand-ins: `db` (MariaDB for RDS, in the DB site's bridge subnet, the blog's .225) and
   `app` (WordPress for App Service, in the app's delegated subnet).
 
@@ -96,6 +97,10 @@ class VpnNode:
     kind: str  # "server" | "bridge"
     site: str
     public: IPv4Interface
+    # The node's name (model.BridgeVm.node; the home server's: the home site's), which keys
+    # it in the specs and the lab; a site's first bridge is named after the site.
+    name: str
+    private: IPv4Address | None = None  # a bridge's fixed address in its subnet
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,17 @@ class Layout:
     def ns(self, key: str) -> Namespace:
         return next(n for n in self.namespaces if n.key == key)
 
-    def node(self, site: str) -> VpnNode:
-        return next(n for n in self.nodes if n.site == site)
+    def node(self, name: str) -> VpnNode:
+        """The VPN node named `name` (a site's name: its server or first bridge)."""
+        return next(n for n in self.nodes if n.name == name)
 
-    def public_link(self, site: str) -> Link:
+    def router(self, site: str) -> Namespace:
+        """The VPC/VNet router of a cloud site: its routes are the site's route table."""
+        return next(n for n in self.namespaces if n.role == "router" and n.site == site)
+
+    def public_link(self, name: str) -> Link:
         """The veth joining a VPN node to the internet (its inet end is `b_if`)."""
-        node = self.node(site)
+        node = self.node(name)
         return next(lk for lk in self.links if lk.a_ns == node.ns and lk.a_if == PUBLIC_IF)
 
     @property
@@ -167,7 +177,7 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
     if net.home.vpn_server.host_address is not None:
         taken.add(net.home.vpn_server.host_address)
     for s in net.sites:
-        taken.add(s.bridge.private_address)
+        taken |= {vm.private_address for vm in s.bridge_vms}
         taken |= {sub.cidr.network_address + 1 for sub in s.subnets}
 
     inet = Namespace("inet", nsname("inet"), "inet", "internet", switches=((SWITCH, OPERATOR),))
@@ -196,23 +206,14 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
         ),
     ]
     hosts = [Host(lan.name, net.home.name, "lan", lan_addr)]
-    nodes = [VpnNode(server.name, "server", net.home.name, SERVER_PUBLIC)]
+    nodes = [VpnNode(server.name, "server", net.home.name, SERVER_PUBLIC, net.home.name)]
 
     db_site = stack.database.site if stack.database else None
     app_where = (stack.app.site, stack.app.subnet) if stack.app else None
     db: Host | None = None
     app: Host | None = None
     for k, site in enumerate(net.sites, start=1):
-        public = IPv4Interface(f"{INTERNET.network_address + 10 + k}/{INTERNET.prefixlen}")
         bridge_sub = site.subnet(site.bridge.subnet)
-        bridge = Namespace(
-            f"vpn{k}",
-            nsname(f"vpn{k}"),
-            "bridge",
-            site.name,
-            routes=(Route(None, _gateway(bridge_sub.cidr).ip),),
-            forwarding=True,
-        )
         table = plan.route_table(site.name)
         router = Namespace(
             f"rtr{k}",
@@ -223,19 +224,35 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
             forwarding=True,
             switches=tuple((f"sw{j}", _gateway(sub.cidr)) for j, sub in enumerate(site.subnets)),
         )
-        namespaces += [bridge, router]
-        nodes.append(VpnNode(bridge.name, "bridge", site.name, public))
-        links.append(Link(bridge.name, PUBLIC_IF, inet.name, f"p{k}", public, b_switch=SWITCH))
-        links.append(
-            Link(
-                bridge.name,
-                PRIVATE_IF,
-                router.name,
-                f"b{_sw(site, bridge_sub)}",
-                interface(site.bridge.private_address, bridge_sub.cidr),
-                b_switch=f"sw{_sw(site, bridge_sub)}",
+        namespaces.append(router)
+        for vm in site.bridge_vms:
+            # A pair's second bridge: `vpn<k>b`, its public address 100 above the first's.
+            suffix = "b" if vm.role == "b" else ""
+            public = IPv4Interface(
+                f"{INTERNET.network_address + 10 + k + (100 if suffix else 0)}/{INTERNET.prefixlen}"
             )
-        )
+            sub = site.subnet(vm.subnet)
+            bridge = Namespace(
+                f"vpn{k}{suffix}",
+                nsname(f"vpn{k}{suffix}"),
+                "bridge",
+                site.name,
+                routes=(Route(None, _gateway(sub.cidr).ip),),
+                forwarding=True,
+            )
+            namespaces.append(bridge)
+            nodes.append(VpnNode(bridge.name, "bridge", site.name, public, vm.node, vm.private_address))
+            links.append(Link(bridge.name, PUBLIC_IF, inet.name, f"p{k}{suffix}", public, b_switch=SWITCH))
+            links.append(
+                Link(
+                    bridge.name,
+                    PRIVATE_IF,
+                    router.name,
+                    f"b{_sw(site, sub)}{suffix}",
+                    interface(vm.private_address, sub.cidr),
+                    b_switch=f"sw{_sw(site, sub)}",
+                )
+            )
         machines = [(f"s{k}n{j}", "host", sub, HOST_OFFSET) for j, sub in enumerate(site.subnets)]
         if site.name == db_site:
             machines.append(("db", "db", bridge_sub, DB_OFFSET))

@@ -487,7 +487,7 @@ class Testbed:
             links.append(Link(node.netns, "wan0", self.internet, port, node.address, None, "inet0"))
             if lan_device:
                 links.append(Link(node.netns, lan_device, node.netns, "lanpeer"))
-            vpn.append(VpnNode(node.netns, node.kind, node.name, node.address))
+            vpn.append(VpnNode(node.netns, node.kind, node.name, node.address, node.name))
         return Layout(
             lab_id=self.run,
             stack="",

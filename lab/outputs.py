@@ -25,7 +25,7 @@ def lab_outputs(lab: Lab) -> dict[str, Any]:
     net = lab.stack.network
     nodes = specs(lab)
     by_site = {net.home.name: nodes.server, **nodes.bridges}
-    private = {s.name: s.bridge.private_address for s in net.sites}
+    private = {vm.node: vm.private_address for vm in net.bridge_vms}
     home = next(h.address for h in lab.layout.hosts if h.site == net.home.name)
     hosts: dict[str, Any] = {net.home.name: home, **private}
     return {
