@@ -9,6 +9,7 @@ the operator's namespace, `running`/`refresh_pids` read what lives. `lab up`, `s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,7 @@ from typing import Literal
 from pydantic import SecretStr
 
 from components.firewall import bridge_ruleset
-from softether.derive import NodeSpecs, derive, retiring, secret_names
+from softether.derive import NodeSpecs, derive, failover_config, retiring, secret_names
 from softether.session import Session
 from softether.spec import BridgeSpec, ServerSpec, SshTarget
 from softether.transport import SshTransport, ssh_transport
@@ -105,10 +106,11 @@ def open_lab(
             recorded = started.get(key, {}).get("image")
             root = Path(recorded) if recorded else built.root if built else None
             site = stack.network.site(v.site)
+            config, binds = lab_failover(lab, v.name)
             node = VmNode(
                 key, "bridge", v.ns, state_dir, v.public, env=env, image=root,
                 options=softether_options(lab), made_from=bridge_image(site.cloud, site.bridge_size),
-                ruleset=bridge_ruleset(stack),
+                ruleset=bridge_ruleset(stack), failover=config, binds=binds,
             )  # fmt: skip
         else:
             node = Node(key, "bridge", v.ns, state_dir, v.public, env=env)
@@ -122,6 +124,25 @@ def open_lab(
         node.host_key = node.known_host_key()
         lab.nodes[v.name] = node
     return lab
+
+
+def lab_failover(lab: Lab, node: str) -> tuple[str | None, tuple[tuple[Path, str], ...]]:
+    """A pair's bridge in the lab: its failover controller's config with the lab driver (the
+    site router's routes stand for the cloud route table: it moves them with `ip -n`), and
+    the router's namespace bound into the machine read-only for that; (None, ()) else."""
+    net = lab.stack.network
+    vm = next(v for v in net.bridge_vms if v.node == node)
+    if vm.role is None:
+        return None, ()
+    router = lab.layout.router(vm.site).name
+    driver = {
+        "kind": "lab",
+        "netns": router,
+        "prefixes": [str(d) for d in plan_routes(net).route_table(vm.site).destinations],
+        "via": str(vm.private_address),
+    }
+    netns = f"/run/netns/{router}"
+    return json.dumps(failover_config(net, vm, driver), indent=2), ((Path(netns), netns),)
 
 
 def booted(lab: Lab) -> bool:

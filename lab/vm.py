@@ -283,6 +283,8 @@ class VmNode(Node):
     instance: str = ""  # the VM's identity (cloud-init's instance-id); a new one is a new VM
     made_from: str = ""  # the cloud image it stands for (topology.clouds.bridge_image)
     ruleset: str = ""  # its own filter (components.firewall.bridge_ruleset)
+    # A pair's bridge: its failover controller's config (JSON, the lab driver's), None else.
+    failover: str | None = None
     # The user data to boot from as it is (the program's own, e.g. from its run under the
     # mocks); "": rendered for the stack with the lab's keys (`user_data`).
     given_user_data: str = ""
@@ -316,7 +318,9 @@ class VmNode(Node):
         """The bridge's user data as the cloud VM gets it, with this node's host key."""
         private, public = generate_host_key(self._dir("ssh"), f"hc-lab-{self.name}")
         keys = [k for k in authorized_keys.splitlines() if k.strip()]
-        return bridge_cloud_config(self.options, HostKey(private, public), keys, self.made_from, self.ruleset)
+        return bridge_cloud_config(
+            self.options, HostKey(private, public), keys, self.made_from, self.ruleset, self.failover
+        )
 
     @property
     def first_contact_key(self) -> str:

@@ -90,3 +90,24 @@ def test_pick_skips_cloud_reserved_and_taken_addresses() -> None:
     assert pick(cidr, 225, taken) == IPv4Address("192.168.50.6")
     with pytest.raises(ValueError, match="no free host address"):
         pick(cidr, 4, taken)
+
+
+def test_layout_pair_second_bridge_is_a_node_of_its_own() -> None:
+    """stacks/Pulumi.ha.yaml (fails on main: no pair): `vpn<k>b` per paired site, its own
+    public address and its private address on its own subnet's switch of the site router."""
+    lay = _layout("ha")
+    bridges = {n.name: n for n in lay.nodes if n.kind == "bridge"}
+    assert set(bridges) == {"Hybrid-VPC", "Hybrid-VPC-b", "Hybrid-VNet", "Hybrid-VNet-b"}
+    assert len({n.public for n in lay.nodes}) == len(lay.nodes)
+    assert all(n.public.ip in INTERNET for n in lay.nodes)
+    b = bridges["Hybrid-VPC-b"]
+    assert (b.ns, b.site, str(b.private)) == (f"hc-{lay.lab_id}-vpn1b", "Hybrid-VPC", "192.168.21.100")
+    (private,) = [lk for lk in lay.links if lk.a_ns == b.ns and lk.a_if == "eth1"]
+    assert (private.b_ns, private.b_switch, str(private.a_addr)) == (lay.router("Hybrid-VPC").name, "sw1", "192.168.21.100/24")
+    # Azure's pair shares a subnet: two links into one switch, two names.
+    vnet = [lk for lk in lay.links if lk.b_ns == lay.router("Hybrid-VNet").name and lk.b_if.startswith("b")]
+    assert sorted((lk.b_if, lk.b_switch) for lk in vnet) == [("b0", "sw0"), ("b0b", "sw0")]
+    # The site router's routes start on bridge a, as the cloud's first `pulumi up` places them.
+    assert {r.via for r in lay.router("Hybrid-VPC").routes} == {IPv4Address("192.168.20.100")}
+    # No host of the lab takes a bridge's address.
+    assert not {h.address for h in lay.hosts} & {n.private for n in bridges.values()}
