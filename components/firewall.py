@@ -198,12 +198,18 @@ def _inside(zone_: Zone, site: CloudSite) -> bool:
 
 def bridge_sg(stack: Stack, site: CloudSite) -> Firewall:
     """An AWS bridge's security group: SSH from the operator, and from each zone of the site
-    what its flows may send (through the bridge, to any destination: an SG names none)."""
+    what its flows may send (through the bridge, to any destination: an SG names none); a
+    pair's, also what the other sites may send into the site (through the other bridge)."""
     rules = [_operator_ssh(stack.network)]
     seen: set[tuple[tuple[IPv4Network, ...], tuple[int, ...] | None]] = set()
+    # A pair's bridge is also reached at its own address through the other (active) bridge,
+    # which forwards what the other sites send into the site onto the VPC: that enters its ENI.
+    paired = site.bridge.pair is not None
     for f in flows(stack):
         key = (f.source.cidrs, f.ports)
-        if _inside(f.source, site) and not _inside(f.destination, site) and key not in seen:
+        out = _inside(f.source, site) and not _inside(f.destination, site)
+        into = paired and _inside(f.destination, site) and not _inside(f.source, site)
+        if (out or into) and key not in seen:
             seen.add(key)
             rules.append(
                 Rule(f"path-{len(rules) - 1}", f.source.cidrs, None, f.ports, f"{f.name} ({f.why})")

@@ -181,7 +181,7 @@ def test_pair_cloud_init_delivers_the_controller(ha: ProgramRun) -> None:
         config = json.loads(files[FAILOVER_CONFIG])
         assert (config["me"], config["peer"], config["own_address"], config["vip"]) == (me, peer, own, "192.168.10.2/24")
         assert config["driver"]["network_interface_id"] == ha.one(ENI, eni).id
-        assert config["probes"] == ["192.168.1.249", "192.168.30.100"]
+        assert config["probes"] == ["192.168.1.249"]
         unit = files[f"/etc/systemd/system/{FAILOVER_UNIT}"]
         assert f"python3 -m {FAILOVER_MODULE} {FAILOVER_CONFIG}" in unit and "Restart=always" in unit
         assert f"PYTHONPATH={FAILOVER_LIB}" in unit
@@ -194,3 +194,16 @@ def test_pair_cloud_init_delivers_the_controller(ha: ProgramRun) -> None:
 def test_pair_aws_user_data_fits_ec2(ha: ProgramRun) -> None:
     for node in ("Hybrid-VPC", "Hybrid-VPC-b"):
         assert len(base64.b64decode(ha.one(INSTANCE, f"{node}-bridge-vm").input("userDataBase64"))) <= EC2_USER_DATA_MAX
+
+
+def test_pair_aws_bridge_is_reached_through_the_other(ha: ProgramRun, dev: ProgramRun) -> None:
+    """The active bridge forwards what home sends to the standby's own address onto the VPC:
+    it enters the standby's ENI, so a pair's SG admits home (the lab found the standby's
+    administration check unanswered); a single bridge's never sees home on its ENI."""
+
+    def sources(run: ProgramRun, node: str) -> set[str]:
+        sg = run.one("aws:ec2/securityGroup:SecurityGroup", f"{node}-bridge-sg")
+        return {c for rule in sg.input("ingress") for c in rule["cidrBlocks"]}
+
+    assert all("192.168.1.0/24" in sources(ha, n) for n in ("Hybrid-VPC", "Hybrid-VPC-b"))
+    assert "192.168.1.0/24" not in sources(dev, "Hybrid-VPC")
