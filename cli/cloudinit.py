@@ -11,6 +11,7 @@ holds them, unless `--show-secrets`.
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 import warnings
 from typing import Any, assert_never
@@ -41,7 +42,6 @@ def cloud_init(args: argparse.Namespace) -> int:
     warnings.simplefilter("ignore", DeprecationWarning)
     from components.cloudinit import cloud_config_text
     from components.offline import ProgramRun, plain, run_program
-    from policies.security import decoded
 
     ref = stack_ref(args)
     run: ProgramRun = run_program(ref)
@@ -56,10 +56,10 @@ def cloud_init(args: argparse.Namespace) -> int:
     match cloud:
         case "aws":
             vm = run.one("aws:ec2/instance:Instance", f"{args.site}-bridge-vm")
-            text = plain(vm.inputs.get("userData")) or decoded("userDataBase64", plain(vm.inputs["userDataBase64"]))
+            text = plain(vm.inputs["userData"])
         case "azure":
             vm = run.one("azure-native:compute:VirtualMachine", f"{args.site}-bridge-vm")
-            text = decoded("customData", plain(vm.inputs["osProfile"])["customData"])
+            text = base64.b64decode(plain(vm.inputs["osProfile"])["customData"]).decode()
         case _:
             assert_never(cloud)
     if not args.show_secrets:

@@ -4,7 +4,6 @@ network interface; a pair's failover controller moves them, with `FailoverRole`)
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,23 +17,12 @@ from topology import CloudSite, RouteTable
 from topology.clouds import AWS
 
 from .bridge import BridgeArgs, converge, user_data
-from .cloudinit import compressed
 from .firewall import cidr_slug
 
 INTERNET = "0.0.0.0/0"
 DEBIAN_AMI_OWNER = "136693071363"  # the Debian cloud team's AWS account
 # The input of a moved route that the failover controller owns once the route exists.
 MOVED_TARGET = "networkInterfaceId"
-# EC2 takes user data of 16 KB at most, before base64 (RunInstances `UserData`).
-EC2_USER_DATA_MAX = 16384
-
-
-def ec2_user_data(name: str, encoded: str) -> str:
-    """`encoded` (base64) if EC2 takes it; else the preview stops here, before RunInstances."""
-    size = len(base64.b64decode(encoded))
-    if size > EC2_USER_DATA_MAX:
-        raise ValueError(f"{name}: the user data is {size} bytes gzipped; EC2 takes {EC2_USER_DATA_MAX} at most")
-    return encoded
 
 
 @dataclass(frozen=True)
@@ -277,13 +265,7 @@ class Ec2Bridge(pulumi.ComponentResource):
             ami=ami.id,
             instance_type=size,
             primary_network_interface={"network_interface_id": self.eni.id},
-            # A pair's bridge carries the failover controller too: gzipped under EC2's 16 KB.
-            user_data=None if args.failover else user_data(common),
-            user_data_base64=user_data(common, self._driver(args)).apply(
-                lambda text: ec2_user_data(name, compressed(text))
-            )
-            if args.failover
-            else None,
+            user_data=user_data(common, self._driver(args)),
             user_data_replace_on_change=True,
             iam_instance_profile=args.failover.profile.name if args.failover else None,
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},

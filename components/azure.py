@@ -20,7 +20,6 @@ from topology import CloudSite, RouteTable
 from topology.clouds import AZURE
 
 from .bridge import BridgeArgs, converge, user_data
-from .cloudinit import compressed
 from .firewall import Firewall, Rule, cidr_slug
 
 # Regional VNet Integration of an App Service needs its subnet delegated to this service.
@@ -278,9 +277,8 @@ class AzureVmBridge(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        # A pair's bridge carries the failover controller too: gzipped, as on AWS.
         custom_data = user_data(common, self._driver(args)).apply(
-            compressed if args.failover else lambda text: base64.b64encode(text.encode()).decode()
+            lambda text: base64.b64encode(text.encode()).decode()
         )
         self.vm = compute.VirtualMachine(
             f"{name}-vm",

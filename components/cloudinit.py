@@ -7,16 +7,13 @@ resource converges it over SSH once the VM answers with the pinned host key.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from softether.derive import FAILOVER_CONFIG, FAILOVER_MODULE, FAILOVER_UNIT
+from softether.derive import FAILOVER_CONFIG, FAILOVER_LIB, FAILOVER_MODULE, FAILOVER_UNIT
 from topology import SoftEtherOptions
 
 from .firewall import RULESET_FILE
@@ -38,13 +35,6 @@ BUILD_PACKAGES = (
     "libncurses-dev", "libreadline-dev", "libssl-dev", "libsodium-dev", "zlib1g-dev",
 )  # fmt: skip
 DEBIAN_PACKAGES = ("softether-vpnbridge", "softether-vpncmd")
-# The failover controller of a bridge pair: its package (standard library only, the VM has
-# Debian's python3 and no pip) goes under this directory, `softether/` without the rest of
-# the project's package (a namespace package there).
-FAILOVER_LIB = "/usr/local/lib/hybrid-cloud"
-FAILOVER_SOURCE = Path(__file__).resolve().parents[1] / "softether" / "failover"
-
-
 @dataclass(frozen=True)
 class HostKey:
     """An SSH host key pair in OpenSSH format (`ssh-ed25519 AAAA...` for the public half)."""
@@ -196,12 +186,10 @@ def failover_unit() -> str:
 
 
 def failover_files(config_json: str) -> list[dict[str, str]]:
-    """write_files entries of the failover controller: its package, its config and its unit.
-    (The package makes the user data larger than EC2's 16 KB: a pair's is `compressed`.)"""
-    package = FAILOVER_LIB + "/" + FAILOVER_MODULE.replace(".", "/")
-    sources = sorted(FAILOVER_SOURCE.glob("*.py")) if FAILOVER_SOURCE.is_dir() else []
+    """write_files entries of the failover controller: its config and its unit. (Its package
+    comes with the SoftEther converge, `softether.derive.failover_package`: it would make the
+    user data larger than EC2's 16 KB, and new code would replace the VM.)"""
     return [
-        *({"path": f"{package}/{src.name}", "permissions": "0644", "content": src.read_text()} for src in sources),
         {"path": FAILOVER_CONFIG, "permissions": "0644", "content": config_json + "\n"},
         {"path": f"/etc/systemd/system/{FAILOVER_UNIT}", "permissions": "0644", "content": failover_unit()},
     ]
@@ -264,12 +252,6 @@ def bridge_cloud_config(
         ],
     }
     return cloud_config_text(doc)
-
-
-def compressed(user_data: str) -> str:
-    """`user_data` gzipped (cloud-init unpacks it, whatever the datasource), base64 for the
-    clouds' APIs. EC2 limits the user data to 16 KB before base64, Azure to 64 KB."""
-    return base64.b64encode(gzip.compress(user_data.encode(), mtime=0)).decode()
 
 
 def cloud_config_text(doc: dict[str, Any]) -> str:

@@ -16,7 +16,6 @@ secret from a plain value there and is advisory in the live pack.
 from __future__ import annotations
 
 import base64
-import gzip
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,8 +35,6 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
 from topology import Stack
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
 SSH = 22
@@ -250,20 +247,17 @@ def plain_secrets(value: Any, path: str = "", named: bool = False) -> Iterator[s
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             yield from plain_secrets(v, f"{path}[{i}]", named)
-    elif isinstance(value, str) and value and (named or PRIVATE_KEY_BLOCK in decoded(path, value)):
+    elif isinstance(value, str) and value and (named or PRIVATE_KEY_BLOCK in _text(path, value)):
         yield path
 
 
-def decoded(path: str, value: str) -> str:
-    """`value`, decoded when it is a VM's base64 user data (Azure's customData, EC2's
-    userDataBase64), gzipped or not, as cloud-init reads it (the encoding would hide a key
-    block)."""
-    if not path.endswith(("customData", "userDataBase64")):
+def _text(path: str, value: str) -> str:
+    """`value`, decoded when it is Azure's base64 customData (which would hide a key block)."""
+    if not path.endswith("customData"):
         return value
     try:
-        raw = base64.b64decode(value, validate=True)
-        return (gzip.decompress(raw) if raw[:2] == GZIP_MAGIC else raw).decode(errors="replace")
-    except (ValueError, OSError, EOFError):
+        return base64.b64decode(value, validate=True).decode(errors="replace")
+    except ValueError:
         return value
 
 
@@ -276,12 +270,9 @@ def _bridge_host_key_pinned(args: ResourceValidationArgs, report: ReportViolatio
         return
     if args.resource_type == AWS_VM:
         text = _reveal(args.props.get("userData"))
-        encoded = _reveal(args.props.get("userDataBase64"))
-        if text is None and isinstance(encoded, str):
-            text = decoded("userDataBase64", encoded)
     elif args.resource_type == AZURE_VM:
         encoded = _reveal((_reveal(args.props.get("osProfile")) or {}).get("customData"))
-        text = decoded("customData", encoded) if isinstance(encoded, str) else None
+        text = _text("customData", encoded) if isinstance(encoded, str) else None
     else:
         return
     if not host_key_pinned(text):

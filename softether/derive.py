@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -46,6 +47,20 @@ HEARTBEAT_PORT = 4799
 PROBE_INTERVAL_S = 1.0
 FAIL_AFTER = 3
 RECOVER_AFTER = 10
+
+
+# The controller's package on a bridge: `softether/failover/` of this project, alone (the
+# VM has Debian's python3, no pip; `softether` is a namespace package there).
+FAILOVER_LIB = "/usr/local/lib/hybrid-cloud"
+FAILOVER_SOURCE = Path(__file__).resolve().parent / "failover"
+
+
+def failover_package() -> tuple[tuple[str, str], ...]:
+    """The failover controller's package files (path on the bridge, text): the converge writes
+    them (`HostOsSpec.files`); none while the package does not exist."""
+    target = f"{FAILOVER_LIB}/{FAILOVER_MODULE.replace('.', '/')}"
+    sources = sorted(FAILOVER_SOURCE.glob("*.py")) if FAILOVER_SOURCE.is_dir() else []
+    return tuple((f"{target}/{src.name}", src.read_text()) for src in sources)
 
 
 def admin_secret(node: str) -> str:
@@ -210,6 +225,7 @@ def _bridge(
             device=host.tap_device,
             address=host.tap_address,
             mac=tap_mac(vm.node),
+            files=failover_package() if vm.role is not None else (),
             routes=tuple(OsRoute(network=r.destination, via=r.via) for r in host.routes),
         ),
         traffic_check=TrafficCheck(target=server.transit_address) if home_ready else None,

@@ -228,7 +228,7 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
             f"echo @@route; ip -o -4 route show dev {dev} 2>/dev/null",
             "echo @@forward; cat /proc/sys/net/ipv4/ip_forward",
         ]
-        for path in (unit, sysctl, watch):
+        for path in (unit, sysctl, watch, *(f for f, _ in h.files)):
             parts.append(f"echo @@file {q(path)}; cat {q(path)} 2>/dev/null")
         for link in links:
             parts.append(f"echo @@link {q(link)}; readlink {q(link)} 2>/dev/null")
@@ -356,9 +356,9 @@ def plan(spec: ServerSpec | BridgeSpec, facts: HostFacts) -> tuple[HostChange, .
         return tuple(out)
     dev = q(h.device)
     unit, sysctl, watch, links = _paths(h, facts.own_service_unit)
-    files = {unit: unit_text(h), sysctl: sysctl_text(h), watch: watch_unit_text(h)}
+    files = {unit: unit_text(h), sysctl: sysctl_text(h), watch: watch_unit_text(h), **dict(h.files)}
     for path, text in files.items():
-        if facts.files.get(path, "") != text.rstrip("\n"):
+        if facts.files.get(path, "").rstrip("\n") != text.rstrip("\n"):
             out.append(HostChange(f"~ file {path}", _write(path, text)))
     for link, target in links.items():
         if facts.links.get(link, "") != target:

@@ -185,6 +185,10 @@ class HostOsSpec(Model):
     # IMDS; Azure says no secrets in customData), so a VM still holding it gets a new one.
     # None: the host key is left as it is (a machine whose key is not the stack's).
     retired_host_key: str | None = None
+    # Files of the bridge's own software, path -> text (a pair's failover controller package,
+    # softether.derive.failover_package: too large for EC2's 16 KB of user data, and new code
+    # is then a converge, not a new VM).
+    files: tuple[tuple[str, str], ...] = ()
 
 
 class TrafficCheck(Model):

@@ -4,17 +4,26 @@ the failover controller moves owned by it alone, its cloud permissions, its clou
 from __future__ import annotations
 
 import base64
-import gzip
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from components.aws import EC2_USER_DATA_MAX
 from components.azure import FAILOVER_ACTIONS
-from components.cloudinit import FAILOVER_LIB
 from components.offline import ProgramRun, Record, plain
-from softether.derive import FAILOVER_CONFIG, FAILOVER_MODULE, FAILOVER_UNIT, tap_mac, vip_mac
+from softether import derive as derive_module
+from softether.derive import (
+    FAILOVER_CONFIG,
+    FAILOVER_LIB,
+    FAILOVER_MODULE,
+    FAILOVER_UNIT,
+    failover_package,
+    tap_mac,
+    vip_mac,
+)
+from topology import load_stack, plan_routes
 
 INSTANCE = "aws:ec2/instance:Instance"
 ENI = "aws:ec2/networkInterface:NetworkInterface"
@@ -27,16 +36,11 @@ NODE = "pulumi-python:dynamic/softether:SoftEtherNode"
 
 
 def _user_data(run: ProgramRun, node: str) -> str:
-    """What the VM's cloud-init reads (a pair's is gzipped)."""
-    cloud = next(vm for vm in run.stack.network.bridge_vms if vm.node == node)
-    if run.stack.network.site(cloud.site).cloud == "aws":
-        r = run.one(INSTANCE, f"{node}-bridge-vm")
-        if r.input("userData"):
-            return r.input("userData")
-        raw = base64.b64decode(r.input("userDataBase64"))
-    else:
-        raw = base64.b64decode(plain(run.one(VM, f"{node}-bridge-vm").inputs["osProfile"])["customData"])
-    return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+    """What the VM's cloud-init reads."""
+    vm = next(vm for vm in run.stack.network.bridge_vms if vm.node == node)
+    if run.stack.network.site(vm.site).cloud == "aws":
+        return run.one(INSTANCE, f"{node}-bridge-vm").input("userData")
+    return base64.b64decode(plain(run.one(VM, f"{node}-bridge-vm").inputs["osProfile"])["customData"]).decode()
 
 
 def _files(run: ProgramRun, node: str) -> dict[str, str]:
@@ -191,9 +195,16 @@ def test_pair_cloud_init_delivers_the_controller(ha: ProgramRun) -> None:
     assert (vnet_b["next_hop_ip"], vnet_b["route_table"]) == ("192.168.30.101", "Hybrid-VNet-rt")
 
 
-def test_pair_aws_user_data_fits_ec2(ha: ProgramRun) -> None:
-    for node in ("Hybrid-VPC", "Hybrid-VPC-b"):
-        assert len(base64.b64decode(ha.one(INSTANCE, f"{node}-bridge-vm").input("userDataBase64"))) <= EC2_USER_DATA_MAX
+def test_pair_controller_package_comes_with_the_converge(ha: ProgramRun, dev: ProgramRun) -> None:
+    """The package is the spec's (HostOsSpec.files, written over SSH), not the user data's:
+    EC2 takes 16 KB of user data, and new controller code must not replace the VMs."""
+    for node in ("Hybrid-VPC", "Hybrid-VPC-b", "Hybrid-VNet", "Hybrid-VNet-b"):
+        files = [tuple(f) for f in _spec(ha, node)["host_os"]["files"]]
+        assert files == [tuple(f) for f in failover_package()]
+        assert all(path.startswith(f"{FAILOVER_LIB}/softether/failover/") for path, _ in files)
+        assert not any(path.startswith(FAILOVER_LIB) for path in _files(ha, node))
+        assert len(_user_data(ha, node).encode()) <= 16384
+    assert _spec(dev, "Hybrid-VPC")["host_os"]["files"] == []
 
 
 def test_pair_aws_bridge_is_reached_through_the_other(ha: ProgramRun, dev: ProgramRun) -> None:
@@ -207,3 +218,23 @@ def test_pair_aws_bridge_is_reached_through_the_other(ha: ProgramRun, dev: Progr
 
     assert all("192.168.1.0/24" in sources(ha, n) for n in ("Hybrid-VPC", "Hybrid-VPC-b"))
     assert "192.168.1.0/24" not in sources(dev, "Hybrid-VPC")
+
+
+def test_pair_package_goes_to_the_pairs_bridges_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """softether.derive puts every module of softether/failover/ in a pair's bridge specs."""
+    (tmp_path / "__main__.py").write_text("print('main')\n")
+    (tmp_path / "config.py").write_text("X = 1\n")
+    (tmp_path / "notes.txt").write_text("not a module\n")
+    monkeypatch.setattr(derive_module, "FAILOVER_SOURCE", tmp_path)
+    for ref, paired in (("ha", True), ("dev", False)):
+        net = load_stack(ref).network
+        secrets = {n: "pw" for n in derive_module.secret_names(net)}
+        specs = derive_module.derive(net, plan_routes(net), secrets)
+        for vm in net.bridge_vms:
+            host = specs.bridges[vm.node].host_os
+            assert host is not None
+            expected = (
+                (f"{FAILOVER_LIB}/softether/failover/__main__.py", "print('main')\n"),
+                (f"{FAILOVER_LIB}/softether/failover/config.py", "X = 1\n"),
+            )
+            assert host.files == (expected if paired else ())

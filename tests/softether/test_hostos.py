@@ -267,3 +267,20 @@ def test_hostos_a_bridge_holding_its_user_data_host_key_gets_a_new_one() -> None
     assert "ssh-keygen -q -t ed25519" in change.shell and change.shell.endswith("systemctl reload ssh.service")
     rotated = hostos.parse_facts("@@hostkey\nssh-ed25519 AAAAother\n@@config\nyes\n@@end\n")
     assert not [c for c in hostos.plan(spec, rotated) if "host key" in c.summary]
+
+
+def test_hostos_bridge_files_are_written_when_missing_or_changed_and_read_back() -> None:
+    """HostOsSpec.files (a pair's failover controller package): read by the facts script,
+    written when absent or different, nothing to do when they match (fails on main: no
+    such field)."""
+    path = "/usr/local/lib/hybrid-cloud/softether/failover/__main__.py"
+    text = "import sys\n\n@decorated\ndef main() -> None:\n    pass\n"
+    spec = BRIDGE.model_copy(update={"host_os": H.model_copy(update={"files": ((path, text),)})})
+    assert f"echo @@file {path}; cat {path}" in hostos.facts_script(spec)
+    missing = hostos.plan(spec, hostos.parse_facts(CONVERGED))
+    assert [c.summary for c in missing] == [f"~ file {path}", "~ systemd daemon-reload"]
+    assert "main()" in missing[0].shell
+    there = CONVERGED.replace("@@watch\n", f"@@file {path}\n{text}@@watch\n")
+    assert hostos.plan(spec, hostos.parse_facts(there)) == ()
+    changed = there.replace("pass", "return")
+    assert hostos.plan(spec, hostos.parse_facts(changed))[0].summary == f"~ file {path}"
