@@ -64,6 +64,11 @@ def build(layout: Layout) -> list[str]:
         _batch(n.name, _config(n, layout.links))
         sysctls = ["net.ipv4.ip_forward=1"] if n.forwarding else []
         sysctls += ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"]
+        if n.role == "router":
+            # A cloud's VPC router sends no ICMP redirects: a host redirected to a pair's old
+            # bridge would keep that for 300 s after the failover moved the routes.
+            devices = ("all", "default", *(sw for sw, _ in n.switches))
+            sysctls += [f"net.ipv4.conf.{d}.send_redirects=0" for d in devices]
         run(in_ns(n.name, "sysctl", "-qw", *sysctls))
     for lk in layout.links:
         if lk.offloads_off:
