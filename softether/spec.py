@@ -187,8 +187,9 @@ class HostOsSpec(Model):
     retired_host_key: str | None = None
     # Files of the bridge's own software, path -> text (a pair's failover controller package,
     # softether.derive.failover_package: too large for EC2's 16 KB of user data, and new code
-    # is then a converge, not a new VM).
-    files: tuple[tuple[str, str], ...] = ()
+    # is then a converge, not a new VM). Left out of the spec's JSON while empty: a single
+    # bridge's spec (and its digest, softether.dynamic) stays what it was.
+    files: tuple[tuple[str, str], ...] = Field(default=(), exclude_if=lambda files: not files)
 
 
 class TrafficCheck(Model):
