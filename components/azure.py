@@ -319,6 +319,8 @@ class AzureVmBridge(pulumi.ComponentResource):
             network_profile={
                 "network_interfaces": [{"id": self.nic.id, "primary": True, "delete_option": "Detach"}]
             },
+            # A pair's bridges in two availability zones, where the stack names them.
+            zones=[pair.zones[0 if bridge.role == "a" else 1]] if (pair := site.bridge.pair) and pair.zones else None,
             # A pair's bridge: the identity its failover controller moves the routes with.
             identity=compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.SYSTEM_ASSIGNED)
             if args.failover

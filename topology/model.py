@@ -90,6 +90,9 @@ class BridgePair(Model):
     subnet: Name
     private_address: IPv4Address
     transit_addresses: tuple[IPv4Address, IPv4Address]
+    # Azure: the availability zones of the two VMs (a, b), where the region has zones; AWS
+    # takes each bridge's zone from its subnet's.
+    zones: tuple[str, str] | None = None
 
 
 class Bridge(Model):

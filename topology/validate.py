@@ -61,6 +61,8 @@ _AZURE_SUBNET_END = re.compile(r".*[A-Za-z0-9_]")
 # The Azure bridge's Linux computer name, `<site name>-bridge`: at most 64 characters.
 AZURE_COMPUTER_NAME_MAX = 64
 AZURE_COMPUTER_SUFFIX = "-bridge"
+# Azure's logical availability zones, in a region that has zones.
+AZURE_ZONES = ("1", "2", "3")
 # An availability zone is its region's name plus a letter (ap-northeast-1a), or for a Local
 # Zone plus a location (us-west-2-lax-1a).
 _ZONE_SUFFIX = re.compile(r"[a-z]|-[a-z]+-\d+[a-z]")
@@ -374,6 +376,14 @@ def _pair(path: str, site: CloudSite, first: Subnet) -> Iterator[str]:
             f"{field}.subnet: {pair.subnet} is in {subnet.zone}, the zone of the first bridge's"
             f" subnet {first.name}; the pair's bridges need two availability zones"
         )
+    if pair.zones is not None:
+        if cloud.zones:
+            yield f"{field}.zones: {list(pair.zones)} is not used for {cloud.label} (each bridge is in its subnet's zone)"
+        elif pair.zones[0] == pair.zones[1]:
+            yield f"{field}.zones: {list(pair.zones)} puts both bridges in one zone"
+        for j, z in enumerate(pair.zones):
+            if not cloud.zones and z not in AZURE_ZONES:
+                yield f"{field}.zones[{j}]: {z!r} is not an Azure availability zone ({', '.join(AZURE_ZONES)})"
     why = _host_problem(pair.private_address, subnet.cidr, cloud.reserved_low)
     if why:
         yield f"{field}.privateAddress: {pair.private_address} {why} ({site.cloud})"

@@ -84,6 +84,10 @@ def test_pair_aws_bridges_are_in_two_zones(ha: ProgramRun) -> None:
     assert zones == ["ap-northeast-1a", "ap-northeast-1c"]
 
 
+def test_pair_azure_bridges_are_in_two_zones(ha: ProgramRun) -> None:
+    assert [ha.one(VM, f"{n}-bridge-vm").input("zones") for n in ("Hybrid-VNet", "Hybrid-VNet-b")] == [["1"], ["2"]]
+
+
 def _moved(run: ProgramRun) -> dict[tuple[str, str], set[str]]:
     """What the controllers move after a failover, from their own configs: (cloud, route
     table) -> the prefixes (AWS) or route names (Azure)."""
