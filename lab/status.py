@@ -116,7 +116,7 @@ def status(ref: str, say: Callable[[str], None] = print, root: Path | None = Non
         + (f" (missing: {', '.join(missing)})" if missing else "")
     )
     healthy = not missing
-    what = {v.ns.rsplit("-", 1)[1]: f"{v.site} {v.kind}" for v in layout.nodes}
+    what = {v.ns.rsplit("-", 1)[1]: f"{v.name} {v.kind}" for v in layout.nodes}
     what |= {"db": "MariaDB (for RDS)", "app": "WordPress (for App Service)"}
     # What each node's SoftEther is: "upstream 5.2.5188 10d6efcc" / "debian 5.01.9674".
     release = {n.name: n.softether_label for n in lab.nodes.values()}
