@@ -214,7 +214,16 @@ def bridge_sg(stack: Stack, site: CloudSite) -> Firewall:
             rules.append(
                 Rule(f"path-{len(rules) - 1}", f.source.cidrs, None, f.ports, f"{f.name} ({f.why})")
             )
+    if paired:
+        rules.append(_node_pings(stack.network, None))
     return Firewall(tuple(rules), BRIDGE_EGRESS)
+
+
+def _node_pings(net: Topology, destinations: tuple[IPv4Network, ...] | None) -> Rule:
+    """A pair's bridges are pinged by the VPN nodes (`hybrid status`) also through the other
+    bridge, on their NIC: the nodes' own addresses (the VM's filter admits their pings only)."""
+    nodes = tuple(IPv4Network(f"{a}/32") for a in vpn_nodes(net))
+    return Rule("vpn-node-pings", nodes, destinations, None, "the VPN nodes' pings through the other bridge of a pair")
 
 
 def site_nsg(stack: Stack, site: CloudSite) -> Firewall:
@@ -240,6 +249,8 @@ def site_nsg(stack: Stack, site: CloudSite) -> Firewall:
                     f"{f.name} ({f.why})",
                 )
             )
+    if site.bridge.pair is not None:
+        rules.append(_node_pings(net, tuple(IPv4Network(f"{vm.private_address}/32") for vm in site.bridge_vms)))
     rules += [
         Rule("deny-out", mine, others, None, f"nothing else from {site.name} to the other sites", False),
         Rule("deny-in", others, mine, None, f"nothing else from the other sites to {site.name}", False),
@@ -334,6 +345,10 @@ def bridge_ruleset(stack: Stack) -> str:
         "  chain paths {",
     ]
     pairs = pair_addresses(net)
+    # A pair's bridge is pinged on the vip's device (the failover controller's macvlan) or, as
+    # the standby, on its NIC through the other bridge: from the nodes, on any interface.
+    pings_from = "" if pairs else f'iifname "{TAP_PREFIX}{TAP_NAME}" '
+    standbys = tuple(vm.private_address for vm in net.bridge_vms if vm.role is not None)
     for f in flows(stack):
         ports = f" tcp dport {nft_set(f.ports)}" if f.ports is not None else ""
         lines.append(
@@ -343,7 +358,7 @@ def bridge_ruleset(stack: Stack) -> str:
     lines += [
         "  }",
         "  chain from_hybrid {",
-        f'    iifname "{TAP_PREFIX}{TAP_NAME}" ip saddr @nodes icmp type echo-request accept',
+        f"    {pings_from}ip saddr @nodes icmp type echo-request accept",
         *(
             [
                 f'    iifname "{TAP_PREFIX}{TAP_NAME}" ip saddr {nft_set(pairs)} ip daddr {nft_set(pairs)}'
@@ -358,6 +373,16 @@ def bridge_ruleset(stack: Stack) -> str:
         "  chain forward {",
         "    type filter hook forward priority filter; policy drop;",
         "    ct state established,related accept",
+        *(
+            # The other bridge of a pair forwards the nodes' pings to a standby, whose replies
+            # take its own tunnel back: the active sees those replies without their requests.
+            [
+                f"    ip saddr @nodes ip daddr {nft_set(standbys)} icmp type {{ echo-request, echo-reply }}"
+                ' accept comment "VPN node pings of a pair\'s bridges"'
+            ]
+            if standbys
+            else []
+        ),
         "    jump paths",
         "  }",
         "  chain input {",

@@ -243,3 +243,26 @@ def test_pair_package_goes_to_the_pairs_bridges_only(tmp_path: Path, monkeypatch
                 (f"{FAILOVER_LIB}/softether/failover/config.py", "X = 1\n"),
             )
             assert host.files == (expected if paired else ())
+
+
+def test_pair_bridges_answer_the_vpn_nodes_pings(ha: ProgramRun, dev: ProgramRun) -> None:
+    """`hybrid status` pings every bridge from every VPN node. A pair's active bridge gets them
+    on the vip's macvlan, not the tap; a standby on its NIC, forwarded by the active, and its
+    replies go back through its own tunnel (the ha lab's status was DOWN for each of these):
+    the VM's filter admits the nodes' pings on any interface and forwards them (and replies
+    seen without their requests) to a pair's bridges; the SG / NSG admit the nodes."""
+    rules = _files(ha, "Hybrid-VPC")["/etc/nftables.conf"]
+    assert "    ip saddr @nodes icmp type echo-request accept" in rules.splitlines()
+    assert (
+        "ip saddr @nodes ip daddr { 192.168.20.100, 192.168.21.100, 192.168.30.100, 192.168.30.101 }"
+        " icmp type { echo-request, echo-reply } accept"
+    ) in rules
+    single = _files(dev, "Hybrid-VPC")["/etc/nftables.conf"]
+    assert '    iifname "tap_vpntap" ip saddr @nodes icmp type echo-request accept' in single.splitlines()
+    assert "echo-reply" not in single
+    sg = ha.one("aws:ec2/securityGroup:SecurityGroup", "Hybrid-VPC-b-bridge-sg")
+    assert any("192.168.30.101/32" in r["cidrBlocks"] and r["protocol"] == "-1" for r in sg.input("ingress"))
+    nsg = ha.one("azure-native:network:NetworkSecurityGroup", "Hybrid-VNet-nsg")
+    (pings,) = [r for r in nsg.input("securityRules") if r["name"] == "vpn-node-pings"]
+    assert pings["destinationAddressPrefixes"] == ["192.168.30.100/32", "192.168.30.101/32"]
+    assert pings["priority"] < min(r["priority"] for r in nsg.input("securityRules") if r["access"] == "Deny")
