@@ -356,7 +356,7 @@ def test_destroy_workflow_pages_the_history_back_to_the_last_update(pick):
 
 
 def test_destroy_workflow_names_a_stack_whose_history_cannot_be_read(pick):
-    done, out = pick(HISTORY.read_text(), fail=True)
+    done, out = pick(HISTORY.read_text(), fail=True, stacks={"dev": DEV_TEXT})
     assert done.returncode == 0, done.stderr
     assert json.loads(out["stacks"]) == []
     assert json.loads(out["unjudged"]) == ["dev"]
