@@ -44,6 +44,7 @@ from typing import Protocol
 from .config import Config
 
 VIP_DEVICE = "hcvip0"
+RECHECK_ROUNDS = 30  # an active bridge re-claims (idempotent: reads first) this often
 ACTIVE, STANDBY = "active", "standby"
 
 
@@ -105,6 +106,7 @@ class Decider:
     red_streak: int = 0
     peer_bad: int = 0  # consecutive rounds the peer was not a green active
     peer_term: int = 0
+    heard_once: bool = False  # the peer spoke since this controller started
 
     def tiebreak_winner(self) -> str:
         """Who goes first when nothing else decides: the preferred bridge, else "a"."""
@@ -125,7 +127,7 @@ class Decider:
         else:
             self.green_streak, self.red_streak = 0, self.red_streak + 1
         if peer is not None:
-            self.peer_term = max(self.peer_term, peer.term)
+            self.peer_term, self.heard_once = max(self.peer_term, peer.term), True
         serving = peer is not None and peer.role == ACTIVE and peer.green
         self.peer_bad = 0 if serving else self.peer_bad + 1
         if self.role == ACTIVE:
@@ -153,7 +155,9 @@ class Decider:
             if self.preferred == self.me and self.green_streak >= self.recover_after:
                 return self._promote("failback to the preferred bridge")
             return Decision(None)
-        if self.peer_bad < self.fail_after:
+        # Never heard since the start: the pair may be starting together (its heartbeat
+        # socket waits for the tap's address), so silence counts double before a claim.
+        if self.peer_bad < self.fail_after * (1 if self.heard_once else 2):
             return Decision(None)
         if peer is None:
             return self._promote(f"the peer is silent for {self.peer_bad} rounds")
@@ -169,7 +173,9 @@ class Decider:
         return Decision("claim", reason)
 
     def _demote(self, reason: str) -> Decision:
-        self.role = STANDBY
+        # A failback needs recover_after green rounds from here: the rounds before the
+        # fault (or before it froze) prove nothing about the bridge that comes back.
+        self.role, self.green_streak = STANDBY, 0
         return Decision("release", reason)
 
 
@@ -440,6 +446,7 @@ class Controller:
     announce_rounds: int = 0
     fault_started: float | None = None  # the first round of the fault being failed over
     peer_seen_active: bool = False
+    peer_missing: bool = True
     counts: bool = False  # the takeover in progress is a failover (not the first start, not a failback)
 
     def __post_init__(self) -> None:
@@ -478,6 +485,9 @@ class Controller:
         verdicts = self.prober.round(c.probes, timeout=min(0.8 * c.interval_s, 2.0))
         green = all(verdicts.values())
         peer = self.heard()
+        if (peer is None) != self.peer_missing:
+            self.peer_missing = peer is None
+            self.log(f"peer heartbeat {'missing' if peer is None else 'back'} (round {self.seq + 1})")
         if peer is not None and peer.role == ACTIVE:
             self.peer_seen_active = True
         was_bad = self.decider.peer_bad
@@ -492,6 +502,12 @@ class Controller:
             self.vip.release()
             self._role(STANDBY, decision.reason)
         if self.decider.role == ACTIVE:
+            conflict = peer is not None and peer.role == ACTIVE
+            if conflict or self.seq % RECHECK_ROUNDS == 0:
+                # Both were active (the loser may have moved the routes and announced the vip
+                # last), or a periodic check: the routes drifted back by hand or by an apply.
+                self.claimed = False
+                self.announce_rounds = max(self.announce_rounds, 3 if conflict else 1)
             self._keep(started)
         self.state.green, self.state.term = green, self.decider.term
         self.seq += 1
@@ -526,8 +542,8 @@ class Controller:
             if self.counts and self.fault_started is not None:
                 self.state.last_failover_s = round(self.clock() - self.fault_started, 3)
                 self.state.failovers += 1
+                self.log(f"routes claimed: failover {self.state.failovers} took {self.state.last_failover_s} s")
             self.counts, self.fault_started = False, None
-            self.log(f"routes claimed (last failover {self.state.last_failover_s} s)")
 
     def _role(self, role: str, reason: str) -> None:
         self.state.role, self.state.since, self.state.reason = role, self.clock(), reason

@@ -316,3 +316,15 @@ def test_controller_probes_every_address(tmp_path: Path):
     ctl.round()
     assert seen == [(IPv4Address("192.168.1.249"), IPv4Address("192.168.30.100"))]
     assert state(ctl)["green"] is False  # one probe unanswered: red
+
+
+def test_decider_never_heard_peer_waits_twice_fail_after():
+    d = decider(me="b", peer="a")
+    assert [d.step(True, None).action for _ in range(6)] == [None] * 5 + ["claim"]
+
+
+def test_decider_released_bridge_needs_recover_after_fresh_rounds_before_failback():
+    d = decider(recover_after=10, role=ACTIVE, term=1, green_streak=100)
+    assert d.step(True, hb(ACTIVE, term=2)).action == "release"  # it froze; b took over meanwhile
+    actions = [d.step(True, hb(ACTIVE, term=2)).action for _ in range(10)]
+    assert actions == [None] * 9 + ["claim"]
