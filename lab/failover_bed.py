@@ -128,6 +128,19 @@ class Bed:
     def sides(self) -> tuple[Side, Side]:
         return self.side("a"), self.side("b")
 
+    def hub_port(self, mac: str) -> str | None:
+        """The hub's port where `mac` was last seen (its forwarding database)."""
+        for entry in json.loads(sh(*in_ns(self.ns("hub"), "bridge", "-j", "fdb", "show", "br", "br0"), check=False) or "[]"):
+            if entry.get("mac", "").lower() == mac.lower() and "permanent" not in entry.get("state", ""):
+                return entry.get("ifname")
+        return None
+
+    def tap_mac(self, me: str) -> str:
+        return json.loads(sh("ip", "-n", self.ns(f"br{me}"), "-j", "link", "show", "dev", TAP))[0]["address"]
+
+    def has_vip(self, me: str) -> bool:
+        return bool(sh("ip", "-n", self.ns(f"br{me}"), "-o", "link", "show", "dev", "hcvip0", check=False).strip())
+
     def green(self) -> bool:
         """The site host and the home LAN host reach each other through the pair (one ping
         each way, 1 s)."""

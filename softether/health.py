@@ -27,6 +27,8 @@ from pydantic import SecretStr
 from . import vpncmd as v
 from .errors import SoftEtherError, TransportError
 from .facts import CascadeState
+from .failover import status as failover_status
+from .failover.config import STATE_FILE
 from .outputs import NodeOutput, Outputs
 from .session import Session
 from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_dict
@@ -74,6 +76,8 @@ class NodeReport:
     seconds: float = 0.0
     ssh_connections: int = 0
     ssh_failed_attempts: int = 0  # before the connection that worked: an outage lived through
+    # A bridge of a pair: its failover controller's state file ({}: none, a single bridge).
+    failover: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def switch_ping(self) -> Ping | None:
@@ -199,9 +203,11 @@ def probe(
             report = replace(blank, reachable=False, error=str(e))
         pings = pinging.result() if pinging is not None else ()
     failed = transport.failed_attempts if isinstance(transport, SshTransport) else 0
+    failover = _failover_state(transport) if isinstance(spec, BridgeSpec) and report.reachable else {}
     return replace(
         report,
         pings=pings,
+        failover=failover,
         seconds=time.monotonic() - t0,
         ssh_connections=transport.connects,
         ssh_failed_attempts=failed,
@@ -216,6 +222,14 @@ def _ping(
     except TransportError:
         return parse_pings("", targets)
     return parse_pings(res.stdout, targets)
+
+
+def _failover_state(transport: Transport) -> Mapping[str, object]:
+    try:
+        res = transport.run(f"cat {STATE_FILE} 2>/dev/null", timeout=5)
+    except TransportError:
+        return {}
+    return failover_status.read(res.stdout)
 
 
 def _read(session: Session, spec: ServerSpec | BridgeSpec, blank: NodeReport) -> NodeReport:
@@ -345,6 +359,13 @@ def _node_lines(n: NodeReport) -> list[str]:
     if n.ssh_failed_attempts:
         lines.append(f"  SSH: answered after {n.ssh_failed_attempts} failed attempt(s)")
     lines += [f"  cascade {c.name}: {c.status or 'absent'}" for c in n.cascades]
+    if n.failover:
+        f = n.failover
+        since = f.get("since")
+        held = f" for {_duration(time.time() - since)}" if isinstance(since, int | float) else ""
+        last = f.get("last_failover_s")
+        last_text = f", last took {last:.1f} s" if isinstance(last, int | float) else ""
+        lines.append(f"  failover: {f['role']}{held}, {f.get('failovers', 0)} failover(s){last_text}")
     for p in n.pings:
         what = "tunnel -> L3 switch" if p.to == "switch" else f"site -> {p.to}"
         state = "UP  " if p.up else "DOWN"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 NAMES = ("a", "b")
+STATE_FILE = "/run/hybrid-failover/state.json"  # read by `hybrid status` over SSH too
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # Linux interface names: at most 15 bytes, no '/', no whitespace.
 IFNAME = re.compile(r"^[^/\s]{1,15}$")
@@ -84,7 +85,7 @@ class Config:
     recover_after: int
     preferred: str | None
     driver: DriverConfig
-    state_file: Path = Path("/run/hybrid-failover/state.json")
+    state_file: Path = Path(STATE_FILE)
     heartbeat_port: int = 4799
 
 
@@ -274,7 +275,7 @@ def parse(data: Any) -> Config:
     port = f.raw("heartbeat_port", 4799)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise _bad("heartbeat_port", port, "is not a UDP port (1-65535)")
-    state_file = f.raw("state_file", "/run/hybrid-failover/state.json")
+    state_file = f.raw("state_file", STATE_FILE)
     if not isinstance(state_file, str) or not state_file.startswith("/"):
         raise _bad("state_file", state_file, "is not an absolute path")
     return Config(
