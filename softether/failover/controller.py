@@ -4,10 +4,10 @@ that cross the tunnel, and the takeover that moves both ends of the path togethe
 Each round (every `interval_s`):
 1. **probe**: one ICMP echo to every address in `probes`, sent from a raw socket bound to
    `own_address` and to the tap (SO_BINDTODEVICE), so a probe can only leave through the
-   tunnel; the round is green when every probe answered within the round;
+   tunnel; the round's score is how many answered within the round (green: all of them);
 2. **heartbeat**: the newest datagram from the peer since the last round (UDP
    `heartbeat_port`, between the own transit addresses, so it crosses the tunnels and hub
-   HYBRID too) says its role, its verdict and its term; none is "missing";
+   HYBRID too) says its role, its score and its term; none is "missing";
 3. **decide** (`Decider.step`, pure);
 4. **act**: a takeover puts the vip on this bridge (a macvlan `hcvip0` on the tap with
    `vip_mac`, the vip as a /32 so the transit network keeps one connected route, ARP answered
@@ -16,10 +16,11 @@ Each round (every `interval_s`):
    sets a hub offline (SoftEther's L3 switch stops for every site when one hub is offline);
 5. **heartbeat out** and the state file.
 
-Split brain: a standby takes over only when its own probes were green for `fail_after` rounds
-and the active was missing, red, or absent (both standby) for `fail_after` rounds; when both
-say active, both apply the same rule (`wins`) and the loser releases. Failback: the
-`preferred` bridge, standby, takes the site back once green for `recover_after` rounds.
+Split brain: a standby takes over only when its own probes answered for `fail_after` rounds
+and the active was missing, behind it (fewer far sites answered), or absent (both standby)
+for `fail_after` rounds; when both say active, both apply the same rule (`wins`) and the
+loser releases. Failback: the `preferred` bridge, standby, takes the site back once green
+for `recover_after` rounds.
 
 Standard library only (the bridge VM has no pip).
 """
@@ -55,7 +56,7 @@ class Heartbeat:
     site: str
     name: str  # "a" | "b"
     role: str  # ACTIVE | STANDBY
-    green: bool  # its own probes' verdict this round
+    score: int  # how many of its probes answered this round
     term: int  # raised by every takeover: the newer claim wins a tie of two actives
     seq: int
     leaving: bool = False  # its controller stops and has released the vip: take over now
@@ -72,14 +73,14 @@ class Heartbeat:
                 site=str(raw["site"]),
                 name=str(raw["name"]),
                 role=str(raw["role"]),
-                green=raw["green"] is True,
+                score=int(raw["score"]),
                 term=int(raw["term"]),
                 seq=int(raw["seq"]),
                 leaving=raw.get("leaving") is True,
             )
         except (ValueError, KeyError, TypeError):
             return None
-        ok = hb.site == site and hb.name == sender and hb.role in (ACTIVE, STANDBY)
+        ok = hb.site == site and hb.name == sender and hb.role in (ACTIVE, STANDBY) and hb.score >= 0
         return hb if ok else None
 
 
@@ -93,18 +94,23 @@ class Decision:
 
 @dataclass
 class Decider:
-    """The pure decision of one bridge, one call per round."""
+    """The pure decision of one bridge, one call per round, from its score (how many of the
+    `probes` far addresses answered) and the peer's heartbeat. Scores, not only green/red:
+    with one far site down, both bridges miss that probe, and the one that still reaches
+    the others is the better one."""
 
     me: str
     peer: str
     fail_after: int
     recover_after: int
     preferred: str | None
+    probes: int = 1
     role: str = STANDBY
     term: int = 0
-    green_streak: int = 0
-    red_streak: int = 0
-    peer_bad: int = 0  # consecutive rounds the peer was not a green active
+    green_streak: int = 0  # rounds with every probe answered
+    up_streak: int = 0  # rounds with at least one probe answered
+    behind: int = 0  # as active: rounds the peer did better (or, with no peer, nothing answered)
+    peer_bad: int = 0  # consecutive rounds the peer was not an active doing at least as well
     peer_term: int = 0
     heard_once: bool = False  # the peer spoke since this controller started
 
@@ -112,46 +118,46 @@ class Decider:
         """Who goes first when nothing else decides: the preferred bridge, else "a"."""
         return self.preferred or "a"
 
-    def wins(self, green: bool, peer: Heartbeat) -> bool:
-        """Of two actives, whether this one stays: green beats red, then the newer term (the
+    def wins(self, score: int, peer: Heartbeat) -> bool:
+        """Of two actives, whether this one stays: the higher score, then the newer term (the
         later, deliberate takeover), then the tiebreak. Both sides compute the same answer."""
-        if green != peer.green:
-            return green
+        if score != peer.score:
+            return score > peer.score
         if self.term != peer.term:
             return self.term > peer.term
         return self.tiebreak_winner() == self.me
 
-    def step(self, green: bool, peer: Heartbeat | None) -> Decision:
-        if green:
-            self.green_streak, self.red_streak = self.green_streak + 1, 0
-        else:
-            self.green_streak, self.red_streak = 0, self.red_streak + 1
+    def step(self, score: int, peer: Heartbeat | None) -> Decision:
+        self.green_streak = self.green_streak + 1 if score >= self.probes else 0
+        self.up_streak = self.up_streak + 1 if score > 0 else 0
         if peer is not None:
             self.peer_term, self.heard_once = max(self.peer_term, peer.term), True
-        serving = peer is not None and peer.role == ACTIVE and peer.green
+        serving = peer is not None and peer.role == ACTIVE and peer.score >= score
         self.peer_bad = 0 if serving else self.peer_bad + 1
         if self.role == ACTIVE:
-            return self._as_active(green, peer)
-        return self._as_standby(peer)
+            return self._as_active(score, peer)
+        return self._as_standby(score, peer)
 
-    def _as_active(self, green: bool, peer: Heartbeat | None) -> Decision:
-        if peer is not None and peer.role == ACTIVE and not self.wins(green, peer):
+    def _as_active(self, score: int, peer: Heartbeat | None) -> Decision:
+        if peer is not None and peer.role == ACTIVE and not self.wins(score, peer):
             return self._demote("the peer is active and wins")
-        # Red for fail_after rounds: give the site up unless the peer is known red too (then
-        # nobody carries it better). A bridge that cannot reach the far sites must not keep
-        # answering for the vip beside the one that took over.
-        if self.red_streak >= self.fail_after and not (peer is not None and not peer.green):
-            return self._demote(f"own probes red for {self.red_streak} rounds")
+        # Behind for fail_after rounds: the peer reaches more far sites, or nothing answers
+        # and the peer is silent (it may have taken over: a bridge cut off from the far
+        # sites must not keep answering for the vip beside it). Equal: keep the site.
+        worse = peer.score > score if peer is not None else score == 0
+        self.behind = self.behind + 1 if worse else 0
+        if self.behind >= self.fail_after:
+            return self._demote(f"own probes {score}/{self.probes}, behind for {self.behind} rounds")
         return Decision(None)
 
-    def _as_standby(self, peer: Heartbeat | None) -> Decision:
-        if self.green_streak == 0:
+    def _as_standby(self, score: int, peer: Heartbeat | None) -> Decision:
+        if self.up_streak == 0:
             return Decision(None)
         if peer is not None and peer.leaving:
             return self._promote("the peer left")
-        if self.green_streak < self.fail_after:
+        if self.up_streak < self.fail_after:
             return Decision(None)
-        if peer is not None and peer.role == ACTIVE and peer.green:
+        if peer is not None and peer.role == ACTIVE and peer.score >= score:
             if self.preferred == self.me and self.green_streak >= self.recover_after:
                 return self._promote("failback to the preferred bridge")
             return Decision(None)
@@ -162,14 +168,15 @@ class Decider:
         if peer is None:
             return self._promote(f"the peer is silent for {self.peer_bad} rounds")
         if peer.role == ACTIVE:
-            return self._promote(f"the peer's probes are red for {self.peer_bad} rounds")
-        # Both standby: one goes first, so that two green bridges do not both take over.
-        if peer.green and self.tiebreak_winner() != self.me:
+            return self._promote(f"the peer's probes are behind ({peer.score} < {score}/{self.probes}) for {self.peer_bad} rounds")
+        # Both standby: the better one goes first, on a tie the tiebreak winner, so that two
+        # bridges do not both take over.
+        if peer.score > score or (peer.score == score and self.tiebreak_winner() != self.me):
             return Decision(None)
         return self._promote("no bridge carries the site")
 
     def _promote(self, reason: str) -> Decision:
-        self.role, self.term = ACTIVE, max(self.term, self.peer_term) + 1
+        self.role, self.term, self.behind = ACTIVE, max(self.term, self.peer_term) + 1, 0
         return Decision("claim", reason)
 
     def _demote(self, reason: str) -> Decision:
@@ -411,7 +418,8 @@ class State:
     failovers: int = 0
     last_failover_s: float | None = None
     term: int = 0
-    green: bool = False
+    green: bool = False  # every probe answered in the last round
+    score: int = 0  # how many answered
     reason: str = ""
 
 
@@ -451,7 +459,7 @@ class Controller:
 
     def __post_init__(self) -> None:
         c = self.cfg
-        self.decider = Decider(c.me, c.peer, c.fail_after, c.recover_after, c.preferred)
+        self.decider = Decider(c.me, c.peer, c.fail_after, c.recover_after, c.preferred, len(c.probes))
         old = read_state(c.state_file)
         now = self.clock()
         self.state = State(
@@ -483,7 +491,8 @@ class Controller:
         c = self.cfg
         started = self.clock()
         verdicts = self.prober.round(c.probes, timeout=min(0.8 * c.interval_s, 2.0))
-        green = all(verdicts.values())
+        score = sum(verdicts.values())
+        green = score == len(c.probes)
         peer = self.heard()
         if (peer is None) != self.peer_missing:
             self.peer_missing = peer is None
@@ -491,7 +500,7 @@ class Controller:
         if peer is not None and peer.role == ACTIVE:
             self.peer_seen_active = True
         was_bad = self.decider.peer_bad
-        decision = self.decider.step(green, peer)
+        decision = self.decider.step(score, peer)
         if self.decider.peer_bad == 1 and was_bad == 0:
             self.fault_started = started
         elif self.decider.peer_bad == 0:
@@ -509,9 +518,9 @@ class Controller:
                 self.claimed = False
                 self.announce_rounds = max(self.announce_rounds, 3 if conflict else 1)
             self._keep(started)
-        self.state.green, self.state.term = green, self.decider.term
+        self.state.green, self.state.score, self.state.term = green, score, self.decider.term
         self.seq += 1
-        self.link.send(Heartbeat(c.site, c.me, self.decider.role, green, self.decider.term, self.seq))
+        self.link.send(Heartbeat(c.site, c.me, self.decider.role, score, self.decider.term, self.seq))
         with contextlib.suppress(OSError):
             write_state(c.state_file, self.state)
         if decision.action:
@@ -557,7 +566,7 @@ class Controller:
             self.decider.role = STANDBY
         c = self.cfg
         self.seq += 1
-        self.link.send(Heartbeat(c.site, c.me, STANDBY, self.state.green, self.decider.term, self.seq, leaving=True))
+        self.link.send(Heartbeat(c.site, c.me, STANDBY, self.state.score, self.decider.term, self.seq, leaving=True))
         with contextlib.suppress(OSError):
             write_state(c.state_file, self.state)
         self.link.close()

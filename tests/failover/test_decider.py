@@ -17,8 +17,8 @@ from softether.failover.controller import ACTIVE, STANDBY, Controller, Decider, 
 from .helpers import sample
 
 
-def hb(role: str, green: bool = True, term: int = 1, seq: int = 1, leaving: bool = False) -> Heartbeat:
-    return Heartbeat("Hybrid-VPC", "b", role, green, term, seq, leaving)
+def hb(role: str, score: int = 1, term: int = 1, seq: int = 1, leaving: bool = False) -> Heartbeat:
+    return Heartbeat("Hybrid-VPC", "b", role, score, term, seq, leaving)
 
 
 def decider(**kw: Any) -> Decider:
@@ -29,86 +29,86 @@ def decider(**kw: Any) -> Decider:
 def test_decider_standby_takes_over_after_fail_after_silent_rounds():
     d = decider(me="b", peer="a", preferred="a")
     for _ in range(5):
-        assert d.step(True, Heartbeat("Hybrid-VPC", "a", ACTIVE, True, 1, 1)).action is None
-    actions = [d.step(True, None).action for _ in range(3)]
+        assert d.step(1, Heartbeat("Hybrid-VPC", "a", ACTIVE, 1, 1, 1)).action is None
+    actions = [d.step(1, None).action for _ in range(3)]
     assert actions == [None, None, "claim"]
     assert d.role == ACTIVE and d.term == 2  # above the term it last heard
 
 
 def test_decider_standby_does_not_take_over_when_its_own_probes_are_red():
     d = decider(me="b", peer="a")
-    assert [d.step(False, None).action for _ in range(20)] == [None] * 20
+    assert [d.step(0, None).action for _ in range(20)] == [None] * 20
     assert d.role == STANDBY
 
 
 def test_decider_standby_takes_over_from_a_red_active_but_not_from_a_flapping_one():
     d = decider(me="b", peer="a", preferred=None, green_streak=5)
     flap = [False, False, True] * 6  # the active red two rounds in three: never three in a row
-    active = lambda g: Heartbeat("Hybrid-VPC", "a", ACTIVE, g, 1, 1)  # noqa: E731
-    assert [d.step(True, active(g)).action for g in flap] == [None] * len(flap)
-    assert [d.step(True, active(False)).action for _ in range(3)] == [None, None, "claim"]
+    active = lambda g: Heartbeat("Hybrid-VPC", "a", ACTIVE, int(g), 1, 1)  # noqa: E731
+    assert [d.step(1, active(g)).action for g in flap] == [None] * len(flap)
+    assert [d.step(1, active(False)).action for _ in range(3)] == [None, None, "claim"]
 
 
 def test_decider_active_gives_up_after_fail_after_red_rounds_unless_the_peer_is_red_too():
     d = decider(role=ACTIVE, term=1)
-    assert [d.step(False, hb(STANDBY, green=True)).action for _ in range(3)] == [None, None, "release"]
+    assert [d.step(0, hb(STANDBY, score=1)).action for _ in range(3)] == [None, None, "release"]
     d = decider(role=ACTIVE, term=1)
-    assert [d.step(False, hb(STANDBY, green=False)).action for _ in range(10)] == [None] * 10
+    assert [d.step(0, hb(STANDBY, score=0)).action for _ in range(10)] == [None] * 10
     # One red round among green ones never moves anything.
     d = decider(role=ACTIVE, term=1)
-    assert [d.step(g, hb(STANDBY)).action for g in [False, True, False, False, True] * 4] == [None] * 20
+    assert [d.step(int(g), hb(STANDBY)).action for g in [False, True, False, False, True] * 4] == [None] * 20
 
 
 def test_decider_failback_to_the_preferred_after_recover_after_green_rounds():
     d = decider(recover_after=10)  # a, preferred, standby; b carries the site
-    actions = [d.step(True, hb(ACTIVE, term=4)).action for _ in range(10)]
+    actions = [d.step(1, hb(ACTIVE, term=4)).action for _ in range(10)]
     assert actions == [None] * 9 + ["claim"]
     assert d.term == 5
     # A green round breaks the count when it is interrupted by a red one.
     d = decider(recover_after=10)
     seq = [True] * 9 + [False] + [True] * 9
-    assert all(d.step(g, hb(ACTIVE)).action is None for g in seq)
+    assert all(d.step(int(g), hb(ACTIVE)).action is None for g in seq)
 
 
 def test_decider_no_failback_without_preference():
     d = decider(preferred=None)
-    assert all(d.step(True, hb(ACTIVE)).action is None for _ in range(50))
+    assert all(d.step(1, hb(ACTIVE)).action is None for _ in range(50))
 
 
 def test_decider_two_actives_agree_who_stays():
     # The newer term stays; the older one releases, on each side the same answer.
     older, newer = decider(role=ACTIVE, term=1), decider(me="b", peer="a", role=ACTIVE, term=2)
-    assert older.step(True, hb(ACTIVE, term=2)).action == "release"
-    assert newer.step(True, Heartbeat("Hybrid-VPC", "a", ACTIVE, True, 1, 1)).action is None
+    assert older.step(1, hb(ACTIVE, term=2)).action == "release"
+    assert newer.step(1, Heartbeat("Hybrid-VPC", "a", ACTIVE, 1, 1, 1)).action is None
     # Green beats red before terms count.
     red = decider(role=ACTIVE, term=5)
-    assert red.step(False, hb(ACTIVE, green=True, term=1)).action == "release"
+    assert red.step(0, hb(ACTIVE, score=1, term=1)).action == "release"
     # Same term: the preferred bridge stays.
     a, b = decider(role=ACTIVE, term=3), decider(me="b", peer="a", role=ACTIVE, term=3)
-    assert a.step(True, hb(ACTIVE, term=3)).action is None
-    assert b.step(True, Heartbeat("Hybrid-VPC", "a", ACTIVE, True, 3, 1)).action == "release"
+    assert a.step(1, hb(ACTIVE, term=3)).action is None
+    assert b.step(1, Heartbeat("Hybrid-VPC", "a", ACTIVE, 1, 3, 1)).action == "release"
 
 
 def test_decider_two_green_standbys_only_the_tiebreak_winner_takes_over():
     a, b = decider(preferred="b"), decider(me="b", peer="a", preferred="b")
-    a_actions = [a.step(True, hb(STANDBY)).action for _ in range(6)]
-    b_actions = [b.step(True, Heartbeat("Hybrid-VPC", "a", STANDBY, True, 0, 1)).action for _ in range(6)]
+    a_actions = [a.step(1, hb(STANDBY)).action for _ in range(6)]
+    b_actions = [b.step(1, Heartbeat("Hybrid-VPC", "a", STANDBY, 1, 0, 1)).action for _ in range(6)]
     assert a_actions == [None] * 6
     assert b_actions == [None, None, "claim", None, None, None]
 
 
 def test_decider_takes_over_at_once_from_a_peer_that_leaves():
     d = decider(me="b", peer="a", green_streak=1)
-    assert d.step(True, Heartbeat("Hybrid-VPC", "a", STANDBY, True, 1, 1, leaving=True)).action == "claim"
+    assert d.step(1, Heartbeat("Hybrid-VPC", "a", STANDBY, 1, 1, 1, leaving=True)).action == "claim"
 
 
 def test_heartbeat_decode_takes_only_the_peer_of_this_site():
-    beat = Heartbeat("Hybrid-VPC", "b", ACTIVE, True, 3, 9)
+    beat = Heartbeat("Hybrid-VPC", "b", ACTIVE, 1, 3, 9)
     assert Heartbeat.decode(beat.encode(), "Hybrid-VPC", "b") == beat
     assert Heartbeat.decode(beat.encode(), "Hybrid-VNet", "b") is None
     assert Heartbeat.decode(beat.encode(), "Hybrid-VPC", "a") is None
     assert Heartbeat.decode(b"{not json", "Hybrid-VPC", "b") is None
-    assert Heartbeat.decode(json.dumps({"site": "Hybrid-VPC", "name": "b", "role": "boss", "green": True, "term": 1, "seq": 1}).encode(), "Hybrid-VPC", "b") is None
+    assert Heartbeat.decode(json.dumps({"site": "Hybrid-VPC", "name": "b", "role": "boss", "score": 1, "term": 1, "seq": 1}).encode(), "Hybrid-VPC", "b") is None
 
 
 # --- two controllers wired together ----------------------------------------------------------
@@ -320,11 +320,33 @@ def test_controller_probes_every_address(tmp_path: Path):
 
 def test_decider_never_heard_peer_waits_twice_fail_after():
     d = decider(me="b", peer="a")
-    assert [d.step(True, None).action for _ in range(6)] == [None] * 5 + ["claim"]
+    assert [d.step(1, None).action for _ in range(6)] == [None] * 5 + ["claim"]
 
 
 def test_decider_released_bridge_needs_recover_after_fresh_rounds_before_failback():
     d = decider(recover_after=10, role=ACTIVE, term=1, green_streak=100)
-    assert d.step(True, hb(ACTIVE, term=2)).action == "release"  # it froze; b took over meanwhile
-    actions = [d.step(True, hb(ACTIVE, term=2)).action for _ in range(10)]
+    assert d.step(1, hb(ACTIVE, term=2)).action == "release"  # it froze; b took over meanwhile
+    actions = [d.step(1, hb(ACTIVE, term=2)).action for _ in range(10)]
     assert actions == [None] * 9 + ["claim"]
+
+
+def test_decider_scores_one_far_site_down_for_both_moves_nothing():
+    # Two probes; one far site is down, so each bridge reaches one of two.
+    a, b = decider(probes=2, role=ACTIVE, term=1), decider(me="b", peer="a", probes=2, green_streak=0)
+    for _ in range(20):
+        assert a.step(1, hb(STANDBY, score=1)).action is None
+        assert b.step(1, Heartbeat("Hybrid-VPC", "a", ACTIVE, 1, 1, 1)).action is None
+
+
+def test_decider_scores_the_bridge_that_reaches_more_sites_takes_over():
+    a, b = decider(probes=2, role=ACTIVE, term=1), decider(me="b", peer="a", probes=2, up_streak=5)
+    got = [(a.step(1, hb(STANDBY, score=2)).action, b.step(2, Heartbeat("Hybrid-VPC", "a", ACTIVE, 1, 1, 1)).action) for _ in range(3)]
+    assert got == [(None, None), (None, None), ("release", "claim")]
+    # With the other far site down for both, the one whose tunnel still carries wins too.
+    b2 = decider(me="b", peer="a", probes=2, up_streak=5)
+    assert [b2.step(1, Heartbeat("Hybrid-VPC", "a", ACTIVE, 0, 1, 1)).action for _ in range(3)] == [None, None, "claim"]
+
+
+def test_decider_two_standbys_the_better_one_goes_first():
+    a = decider(probes=2, up_streak=5)  # a is preferred but reaches fewer sites
+    assert all(a.step(1, hb(STANDBY, score=2)).action is None for _ in range(10))
