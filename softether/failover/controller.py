@@ -439,6 +439,48 @@ def write_state(path: Path, state: State) -> None:
 
 
 @dataclass
+class Claimer:
+    """The driver's claim off the round's thread: a cloud API that hangs (each call waits up
+    to 5 s) must not stop the heartbeat, or the peer would take the site from a healthy
+    bridge. A result belongs to the takeover (term) that started it; a stale one is dropped.
+    `background=False` runs it in the caller's thread (tests with a fake clock)."""
+
+    driver: Driver
+    clock: Callable[[], float]
+    background: bool = True
+    thread: threading.Thread | None = None
+    result: tuple[int, float, str | None] | None = None  # (term, finished at, error)
+
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, term: int) -> None:
+        if self.busy():
+            return
+        self.result = None
+        if self.background:
+            self.thread = threading.Thread(target=self._run, args=(term,), daemon=True)
+            self.thread.start()
+        else:
+            self._run(term)
+
+    def _run(self, term: int) -> None:
+        try:
+            self.driver.claim()
+            error = None
+        except Exception as exc:  # any driver failure: reported, retried by the next round
+            error = str(exc) or type(exc).__name__
+        self.result = (term, self.clock(), error)
+
+    def take(self, term: int) -> tuple[float, str | None] | None:
+        """(finished at, error) of this term's claim once it is done; None meanwhile."""
+        got, self.result = self.result, None
+        if got is None or self.busy() or got[0] != term:
+            return None
+        return got[1], got[2]
+
+
+@dataclass
 class Controller:
     cfg: Config
     prober: Prober
@@ -456,9 +498,13 @@ class Controller:
     peer_seen_active: bool = False
     peer_missing: bool = True
     counts: bool = False  # the takeover in progress is a failover (not the first start, not a failback)
+    background_claims: bool = True
+    claimer: Claimer = field(init=False)
+    verify_at: int = -1  # the round that re-checks the routes after a claim (a late claim of the peer's)
 
     def __post_init__(self) -> None:
         c = self.cfg
+        self.claimer = Claimer(self.driver, self.clock, self.background_claims)
         self.decider = Decider(c.me, c.peer, c.fail_after, c.recover_after, c.preferred, len(c.probes))
         old = read_state(c.state_file)
         now = self.clock()
@@ -512,12 +558,12 @@ class Controller:
             self._role(STANDBY, decision.reason)
         if self.decider.role == ACTIVE:
             conflict = peer is not None and peer.role == ACTIVE
-            if conflict or self.seq % RECHECK_ROUNDS == 0:
+            if conflict or self.seq % RECHECK_ROUNDS == 0 or self.seq == self.verify_at:
                 # Both were active (the loser may have moved the routes and announced the vip
                 # last), or a periodic check: the routes drifted back by hand or by an apply.
                 self.claimed = False
                 self.announce_rounds = max(self.announce_rounds, 3 if conflict else 1)
-            self._keep(started)
+            self._keep()
         self.state.green, self.state.score, self.state.term = green, score, self.decider.term
         self.seq += 1
         self.link.send(Heartbeat(c.site, c.me, self.decider.role, score, self.decider.term, self.seq))
@@ -533,7 +579,7 @@ class Controller:
         self.claimed = False
         self.counts = self.peer_seen_active and not decision.reason.startswith("failback")
 
-    def _keep(self, started: float) -> None:
+    def _keep(self) -> None:
         """While active: the vip in place (re-made if the tap was re-created), announced on
         the rounds after a (re)take, the routes claimed until the driver succeeded once."""
         if self.vip.hold():
@@ -541,18 +587,25 @@ class Controller:
         if self.announce_rounds:
             self.vip.announce()
             self.announce_rounds -= 1
-        if not self.claimed:
-            try:
-                self.driver.claim()
-            except Exception as exc:  # any driver failure: retried next round
-                self.log(f"claim failed, retrying next round: {exc}")
-                return
-            self.claimed = True
-            if self.counts and self.fault_started is not None:
-                self.state.last_failover_s = round(self.clock() - self.fault_started, 3)
-                self.state.failovers += 1
-                self.log(f"routes claimed: failover {self.state.failovers} took {self.state.last_failover_s} s")
-            self.counts, self.fault_started = False, None
+        if self.claimed:
+            return
+        term = self.decider.term
+        got = self.claimer.take(term)
+        if got is None:
+            self.claimer.start(term)
+            got = self.claimer.take(term)  # done already when it runs in this thread
+        if got is None:
+            return
+        done_at, error = got
+        if error is not None:
+            self.log(f"claim failed, retrying next round: {error}")
+            return
+        self.claimed, self.verify_at = True, self.seq + 3
+        if self.counts and self.fault_started is not None:
+            self.state.last_failover_s = round(done_at - self.fault_started, 3)
+            self.state.failovers += 1
+            self.log(f"routes claimed: failover {self.state.failovers} took {self.state.last_failover_s} s")
+        self.counts, self.fault_started = False, None
 
     def _role(self, role: str, reason: str) -> None:
         self.state.role, self.state.since, self.state.reason = role, self.clock(), reason

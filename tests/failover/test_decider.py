@@ -4,6 +4,7 @@ clock: two controllers wired to each other, as on the transit segment."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -217,7 +218,7 @@ def pair(tmp_path: Path, **cfg: Any) -> Pair:
     ctl = {}
     for me, peer, own, other, link in (("a", "b", "192.168.10.12/24", "192.168.10.13", la), ("b", "a", "192.168.10.13/24", "192.168.10.12", lb)):
         c = parse(sample(me=me, peer=peer, own_address=own, peer_address=other, state_file=str(tmp_path / f"{me}.json"), **cfg))
-        ctl[me] = Controller(c, FakeProber(), link, FakeVip(), FakeDriver(routes, me), clock=clock)
+        ctl[me] = Controller(c, FakeProber(), link, FakeVip(), FakeDriver(routes, me), clock=clock, background_claims=False)
     return Pair(ctl["a"], ctl["b"], clock, routes)
 
 
@@ -299,7 +300,7 @@ def test_controller_leave_releases_only_what_it_holds(tmp_path: Path):
 @pytest.mark.parametrize("held", [True, False])
 def test_controller_resumes_active_when_it_finds_its_vip(tmp_path: Path, held: bool):
     c = parse(sample(state_file=str(tmp_path / "s.json")))
-    ctl = Controller(c, FakeProber(), FakeLink(), FakeVip(on=held), FakeDriver(Routes(), "a"))
+    ctl = Controller(c, FakeProber(), FakeLink(), FakeVip(on=held), FakeDriver(Routes(), "a"), background_claims=False)
     assert ctl.decider.role == (ACTIVE if held else STANDBY)
 
 
@@ -312,7 +313,7 @@ def test_controller_probes_every_address(tmp_path: Path):
             return {t: t != IPv4Address("192.168.30.100") for t in targets}
 
     c = parse(sample(state_file=str(tmp_path / "s.json")))
-    ctl = Controller(c, Recording(), FakeLink(), FakeVip(), FakeDriver(Routes(), "a"))
+    ctl = Controller(c, Recording(), FakeLink(), FakeVip(), FakeDriver(Routes(), "a"), background_claims=False)
     ctl.round()
     assert seen == [(IPv4Address("192.168.1.249"), IPv4Address("192.168.30.100"))]
     assert state(ctl)["green"] is False  # one probe unanswered: red
@@ -350,3 +351,28 @@ def test_decider_scores_the_bridge_that_reaches_more_sites_takes_over():
 def test_decider_two_standbys_the_better_one_goes_first():
     a = decider(probes=2, up_streak=5)  # a is preferred but reaches fewer sites
     assert all(a.step(1, hb(STANDBY, score=2)).action is None for _ in range(10))
+
+
+def test_controller_a_hanging_cloud_api_does_not_stop_the_heartbeat(tmp_path: Path):
+    """The claim runs beside the rounds: while the API hangs, every round still sends its
+    heartbeat (the peer must not take a healthy bridge's site); the claim counts once done."""
+    release = threading.Event()
+
+    class Hanging(FakeDriver):
+        def claim(self) -> None:
+            release.wait(10)
+            super().claim()
+
+    routes, inbox = Routes(), FakeLink()
+    link = FakeLink(other=inbox)
+    c = parse(sample(state_file=str(tmp_path / "s.json")))
+    ctl = Controller(c, FakeProber(), link, FakeVip(), Hanging(routes, "a"))
+    for _ in range(10):
+        ctl.round()
+    assert ctl.decider.role == ACTIVE and routes.holder is None and not ctl.claimed
+    assert len(inbox.inbox) == 10  # one heartbeat a round, claim pending or not
+    release.set()
+    assert ctl.claimer.thread is not None
+    ctl.claimer.thread.join(5)
+    ctl.round()
+    assert ctl.claimed and routes.holder == "a"
