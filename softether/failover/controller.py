@@ -454,13 +454,16 @@ class Claimer:
     def busy(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self, term: int) -> None:
+    def start(self, term: int, wait_s: float) -> None:
+        """Start this term's claim and wait up to `wait_s` for it (a quick API is done
+        within the round that started it)."""
         if self.busy():
             return
         self.result = None
         if self.background:
             self.thread = threading.Thread(target=self._run, args=(term,), daemon=True)
             self.thread.start()
+            self.thread.join(wait_s)
         else:
             self._run(term)
 
@@ -592,8 +595,8 @@ class Controller:
         term = self.decider.term
         got = self.claimer.take(term)
         if got is None:
-            self.claimer.start(term)
-            got = self.claimer.take(term)  # done already when it runs in this thread
+            self.claimer.start(term, 0.3 * self.cfg.interval_s)
+            got = self.claimer.take(term)
         if got is None:
             return
         done_at, error = got
