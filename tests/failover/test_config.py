@@ -88,3 +88,14 @@ def test_config_load_names_the_file(tmp_path: Path):
         load(path)
     path.write_text(json.dumps(SAMPLE))
     assert load(path).site == "Hybrid-VPC"
+
+
+def test_config_main_refuses_a_bad_file_in_one_line(tmp_path: Path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "failover.json"
+    path.write_text(json.dumps(sample(vip_mac="zz")))
+    res = subprocess.run([sys.executable, "-m", "softether.failover", str(path)], capture_output=True, text=True, timeout=30, check=False)
+    assert res.returncode == 2
+    assert res.stderr == f"error: {path}: vip_mac: 'zz' is not a unicast MAC address (02:48:43:00:00:02)\n"
