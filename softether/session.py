@@ -39,6 +39,7 @@ from .errors import (
     SoftEtherError,
     StateDirError,
     TrafficError,
+    TransportError,
 )
 from .facts import BridgeState, NodeState, parse_state, read_commands
 from .plan import Change, plan
@@ -136,7 +137,11 @@ class Session:
         if script.strip() == "echo @@end":
             return None
         res = self.transport.run(script, timeout=self.read_timeout_s)
-        return hostos.parse_facts(res.stdout)
+        try:
+            return hostos.parse_facts(res.stdout)
+        except ValueError as e:
+            why = f"no answer within {self.read_timeout_s:.0f} s" if res.timed_out else f"rc {res.rc}"
+            raise TransportError(self.host, f"{e} ({why}); nothing was changed") from None
 
     def get_state(self) -> tuple[NodeState, hostos.HostFacts | None]:
         return self.read_node(), self.read_host()
