@@ -189,9 +189,9 @@ def test_policies_paas_secret_settings_remediation_encrypts_a_plain_password(
     site = dev.one("azure-native:web:WebApp", "wordpress-site")
     wire = _edited(site, siteConfig=plain(site.inputs["siteConfig"]))
     settings = wire["siteConfig"]["appSettings"]
-    # The database password and WordPress's keys and salts.
-    credentials = [i for i, s in enumerate(settings) if s["name"] == "WORDPRESS_DB_PASSWORD" or s["name"].endswith(("_KEY", "_SALT"))]
-    assert len(credentials) == 9
+    # The database password, WordPress's keys and salts, and its admin's password.
+    credentials = [i for i, s in enumerate(settings) if s["name"].endswith(("_PASSWORD", "_KEY", "_SALT"))]
+    assert len(credentials) == 10
     assert plain_secret_settings(site.type, wire) == [("siteConfig", "appSettings", i, "value") for i in credentials]
 
     fixed = _remediate(site.type, wire)
