@@ -196,7 +196,11 @@ class WordPressApp(pulumi.ComponentResource):
                     web.NameValuePairArgs(name=k, value=v) for k, v in settings.items()
                 ],
                 azure_storage_accounts={CONTENT_MOUNT: mount},
-                **({} if private else self._operator_only(args.operator_cidr)),
+                # Public: the operator's range, nothing else; the Kudu/SCM site the same.
+                ip_security_restrictions=None if private else [_operator_only(args.operator_cidr)],
+                ip_security_restrictions_default_action=None if private else web.DefaultAction.DENY,
+                scm_ip_security_restrictions_use_main=None if private else True,
+                scm_ip_security_restrictions_default_action=None if private else web.DefaultAction.DENY,
             ),
             # The provider echoes siteConfig back; keep its copy of the password encrypted too.
             opts=pulumi.ResourceOptions.merge(
@@ -221,24 +225,6 @@ class WordPressApp(pulumi.ComponentResource):
                 {"access": "public", "allowedFrom": str(args.operator_cidr)}
             )
         self.register_outputs({"url": self.url, "access": self.access})
-
-    @staticmethod
-    def _operator_only(operator: IPv4Network) -> dict[str, object]:
-        """siteConfig's access restrictions: the operator's range, nothing else (the Kudu/SCM
-        site follows the same rules)."""
-        rule = web.IpSecurityRestrictionArgs(
-            name="operator",
-            ip_address=str(operator),
-            action="Allow",
-            priority=100,
-            description="operatorCidr (app.access: public)",
-        )
-        return {
-            "ip_security_restrictions": [rule],
-            "ip_security_restrictions_default_action": web.DefaultAction.DENY,
-            "scm_ip_security_restrictions_use_main": True,
-            "scm_ip_security_restrictions_default_action": web.DefaultAction.DENY,
-        }
 
     def _private_endpoint(
         self,
@@ -345,6 +331,17 @@ class WordPressApp(pulumi.ComponentResource):
             opts=child,
         )
         return account, share
+
+
+def _operator_only(operator: IPv4Network) -> web.IpSecurityRestrictionArgs:
+    """The public site's one access restriction: the operator's range."""
+    return web.IpSecurityRestrictionArgs(
+        name="operator",
+        ip_address=str(operator),
+        action="Allow",
+        priority=100,
+        description="operatorCidr (app.access: public)",
+    )
 
 
 def _hosts(host: str, address: str) -> dict[str, object]:
