@@ -34,9 +34,9 @@ from topology.model import TAP_NAME, TAP_PREFIX
 
 SSH_PORT = 22
 ANYWHERE = IPv4Network("0.0.0.0/0")
-# The VM's own filter: its nftables table, and the file Debian's nftables.service loads.
+# The VM's own filter: its nftables table (the file Debian's nftables.service loads it from is
+# topology's RULESET_FILE: the policies read it there too).
 VM_TABLE = "hybrid_paths"
-RULESET_FILE = "/etc/nftables.conf"
 DATABASE = "database"
 WEBSITE = "website"  # the App Service private endpoint (app.access: private)
 WEB_PORTS = (80, 443)

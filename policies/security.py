@@ -34,8 +34,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
-from components.firewall import RULESET_FILE
 from topology import Stack
+from topology.model import RULESET_FILE
 
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
 SSH = 22

@@ -24,6 +24,9 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
 # The tap device SoftEther creates for a local bridge with /TAP:yes gets this prefix.
 TAP_PREFIX = "tap_"
 TAP_NAME = "vpntap"
+# The bridge VM's own filter (components/firewall.py `bridge_ruleset`): the file cloud-init
+# writes it to and Debian's nftables.service loads.
+RULESET_FILE = "/etc/nftables.conf"
 
 
 class Model(BaseModel):

@@ -14,7 +14,6 @@ import yaml
 
 from components.firewall import (
     ANYWHERE,
-    RULESET_FILE,
     allowed,
     bridge_ruleset,
     database_ingress,
@@ -24,6 +23,7 @@ from components.firewall import (
 from components.offline import ProgramRun, run_program
 from tests.components.conftest import DEV, HOME_ADMIN, PINNED
 from topology import Stack, load_stack
+from topology.model import RULESET_FILE
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 NSG = "azure-native:network:NetworkSecurityGroup"
