@@ -231,7 +231,7 @@ def test_policies_paas_offline_evaluation_reports_a_plain_password(dev: ProgramR
 # --- issue 21 item 8: no public site unless app.access is public; storage not public ----------
 
 
-def _paas_violations(run: ProgramRun, edits: dict[tuple[str, str], dict[str, Any]], config: dict[str, Any]) -> list[tuple[str, str]]:
+def _paas_violations(run: ProgramRun, edits: Mapping[tuple[str, str], Mapping[str, Any]], config: dict[str, Any]) -> list[tuple[str, str]]:
     """(policy, message) of paas.py's policies over a run's records, with `edits` applied to
     the inputs of the resources named (type, name)."""
     from policies.paas import POLICIES as PAAS
@@ -263,8 +263,8 @@ def _config(run: ProgramRun, access: str) -> dict[str, Any]:
     return policy_config(run.stack) | {"appAccess": access}
 
 
-SITE = ("azure-native:web:WebApp", "wordpress-site")
-ACCOUNT = ("azure-native:storage:StorageAccount", "wordpress-storage")
+SITE: tuple[str, str] = ("azure-native:web:WebApp", "wordpress-site")
+ACCOUNT: tuple[str, str] = ("azure-native:storage:StorageAccount", "wordpress-storage")
 
 
 def test_policies_paas_private_and_public_stacks_pass(dev: ProgramRun, public_run: ProgramRun) -> None:
