@@ -110,8 +110,6 @@ class WordPressApp(pulumi.ComponentResource):
         super().__init__("hybrid:azure:WordPressApp", name, None, opts)
         cfg = args.config
         private = cfg.access == "private"
-        if private and (args.endpoint is None or args.endpoint_subnet is None or args.vnet_id is None):
-            raise ValueError("app.access: private needs the endpoint, its subnet and the VNet")
         # Teardown order: the subnet cannot be deleted while its service association link
         # (owned by the plan, created by the integration) exists. Both the app (through its
         # subnet id input) and the plan (explicitly) depend on the subnet, so Pulumi deletes the
@@ -216,7 +214,9 @@ class WordPressApp(pulumi.ComponentResource):
         )
         self.endpoint: network.PrivateEndpoint | None = None
         if private:
-            assert args.endpoint is not None and args.endpoint_subnet is not None and args.vnet_id is not None
+            # Stack.app_endpoint of a validated stack (topology/validate_paas.py: app.endpoint-*).
+            if args.endpoint is None or args.endpoint_subnet is None or args.vnet_id is None:
+                raise ValueError("app.access: private needs the endpoint, its subnet and the VNet")
             self.endpoint = self._private_endpoint(name, args, site, args.endpoint, args.endpoint_subnet, args.vnet_id)
             address = str(args.endpoint.address)
             self.access = site.default_host_name.apply(lambda host: _hosts(host, address))
