@@ -6,6 +6,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -442,3 +443,112 @@ def test_wordpress_app_startup_installer_is_bounded(tmp_path: Path) -> None:
     calls, entry = _run_startup(tmp_path, succeed_at=0)
     assert len(calls) == INSTALL_ATTEMPTS
     assert entry == ["apache2-foreground"]
+
+
+# The installer against a real WordPress and database: Debian's WordPress (the lab's) and
+# MariaDB on a Unix socket of its own (no network), when both are installed.
+DEBIAN_WORDPRESS = Path("/usr/share/wordpress")
+INSTALL_ENV = {
+    "WEBSITE_HOSTNAME": "wordpress-site.azurewebsites.net",
+    "WORDPRESS_TITLE": "hybrid-cloud",
+    "WORDPRESS_ADMIN_USER": "hybrid-admin",
+    "WORDPRESS_ADMIN_EMAIL": "wordpress-admin@example.invalid",
+    "WORDPRESS_ADMIN_PASSWORD": "Pw0123456789abcdefghijklmnopqrstu",
+}
+
+
+@pytest.fixture
+def wordpress_root(tmp_path: Path):
+    """A WordPress tree whose wp-config.php points at a fresh MariaDB on a socket in
+    `tmp_path`; yields (the tree, a function running SQL); the server stops afterwards."""
+    tools = [shutil.which(t) for t in ("php", "mariadbd", "mariadb-install-db", "mariadb")]
+    if None in tools or not (DEBIAN_WORDPRESS / "wp-load.php").exists():
+        pytest.skip("needs php-cli, php-mysql, mariadb-server and Debian's wordpress (packages.apt)")
+    data, sock, root = tmp_path / "db", tmp_path / "db.sock", tmp_path / "wordpress"
+    subprocess.run(
+        ["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={data}", "--skip-test-db",
+         "--auth-root-authentication-method=normal"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    server = subprocess.Popen(
+        ["mariadbd", "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
+         "--skip-networking", f"--pid-file={tmp_path / 'db.pid'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def sql(statement: str) -> str:
+            return subprocess.run(
+                ["mariadb", "--no-defaults", "-S", str(sock), "-uroot", "-N", "-e", statement],
+                check=True, capture_output=True, text=True, timeout=30,
+            ).stdout  # fmt: skip
+
+        for _ in range(100):  # up to 20 s
+            if sock.exists():
+                break
+            time.sleep(0.2)
+        sql("CREATE DATABASE wp")
+        # The PHP files at the top are copies (wp-load.php finds wp-config.php beside itself);
+        # the directories are Debian's own.
+        root.mkdir()
+        for f in DEBIAN_WORDPRESS.glob("*.php"):
+            shutil.copy(f, root)
+        for d in ("wp-admin", "wp-includes", "wp-content"):
+            (root / d).symlink_to(DEBIAN_WORDPRESS / d)
+        (root / "wp-config.php").write_text(
+            "<?php define('DB_NAME', 'wp'); define('DB_USER', 'root'); define('DB_PASSWORD', '');"
+            f" define('DB_HOST', 'localhost:{sock}'); define('DB_CHARSET', 'utf8mb4'); define('DB_COLLATE', '');"
+            " $table_prefix = 'wp_'; if (!defined('ABSPATH')) define('ABSPATH', __DIR__ . '/');"
+            " require_once ABSPATH . 'wp-settings.php';"
+        )
+        yield root, sql
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _install(root: Path) -> str:
+    from components.app import INSTALL_PHP
+
+    assert "'/var/www/html/wp-load.php'" in INSTALL_PHP  # the official image's tree
+    code = INSTALL_PHP.replace("/var/www/html/wp-load.php", str(root / "wp-load.php"))
+    env = {"PATH": "/usr/bin:/bin", **INSTALL_ENV}
+    return subprocess.run(["php", "-r", code], env=env, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_wordpress_app_installer_installs_a_real_wordpress_with_the_admin_and_is_idempotent(wordpress_root) -> None:
+    from components.app import INSTALLED
+
+    root, sql = wordpress_root
+    assert INSTALLED in _install(root)
+    assert sql("SELECT user_login, user_email FROM wp.wp_users").split() == ["hybrid-admin", "wordpress-admin@example.invalid"]
+    options = dict(line.split("\t") for line in sql(
+        "SELECT option_name, option_value FROM wp.wp_options WHERE option_name IN ('siteurl', 'home', 'blogname')"
+    ).splitlines())  # fmt: skip
+    assert options == {
+        "siteurl": "https://wordpress-site.azurewebsites.net",
+        "home": "https://wordpress-site.azurewebsites.net",
+        "blogname": "hybrid-cloud",
+    }
+    # The password is the setting's: WordPress's own check accepts it, and no other.
+    check = (
+        f"require '{root / 'wp-load.php'}';"
+        " $u = get_user_by('login', 'hybrid-admin');"
+        " echo wp_check_password(getenv('WORDPRESS_ADMIN_PASSWORD'), $u->user_pass, $u->ID) ? 'yes' : 'no';"
+        " echo wp_check_password('wrong', $u->user_pass, $u->ID) ? 'yes' : 'no';"
+    )
+    env = {"PATH": "/usr/bin:/bin", **INSTALL_ENV}
+    assert subprocess.run(["php", "-r", check], env=env, capture_output=True, text=True, timeout=60).stdout.endswith("yesno")
+    # Again (a restart of the container): the site is left as it is.
+    stored = sql("SELECT user_pass FROM wp.wp_users")
+    assert INSTALLED in _install(root)
+    assert sql("SELECT user_pass FROM wp.wp_users") == stored
+    assert sql("SELECT COUNT(*) FROM wp.wp_users").strip() == "1"
+
+
+def test_wordpress_app_installer_says_nothing_while_the_database_is_away(wordpress_root) -> None:
+    from components.app import INSTALLED
+
+    root, sql = wordpress_root
+    sql("DROP DATABASE wp")  # as the database before RDS answers: the loop retries
+    assert INSTALLED not in _install(root)
