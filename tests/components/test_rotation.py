@@ -5,6 +5,7 @@ certificate, which every bridge then pins."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ KINDS = ("cascade", "admin", "hub", "certificate")
 
 
 def rotated(**counters: int) -> ProgramRun:
-    config = PINNED | {"hybrid-cloud:rotation": counters}
+    config = PINNED | {"hybrid-cloud:rotation": json.dumps(counters)}
     return run_program(DEV, config=config, secrets=HOME_ADMIN | OPERATOR)
 
 
