@@ -31,11 +31,12 @@ converge reads the node again). A hub that cannot be selected leaves no hub sele
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from . import hostos
@@ -325,7 +326,7 @@ class Session:
             time.sleep(0.5)
         if not refused:
             return
-        names = ", ".join(f"{h}/{c}" for h, c in refused)
+        names = ", ".join(f"{h}/{c.name}" for h, c in self._cascades_of(self.spec, refused))
         back = self._cascades_of(self.previous, refused)
         if back:
             cmds = [
@@ -352,7 +353,7 @@ class Session:
 
     @staticmethod
     def _cascades_of(
-        spec: ServerSpec | BridgeSpec | None, keys: Sequence[tuple[str, str]]
+        spec: ServerSpec | BridgeSpec | None, keys: Collection[tuple[str, str]]
     ) -> list[tuple[str, Cascade]]:
         if spec is None:
             return []
@@ -369,7 +370,7 @@ class Session:
         diff = "\n".join(self.mask(ln) for ln in p.lines())
         node = state[0]
         reconnected = self.rotated
-        rotated = rotation_lines(p, self.rotated)
+        rotated = rotation_lines(p, [f"{h}/{c.name}" for h, c in self._cascades_of(self.spec, self.rotated)])
         if not p.empty:
             log.info("%s: %d change(s):\n%s", self.host, len(p.lines()), diff)
             self.apply(p)
@@ -429,12 +430,10 @@ def rotated_cascades(
     )
 
 
-def rotation_lines(p: Plan, cascades: frozenset[tuple[str, str]]) -> tuple[str, ...]:
-    """What a plan rotates, one line per credential, with its steps in order."""
-    out = [
-        f"cascade {h}/{c}: new password set (the server's user has it), reconnected"
-        for h, c in sorted(cascades)
-    ]
+def rotation_lines(p: Plan, cascades: Sequence[str]) -> tuple[str, ...]:
+    """What a plan rotates, one line per credential, with its steps in order; `cascades`:
+    HUB/CASCADE of each rotated cascade."""
+    out = [f"cascade {c}: new password set (the server's user has it), reconnected" for c in cascades]
     for line in p.lines():
         if line.startswith("~ server certificate:"):
             out.append("server certificate: regenerated (sessions stay up; the bridges pin it next)")
@@ -448,9 +447,10 @@ def rotation_lines(p: Plan, cascades: frozenset[tuple[str, str]]) -> tuple[str, 
 
 
 def certificate_name(pem: str) -> str:
-    """The common name of a PEM certificate ("" if it has none)."""
-    from cryptography import x509  # paramiko's own dependency
-
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(names[0].value) if names else ""
+    """The common name of a PEM certificate ("" if it has none). Read from the DER bytes:
+    SoftEther's self-signed certificates carry a serial that `cryptography` is deprecating."""
+    der = base64.b64decode("".join(pem.split("-----")[2].split()))
+    at = der.find(b"\x06\x03\x55\x04\x03")  # the OID 2.5.4.3 (commonName), then its string
+    if at < 0 or len(der) < at + 7 or der[at + 6] >= 0x80:
+        return ""
+    return der[at + 7 : at + 7 + der[at + 6]].decode("utf-8", "replace")
