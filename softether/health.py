@@ -7,6 +7,11 @@ admin session (`Session.read`: the reconciler's own read script plus `ServerInfo
 the L3 switch across the tunnel and a host of every other site. The drift is the
 reconciler's plan (`Session.compare`) for that state; nothing is applied. A cascade that says
 "Established" while the pings get nothing back is a tunnel that is down.
+
+Credentials: SoftEther shows no password, and a changed one waits for the next reconnect. The
+password hashes both ends keep in their configuration files (`softether.configfile`) tell
+whether a bridge's cascade and the home server's user still agree: where they do not, the
+cascade works now and fails at its next reconnect (`credentials`, a problem of the bridge).
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from ipaddress import IPv4Address
 
 from pydantic import SecretStr
 
+from . import configfile, hostos
 from . import vpncmd as v
 from .errors import SoftEtherError, TransportError
 from .facts import CascadeState
 from .outputs import NodeOutput, Outputs
 from .session import Session
-from .spec import BridgeSpec, ServerSpec, SshTarget, spec_from_dict
+from .spec import BRIDGE_HUB, BridgeSpec, ServerSpec, SshTarget, spec_from_dict
 from .transport import SshTransport, Transport, ssh_transport
 
 SockFactory = Callable[[str, int, float], socket.socket]
@@ -74,6 +80,11 @@ class NodeReport:
     seconds: float = 0.0
     ssh_connections: int = 0
     ssh_failed_attempts: int = 0  # before the connection that worked: an outage lived through
+    # From the node's configuration file: ("hub/user", password hash) of a server's users;
+    # (cascade, "remote hub/user", password hash) of a bridge's cascades.
+    stored_users: tuple[tuple[str, str], ...] = ()
+    stored_cascades: tuple[tuple[str, str, str], ...] = ()
+    credentials: tuple[str, ...] = ()  # where the two ends of a cascade disagree (`agree`)
 
     @property
     def switch_ping(self) -> Ping | None:
@@ -98,7 +109,7 @@ class NodeReport:
                 )
         if self.drift:
             out.append(f"{len(self.drift)} drift change(s)")
-        return out
+        return out + list(self.credentials)
 
 
 @dataclass
@@ -195,6 +206,8 @@ def probe(
             pinging = pool.submit(_ping, transport, targets, node.private_address)
         try:
             report = _read(session, spec, blank)
+            if not report.error:
+                report = _stored(transport, spec, report)
         except TransportError as e:
             report = replace(blank, reachable=False, error=str(e))
         pings = pinging.result() if pinging is not None else ()
@@ -238,6 +251,46 @@ def _read(session: Session, spec: ServerSpec | BridgeSpec, blank: NodeReport) ->
         cascades=cascades,
         drift=tuple(session.mask(ln) for ln in session.compare((state, host)).lines()),
     )
+
+
+def _stored(transport: Transport, spec: ServerSpec | BridgeSpec, report: NodeReport) -> NodeReport:
+    """The password hashes of the node's configuration file (nothing if it cannot be read)."""
+    res = transport.run(f"cat {shlex.quote(hostos.config_path(spec))}", timeout=READ_TIMEOUT_S)
+    if res.rc != 0:
+        return report
+    tree = configfile.parse(res.stdout)
+    if isinstance(spec, ServerSpec):
+        users = tuple(
+            (f"{h.name}/{user}".lower(), hashed)
+            for h in spec.hubs
+            for user, hashed in sorted(configfile.user_hashes(tree, h.name).items())
+        )
+        return replace(report, stored_users=users)
+    cascades = tuple(
+        (c.name, f"{c.remote_hub}/{stored[0]}", stored[1])
+        for c in spec.cascades
+        if (stored := configfile.cascade_hashes(tree, BRIDGE_HUB).get(c.name.lower()))
+    )
+    return replace(report, stored_cascades=cascades)
+
+
+def agree(nodes: list[NodeReport]) -> list[NodeReport]:
+    """Each bridge's report with a `credentials` line for every cascade whose stored password
+    differs from the one the server keeps for its user (it would fail at its next reconnect)."""
+    users = {k: h for n in nodes if n.role == "server" for k, h in n.stored_users}
+    if not users:
+        return nodes  # the server's file was not read: nothing to compare with
+    out = []
+    for n in nodes:
+        lines = []
+        for name, user, hashed in n.stored_cascades:
+            if user.lower() in users and users[user.lower()] != hashed:
+                lines.append(
+                    f"cascade {name}: its password differs from the home server's user {user}:"
+                    " it works now and fails at its next reconnect (pulumi up sets both ends)"
+                )
+        out.append(replace(n, credentials=tuple(lines)) if lines else n)
+    return out
 
 
 def probe_all(
@@ -306,7 +359,7 @@ def check(outputs: Outputs, key: str, sock: SockFactory | None = None) -> Report
     """The report of every node the outputs name."""
     t0 = time.monotonic()
     st = outputs.status
-    nodes = probe_all(st.nodes, st.switch, st.hosts, key, sock)
+    nodes = agree(probe_all(st.nodes, st.switch, st.hosts, key, sock))
     return Report(st.stack, nodes, time.monotonic() - t0)
 
 
@@ -352,6 +405,7 @@ def _node_lines(n: NodeReport) -> list[str]:
             f"  {state} {what} {p.address}: {p.received}/{p.sent} replies,"
             f" {p.loss:.0%} loss, rtt {_ms(p.rtt_s)}"
         )
+    lines += [f"  credential: {c}" for c in n.credentials]
     if n.drift:
         lines.append(f"  drift: {len(n.drift)} change(s) the next `pulumi up` would make:")
         lines += [f"    {d}" for d in n.drift]

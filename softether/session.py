@@ -388,9 +388,9 @@ class Session:
         ):
             checked = isinstance(self.spec, BridgeSpec) and self.spec.traffic_check is not None
             restarted = self.ensure_traffic()
-        if checked and reconnected:
+        if checked:
             rotated = tuple(
-                f"{ln}; logged in (Established); traffic verified" if ln.startswith("cascade") else ln
+                f"{ln}; traffic verified" if ln.startswith("cascade") else ln
                 for ln in rotated
             )
         for line in rotated:
@@ -433,12 +433,15 @@ def rotated_cascades(
 def rotation_lines(p: Plan, cascades: Sequence[str]) -> tuple[str, ...]:
     """What a plan rotates, one line per credential, with its steps in order; `cascades`:
     HUB/CASCADE of each rotated cascade."""
-    out = [f"cascade {c}: new password set (the server's user has it), reconnected" for c in cascades]
+    out = [f"cascade {c}: new password set (the server's user has it), reconnected, logged in (Established)" for c in cascades]
     for line in p.lines():
         if line.startswith("~ server certificate:"):
             out.append("server certificate: regenerated (sessions stay up; the bridges pin it next)")
         elif line.startswith("~ admin password: rotate"):
             out.append("admin password: set with the previous one, which is refused from now on")
+        elif line.startswith("~ cascade ") and "pin server certificate" in line:
+            name = line.removeprefix("~ cascade ").split(":", 1)[0]
+            out.append(f"cascade {name}: pinned the server's new certificate, reconnected")
         elif line.startswith("~ hub ") and line.endswith(": hub admin password"):
             out.append(line.removeprefix("~ ") + " set")
         elif line.startswith("~ user ") and line.endswith(": password"):

@@ -24,34 +24,37 @@ EVERY_KIND = {"cascade": 1, "admin": 1, "hub": 1, "certificate": 1}
 CASCADE_USER = user_secret("HYBRID", "hybrid-vpc")
 
 
-def admin_accepted(node: Node, password: str) -> bool:
-    """vpncmd on the node itself with `password`: True if it administers, False if refused
-    (vpncmd says "Access has been denied" and prompts again: killed after 8 s)."""
+def admin_accepted(node: Node, password: str, hub: str | None = None) -> bool:
+    """vpncmd on the node itself with `password` (server admin, or hub admin of `hub`): True
+    if it administers, False if refused (vpncmd says "Access has been denied" and prompts
+    again: killed after 8 s)."""
+    mode, header = (f"/HUB:{hub} /CMD UserList", "User Name") if hub else ("/CMD HubList", "Virtual Hub Name")
     out = node.exec(
-        f"printf '%s\\n' '{password}' | timeout -s KILL 8 vpncmd localhost:5555 /SERVER /CSV /CMD HubList",
+        f"printf '%s\\n' '{password}' | timeout -s KILL 8 vpncmd localhost:5555 /SERVER /CSV {mode}",
         check=False,
     )
-    return "Access has been denied" not in out and "Error occurred" not in out and "BRIDGE" in out
+    return "Access has been denied" not in out and "Error occurred" not in out and header in out
 
 
-def cascade_login(home: Node, password: str) -> str:
+def cascade_login(home: Node, password: str, admin: str = ADMIN) -> str:
     """A probe cascade on the home server (a hub of its own, nothing bridged) logs in to
-    hub HYBRID as the site's user with `password`: its status after it settles."""
+    hub HYBRID as the site's user with `password`: its status after it settles (`admin`:
+    the server's admin password)."""
     setup = (
         "HubCreate PROBE /PASSWORD:probe-hub-pw\nHub PROBE\n"
         f"CascadeCreate probe /SERVER:{home.host}:5555 /HUB:HYBRID /USERNAME:hybrid-vpc\n"
         f"CascadePasswordSet probe /PASSWORD:{password} /TYPE:standard\nCascadeOnline probe\n"
     )
-    by_hand(home, ADMIN, setup)
+    by_hand(home, admin, setup)
     status = ""
     try:
         for _ in range(20):
             time.sleep(1)
-            status = by_hand(home, ADMIN, "Hub PROBE\nCascadeList\n")
+            status = by_hand(home, admin, "Hub PROBE\nCascadeList\n")
             if "Online (Established)" in status or "Error" in status.split("CascadeList", 1)[-1]:
                 break
     finally:
-        by_hand(home, ADMIN, "HubDelete PROBE\n")
+        by_hand(home, admin, "HubDelete PROBE\n")
     return status
 
 
