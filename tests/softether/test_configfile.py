@@ -78,3 +78,17 @@ def test_agree_names_the_cascade_whose_password_differs_from_the_servers_user() 
     assert line in agree([server, bad])[1].problems
     # Without the server's file there is nothing to compare with: no claim either way.
     assert agree([bad])[0].credentials == ()
+
+
+def test_agree_names_the_cascade_that_pins_a_certificate_the_server_no_longer_presents() -> None:
+    from softether.facts import CascadeState
+
+    server = NodeReport("home", "server", "h", True, certificate_sha1="A" * 40)
+    pinned = NodeReport("Hybrid-VPC", "bridge", "b", True, cascades=(CascadeState("HYBRID", verify_cert=True, cert_sha1="B" * 40),))
+    (line,) = agree([server, pinned])[1].credentials
+    assert line == (
+        "cascade HYBRID: it pins certificate SHA1 BBBBBBBBBBBB, the home server presents AAAAAAAAAAAA:"
+        " it fails at its next reconnect (pulumi up pins the server's)"
+    )
+    same = NodeReport("Hybrid-VPC", "bridge", "b", True, cascades=(CascadeState("HYBRID", verify_cert=True, cert_sha1="A" * 40),))
+    assert agree([server, same])[1].credentials == ()
