@@ -4,6 +4,8 @@ previous one is set last, the server's certificate is regenerated when another i
 
 from __future__ import annotations
 
+import pytest
+
 from softether.facts import read_commands
 from softether.plan import Rotating, commands, plan
 from softether.session import rotated_cascades
@@ -51,3 +53,31 @@ def test_server_certificate_is_regenerated_only_when_another_is_wanted() -> None
     assert plan(wanted, state, rotating=Rotating(certificate_name="hybrid-cloud-rotation-3")) == ()
     # Rotation 0: the user's server keeps its own certificate, whatever its name.
     assert plan(OLD.server, state, rotating=Rotating(certificate_name="home.example")) == ()
+
+
+def test_session_reaches_a_node_with_the_previous_admin_password_and_sets_the_new_one_last() -> None:
+    from softether import vpncmd as v
+    from softether.errors import AccessDeniedError
+    from softether.session import Session
+    from softether.transport import RunResult
+
+    from .test_session import FakeTransport
+
+    refused = (NEW.server.admin_password.get_secret_value() + "\n").encode()
+
+    class Rotating(FakeTransport):
+        """The node still has the previous admin password: the new one is denied."""
+
+        def run(self, command: str, *, stdin: bytes = b"", **kw: object) -> RunResult:  # type: ignore[override]
+            if "vpncmd" in command and stdin.endswith(refused):
+                return RunResult(-1, "Password: ***\n\n" + v.ACCESS_DENIED_TEXT, "@@pid 4242\n", 0.1, aborted=True)
+            return super().run(command, stdin=stdin, **kw)  # type: ignore[arg-type]
+
+    with pytest.raises(AccessDeniedError):  # without the previous spec: refused, as before
+        Session(Rotating(["server_converged_read"]), NEW.server).compare()
+    session = Session(Rotating(["server_converged_read"]), NEW.server, previous=OLD.server)
+    p = session.compare()
+    assert session.admin_stale
+    assert p.lines()[-1] == "~ admin password: rotate (reached with the previous one)"
+    session.apply(p)
+    assert not session.admin_stale  # the re-read logs in with the new one
