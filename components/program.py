@@ -97,7 +97,7 @@ def build_network(stack: Stack) -> Network:
     source = f"stack {pulumi.get_stack()}"
     home_admin = home_admin_password(source)
     operator = operator_key(source)
-    secrets = HybridSecrets("secrets", topo, home_admin, operator)
+    secrets = HybridSecrets("secrets", topo, home_admin, operator, stack.rotation)
     specs = node_specs(topo, plan, secrets)
     home = HomeLan(
         topo.home.name,

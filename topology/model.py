@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .clouds import Cloud, rules
@@ -239,6 +239,35 @@ class Budgets(Model):
     azure: AzureBudgets | None = None
 
 
+# A credential kind's rotation counter: how often it has been rotated (README "Rotate").
+# A digit string counts (`pulumi config set --path` may store one); true/false does not.
+RotationCounter = Annotated[int, BeforeValidator(lambda v: _not_bool(v)), Field(ge=0)]
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a counter (0, 1, 2, ...), not true or false")
+    return value
+
+
+
+class Rotation(Model):
+    """`hybrid-cloud:rotation`: one counter per kind of credential the stack generates; a new
+    value makes the stack generate that kind anew and `pulumi up` rotate it on the nodes.
+
+    `cascade`: the cascade logins (a site's user on the transit hub and its bridge's cascade);
+    `admin`: the cloud bridges' admin passwords (the home server's is the stack secret
+    `homeAdminPassword`: set a new one to rotate it); `hub`: the hub-admin passwords and the
+    home LAN hub's users; `certificate`: the home server's certificate (0: the server keeps
+    its own; N: one the stack had it generate for rotation N, pinned by every bridge).
+    """
+
+    cascade: RotationCounter = 0
+    admin: RotationCounter = 0
+    hub: RotationCounter = 0
+    certificate: RotationCounter = 0
+
+
 # Hours after the last `pulumi up` until the destroy workflow removes the stack
 # (`hybrid ttl` reads it on its own, without the rest of the stack).
 TtlHours = Annotated[float, Field(gt=0)]
@@ -252,6 +281,7 @@ class Stack(Model):
     app: App | None = None
     budgets: Budgets | None = None
     ttl_hours: TtlHours | None = None
+    rotation: Rotation = Rotation()
     # The home VPN server's SSH host key as `ssh-keyscan` prints it (without the host name);
     # until it is pinned the program does not connect to the home server.
     home_host_key: str | None = Field(
