@@ -10,9 +10,9 @@ machine's PID 1 and its services). A PID read from a file is never a proof by it
 recorded PID also has its start time (`start_time`, /proc/PID/stat) checked, and the holder
 of the lab's lock is the process the kernel says holds it (`socket_holders`).
 
-up, down, the nodes, the PaaS stand-ins, the faults and the test bed all use these; nothing
-else in lab/ sends a signal or reads /proc for a process's state (`lab.down.marked` reads
-environments to find the lab's mark).
+up, down, the nodes, the PaaS stand-ins, the browser, the faults and the test bed all use
+these; nothing else in lab/ sends a signal or reads /proc for a process's state
+(`lab.down.marked` reads environments to find the lab's mark).
 """
 
 from __future__ import annotations
@@ -138,6 +138,12 @@ def ns_pids(pid: int) -> list[int]:
     except (OSError, ValueError):
         pass
     return []
+
+
+def session_of(pid: int) -> int | None:
+    """The process's session ID (None once it is gone)."""
+    fields = _stat(pid)
+    return int(fields[3]) if len(fields) > 3 else None
 
 
 def cmdline(pid: int) -> str:
