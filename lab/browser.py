@@ -29,7 +29,7 @@ from html import unescape
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .proc import in_ns, kill_all, pids_in, session_of
+from .proc import in_ns, kill_session
 from .state import mark
 
 CHROMIUM = "/usr/lib/chromium/chromium"
@@ -50,18 +50,12 @@ class Rendered:
     dom: str
     screenshot: Path | None
     seconds: float
-    error: str = ""  # why there is no page: Chromium's own words
+    error: str = ""  # why there is no page: Chromium's own words (its last ERROR line)
 
     @property
     def title(self) -> str:
         m = re.search(r"<title[^>]*>(.*?)</title>", self.dom, re.S | re.I)
         return " ".join(unescape(m[1]).split()) if m else ""
-
-    @property
-    def net_error(self) -> str:
-        """The network error Chromium's own error page names (e.g. ERR_CONNECTION_REFUSED)."""
-        m = re.search(r"\bERR_[A-Z_]+", self.dom) if "main-frame-error" in self.dom else None
-        return m[0] if m else ""
 
 
 def flags(url: str, directory: Path) -> list[str]:
@@ -127,7 +121,7 @@ def render(ns: str, url: str, lab_directory: Path) -> Rendered:
         out, why = "", f"chromium did not finish within {KILL_AFTER_S:.0f} s"
     finally:
         # Its zygote, renderer and utility processes share its session.
-        kill_all(lambda: [q for q in pids_in(ns) if session_of(q) == p.pid])
+        kill_session(ns, p.pid)
         p.wait(5)
     seconds = time.monotonic() - t0
     (directory / DOM).write_text(out)
@@ -141,7 +135,8 @@ def _body(dom: str) -> bool:
 
 
 def _why(stderr: str, code: int) -> str:
-    """Chromium's last ERROR line (e.g. "Page load timed out."), or its exit code."""
+    """Chromium's last ERROR line ("Page load timed out.", "Page load failed:
+    net::ERR_CONNECTION_REFUSED"), or its exit code."""
     errors = [
         ln.split("] ", 1)[1]
         for ln in stderr.splitlines()

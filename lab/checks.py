@@ -237,9 +237,7 @@ def _browser(lab: Lab, app: paas.WordPress) -> Check:
     shot = f", screenshot {r.screenshot}" if r.screenshot else ", no screenshot"
     took = f"in {r.seconds:.1f} s{shot}"
     if r.error:
-        return Check(name, False, f"no page: {r.error} {took}")
-    if r.net_error:
-        return Check(name, False, f"Chromium's error page {r.net_error} {took}")
+        return Check(name, False, f"no page (Chromium: {r.error}) {took}")
     if paas.DB_ERROR in r.dom:
         return Check(name, False, f"rendered '{paas.DB_ERROR}' {took}")
     ok = r.title == paas.SITE_TITLE

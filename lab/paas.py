@@ -37,7 +37,7 @@ from topology import Stack
 
 from .layout import Host, Layout
 from .node import netns_socket
-from .proc import LabError, alive, in_ns, netns_id, netns_of, run, stop
+from .proc import LabError, alive, in_ns, kill_session, netns_id, netns_of, run, stop
 from .state import LabState, mark
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
@@ -268,6 +268,7 @@ class WordPress:
         """Start the web server, on the private endpoint only; after `install`."""
         if _running_in(self.state, "app", self.host.ns):
             return
+        self.stop()  # workers of a server that died would hold its port
         # The web server runs as www-data; port 80 is opened to it in its own namespace only.
         run(in_ns(self.host.ns, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=80"))
         argv = self._as_web_user("php", "-S", f"{self.endpoint.address}:80", "-t", WORDPRESS_ROOT)
@@ -326,7 +327,10 @@ class WordPress:
         return fetch(self.host.ns, self.url)
 
     def stop(self) -> None:
-        stop(self.state.live("app"))
+        """Stop the web server and its workers (they outlive their parent and keep serving)."""
+        pid = self.state.pids.get("app")
+        if pid is not None:
+            kill_session(self.host.ns, pid)
         self.state.record({"app": None})
 
 

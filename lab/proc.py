@@ -228,6 +228,12 @@ def kill_all_in(ns: str) -> None:
     kill_all(lambda: pids_in(ns))
 
 
+def kill_session(ns: str, sid: int) -> None:
+    """TERM, then KILL, every process of session `sid` in namespace `ns`: a process the lab
+    started in a session of its own, and what it forked (a server's workers outlive it)."""
+    kill_all(lambda: [p for p in pids_in(ns) if session_of(p) == sid])
+
+
 def kill_all(pids: Callable[[], list[int]]) -> None:
     """TERM, then KILL, every process `pids()` names at each step, bounded."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
