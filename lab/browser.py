@@ -137,9 +137,8 @@ def _body(dom: str) -> bool:
 def _why(stderr: str, code: int) -> str:
     """Chromium's last ERROR line ("Page load timed out.", "Page load failed:
     net::ERR_CONNECTION_REFUSED"), or its exit code."""
-    errors = [
-        ln.split("] ", 1)[1]
-        for ln in stderr.splitlines()
-        if ":ERROR:" in ln and "] " in ln and "dbus" not in ln
-    ]
-    return errors[-1] if errors else f"chromium exited {code}"
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "dbus" not in ln]
+    errors = [ln.split("] ", 1)[1] for ln in lines if ":ERROR:" in ln and "] " in ln]
+    if errors:
+        return errors[-1]
+    return f"chromium exited {code}" + (f": {lines[-1].strip()}" if lines else "")
