@@ -317,10 +317,9 @@ class WordPress:
                 f"app: WordPress's install did not finish within {INSTALL_TIMEOUT_S:.0f} s"
             ) from None
         if INSTALL_MARK not in p.stdout:
-            said = " ".join(re.sub(r"<[^>]+>", " ", p.stdout + p.stderr).split())
             raise LabError(
                 f"app: WordPress is not installed, its web server not started (php exited"
-                f" {p.returncode}: {said[-300:]})"
+                f" {p.returncode}: {_text(p.stdout + p.stderr)[:200]})"
             )
 
     def front_page(self) -> Page:
@@ -332,6 +331,12 @@ class WordPress:
         if pid is not None:
             kill_session(self.host.ns, pid)
         self.state.record({"app": None})
+
+
+def _text(html: str) -> str:
+    """What a page says, without its markup, styles and scripts, on one line."""
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 def page_ok(page: Page) -> bool:
