@@ -81,11 +81,18 @@ class Page:
     body: str
 
 
-def fetch(ns: str, url: str, data: dict[str, str] | None = None, timeout: float = 20.0) -> Page:
+def fetch(
+    ns: str,
+    url: str,
+    data: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    headers: dict[str, str] | None = None,
+) -> Page:
     """GET (or POST `data`) `url` from inside namespace `ns`; redirects are not followed."""
     u = urllib.parse.urlsplit(url)
     body = urllib.parse.urlencode(data) if data is not None else None
-    headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    form = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    headers = {**form, **(headers or {})}
     conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
     conn.sock = netns_socket(ns, u.hostname or "", u.port or 80, timeout)
     try:

@@ -54,6 +54,18 @@ def test_lab_browser_renders_the_site_from_the_home_lan(dev: RunningLab) -> None
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 10_000
     assert f"<title>{paas.SITE_TITLE}</title>" in (dev.directory / "browser" / browser.DOM).read_text()
     assert "from the home LAN" in _by_prefix(results, "WordPress never claimable").name
+    # The admin account is the lab's: its generated secret logs in, another password does not.
+    lab = open_lab(dev.ref, dev.root)
+    app = paas.WordPress(lab.stack, lab.layout, lab.state)
+    secret = lab.state.secrets((paas.WP_SECRET,), create=False)[paas.WP_SECRET]
+
+    def login(password: str) -> paas.Page:
+        form = {"log": paas.ADMIN_USER, "pwd": password}
+        cookie = {"Cookie": "wordpress_test_cookie=WP%20Cookie%20check"}  # wp-login.php's test
+        return paas.fetch(_lan_ns(dev), app.url + "wp-login.php", form, headers=cookie)
+
+    assert login(secret).location == app.url + "wp-admin/"
+    assert login(secret + "x").status == 200  # the form again, with its error
     # Chromium's profile is the lab's, and nothing of it is left running.
     assert (dev.directory / "browser" / "profile" / "Default").is_dir()
     assert pids_in(_lan_ns(dev)) == []
