@@ -258,7 +258,7 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
                 db = host
             else:
                 app = host
-                endpoint, link = _endpoint(host, site, bridge_sub, router, taken)
+                endpoint, link = _endpoint(host, stack, site, bridge_sub, router, taken)
                 links.append(link)
     return Layout(
         lab_id=lid,
@@ -301,14 +301,24 @@ def _host(
 
 
 def _endpoint(
-    app: Host, site: CloudSite, sub: Subnet, router: Namespace, taken: set[IPv4Address]
+    app: Host,
+    stack: Stack,
+    site: CloudSite,
+    bridge_sub: Subnet,
+    router: Namespace,
+    taken: set[IPv4Address],
 ) -> tuple[Host, Link]:
-    """The app's private endpoint: a second interface of the app's namespace on `sub`'s
-    switch holding one address (/32). No route of the namespace uses it, so the app's own
-    connections keep leaving from its delegated subnet (the paths keep those to the database);
-    the endpoint only answers, by the app's default route (every lab namespace has rp_filter
-    off), as the bridge forwarded the request to it on its own subnet."""
-    addr = pick(sub.cidr, APP_OFFSET, taken)
+    """The app's private endpoint: a second interface of the app's namespace holding one
+    address (/32), the program's (`Stack.app_endpoint`: its subnet and address). No route of
+    the namespace uses it, so the app's own connections keep leaving from its delegated subnet
+    (the paths keep those to the database); the endpoint only answers, by the app's default
+    route (every lab namespace has rp_filter off), as the bridge forwarded the request to it on
+    its own subnet. A public app (no endpoint in the cloud) is served the same way, on the
+    bridge's subnet: the lab has no public App Service door (README)."""
+    where = stack.app_endpoint
+    sub = site.subnet(where.subnet) if where is not None else bridge_sub
+    addr = where.address if where is not None else pick(sub.cidr, APP_OFFSET, taken)
+    taken.add(addr)
     link = Link(
         app.ns,
         ENDPOINT_IF,

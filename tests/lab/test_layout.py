@@ -94,14 +94,19 @@ def test_pick_skips_cloud_reserved_and_taken_addresses() -> None:
 
 
 def test_layout_app_endpoint_is_in_a_zone_home_reaches() -> None:
-    """The app is reached at its private endpoint: an address of its namespace in the
-    bridge's subnet of its site (a path lets home reach it), alone on its interface (/32: the
-    app's own connections keep leaving from the delegated subnet, which home does not reach)."""
+    """The app is reached at its private endpoint: the program's address (its subnet of the
+    app's site, which a path lets home reach) on an interface of the app's namespace, alone
+    (/32: the app's own connections keep leaving from the delegated subnet, which home does
+    not reach)."""
     stack = load_stack("dev")
     lay = _layout()
     assert lay.app is not None and lay.endpoint is not None
     assert lay.endpoint.ns == lay.app.ns
     site = stack.network.site(lay.app.site)
+    assert stack.app_endpoint is not None
+    assert (lay.endpoint.subnet, lay.endpoint.address) == (
+        stack.app_endpoint.subnet, stack.app_endpoint.address,
+    )  # fmt: skip
     assert lay.endpoint.subnet == site.bridge.subnet
     assert lay.endpoint.address in site.subnet(site.bridge.subnet).cidr
     home = next(h.address for h in lay.hosts if h.site == stack.network.home.name)
