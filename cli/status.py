@@ -170,6 +170,7 @@ def to_json(report: Report) -> dict[str, Any]:
                     for p in n.pings
                 },
                 "drift": list(n.drift),
+                "credentials": list(n.credentials),
                 "seconds": round(n.seconds, 3),
                 "sshConnections": n.ssh_connections,
                 "sshFailedAttempts": n.ssh_failed_attempts,

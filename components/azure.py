@@ -22,6 +22,7 @@ from .firewall import Firewall, Rule, cidr_slug
 # Regional VNet Integration of an App Service needs its subnet delegated to this service.
 APP_SERVICE_DELEGATION = "Microsoft.Web/serverFarms"
 AZURE_ADMIN = "hybrid"
+STORAGE_SERVICE = "Microsoft.Storage"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class HybridVnetArgs:
     routes: RouteTable  # this site's table from the routing plan
     firewall: Firewall  # the site's NSG (components/firewall.py `site_nsg`)
     app_subnet: str | None = None  # delegated to Microsoft.Web/serverFarms
+    endpoint_subnet: str | None = None  # holds the App Service private endpoint
 
 
 class HybridVnet(pulumi.ComponentResource):
@@ -99,6 +101,14 @@ class HybridVnet(pulumi.ComponentResource):
                 delegations=(
                     [{"name": "app-service", "service_name": APP_SERVICE_DELEGATION}] if delegated else None
                 ),
+                # The wp-content storage account admits this subnet only (components/app.py):
+                # App Service mounts a firewalled account through a service endpoint of its
+                # integration subnet ("Mount Azure Storage as a local share", limitations).
+                service_endpoints=[{"service": STORAGE_SERVICE}] if delegated else None,
+                # With network policies on, the NSG and the route table also apply to the
+                # private endpoint: its replies to the other sites go back through the bridge
+                # (the UDRs), and only the paths' ports reach it (the NSG).
+                private_endpoint_network_policies="Enabled" if s.name == args.endpoint_subnet else None,
                 # Azure rejects concurrent changes to subnets of one VNet
                 # (AnotherOperationInProgress): create them one after the other.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
@@ -259,9 +269,10 @@ class AzureVmBridge(pulumi.ComponentResource):
 
 
 def azure_site(
-    args: BridgeArgs, routes: RouteTable, app_subnet: str | None
+    args: BridgeArgs, routes: RouteTable, app_subnet: str | None, endpoint_subnet: str | None = None
 ) -> tuple[HybridVnet, AzureVmBridge]:
-    """The site's VNet (`app_subnet` delegated to App Service) and its bridge."""
+    """The site's VNet (`app_subnet` delegated to App Service, `endpoint_subnet` holding its
+    private endpoint) and its bridge."""
     name = args.site.name
-    vnet = HybridVnet(name, HybridVnetArgs(args.site, routes, args.firewall, app_subnet))
+    vnet = HybridVnet(name, HybridVnetArgs(args.site, routes, args.firewall, app_subnet, endpoint_subnet))
     return vnet, AzureVmBridge(f"{name}-bridge", AzureVmBridgeArgs(args, vnet))

@@ -14,8 +14,7 @@ from typing import Any
 import yaml
 
 from topology import SoftEtherOptions
-
-from .firewall import RULESET_FILE
+from topology.model import RULESET_FILE
 
 UPSTREAM_REPO = "https://github.com/SoftEtherVPN/SoftEtherVPN.git"
 SRC_DIR = "/usr/local/src/SoftEtherVPN"

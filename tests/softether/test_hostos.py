@@ -6,6 +6,8 @@ import tempfile
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
+import pytest
+
 from softether import hostos
 from softether.spec import BridgeSpec, HostOsSpec
 
@@ -267,3 +269,13 @@ def test_hostos_a_bridge_holding_its_user_data_host_key_gets_a_new_one() -> None
     assert "ssh-keygen -q -t ed25519" in change.shell and change.shell.endswith("systemctl reload ssh.service")
     rotated = hostos.parse_facts("@@hostkey\nssh-ed25519 AAAAother\n@@config\nyes\n@@end\n")
     assert not [c for c in hostos.plan(spec, rotated) if "host key" in c.summary]
+
+
+def test_hostos_facts_cut_short_are_an_error_not_drift() -> None:
+    # A script that ran out of time before @@config read as "no configuration here" and
+    # `up` failed with a StateDirError naming a file that was there (CI, a loaded machine).
+    cut = CONVERGED.split("@@watch")[0]
+    with pytest.raises(ValueError, match="stopped after @@link"):
+        hostos.parse_facts(cut)
+    with pytest.raises(ValueError, match="before its first section"):
+        hostos.parse_facts("")
