@@ -9,12 +9,17 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 setup: apt venv
 
-# Installs the Debian packages listed in packages.apt (skipped when all are present).
+# Installs the Debian packages listed in packages.apt (skipped when all are present); those
+# marked `no-recommends` without their recommends (chromium's would bring avahi-daemon, which
+# a systemd host starts and which announces itself on the host's own network).
 apt:
-	@pkgs=$$(grep -v '^#' packages.apt | xargs); \
+	@pkgs=$$(awk '!/^#/ {print $$1}' packages.apt | xargs); \
+	plain=$$(awk '!/^#/ && $$2 != "no-recommends" {print $$1}' packages.apt | xargs); \
+	bare=$$(awk '!/^#/ && $$2 == "no-recommends" {print $$1}' packages.apt | xargs); \
 	if ! dpkg -s $$pkgs >/dev/null 2>&1; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$pkgs; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$plain && \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $$bare; \
 	fi
 
 venv: $(BIN)/hybrid

@@ -3,7 +3,8 @@
 `to_dot(stack)` is pure: one cluster per site (home, each cloud site) with its subnets and
 CIDRs, the bridges with their private and transit addresses, each bridge's cascade to the home
 server's transit hub, the virtual L3 switch with its interfaces and routes, each site's route
-table, and the PaaS (RDS over its subnets, App Service in its delegated subnet). Rendering is
+table, and the PaaS (RDS over its subnets, App Service in its delegated subnet, its private endpoint
+in the endpoint's subnet). Rendering is
 Graphviz's `dot` (Debian package `graphviz`).
 """
 
@@ -162,16 +163,37 @@ def to_dot(stack: Stack) -> str:
         site = net.sites[s_i]
         n_i = site.subnets.index(site.subnet(app.subnet))
         out.append(f"  subgraph cluster_site_{s_i} {{")
+        door = (
+            "private: public network access off"
+            if app.access == "private"
+            else f"public: {net.operator_cidr} only"
+        )
         out.append(
             _node(
                 "app",
-                f"App Service {app.sku}\n{app.image}\nVNet integration, route all",
+                f"App Service {app.sku}\n{app.image}\nVNet integration, route all\n{door}",
                 shape="component",
                 fillcolor="#d6e6fb",
             )
         )
+        endpoint = stack.app_endpoint
+        if endpoint is not None:
+            out.append(
+                _node(
+                    "app_endpoint",
+                    f"private endpoint {endpoint.address}\nprivatelink.azurewebsites.net\nHTTP(S) from the other sites",
+                    shape="cds",
+                    fillcolor="#d6e6fb",
+                )
+            )
         out.append("  }")
         out.append(_edge(f"s{s_i}_net{n_i}", "app", "delegated", style="dashed", dir="none"))
+        if endpoint is not None:
+            e_i = site.subnets.index(site.subnet(endpoint.subnet))
+            out += [
+                _edge(f"s{s_i}_net{e_i}", "app_endpoint", "", style="dashed", dir="none"),
+                _edge("app_endpoint", "app", "private link", style="dashed", color="#2c7be5"),
+            ]
         if stack.database is not None:
             out.append(
                 _edge(

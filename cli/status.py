@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from softether.failover.status import by_site
 from softether.outputs import Outputs, OutputsError, parse_outputs
 
 from .args import MAX_KEY_BYTES, read_input
@@ -169,10 +170,12 @@ def to_json(report: Report) -> dict[str, Any]:
                     for p in n.pings
                 },
                 "drift": list(n.drift),
+                "credentials": list(n.credentials),
                 "seconds": round(n.seconds, 3),
                 "sshConnections": n.ssh_connections,
                 "sshFailedAttempts": n.ssh_failed_attempts,
                 "problems": n.problems,
+                "failover": dict(n.failover) or None,
             }
             for n in report.nodes
         },
@@ -219,6 +222,12 @@ def prometheus(report: Report) -> str:
             gauge("hybrid_ping_up", "1 if the target answered a ping from the bridge", labels, int(p.up))
             gauge("hybrid_ping_loss_ratio", "ping loss from the bridge", labels, round(p.loss, 3))
             gauge("hybrid_ping_rtt_seconds", "ping RTT from the bridge", labels, p.rtt_s, "seconds")
+    for site, f in by_site(n.failover for n in report.nodes).items():
+        labels = _labels(stack=s, site=site)
+        fam.setdefault("hybrid_failover", ("counter", "takeovers by a site's standby bridge", "", []))[3].append(
+            f"hybrid_failover_total{labels} {f.failovers}"
+        )
+        gauge("hybrid_failover_last_seconds", "the last failover, first failed probe to routes claimed", {"stack": s, "site": site}, f.last_s, "seconds")
     out: list[str] = []
     for name, (kind, text, unit, samples) in fam.items():
         out.append(f"# TYPE {name} {kind}")

@@ -25,6 +25,7 @@ from .firewall import Firewall, Rule, cidr_slug
 # Regional VNet Integration of an App Service needs its subnet delegated to this service.
 APP_SERVICE_DELEGATION = "Microsoft.Web/serverFarms"
 AZURE_ADMIN = "hybrid"
+STORAGE_SERVICE = "Microsoft.Storage"
 # The input of a moved route that the failover controller owns once the route exists.
 MOVED_TARGET = "nextHopIpAddress"
 # What a pair's failover controller may do, on its site's route table only: read the table
@@ -42,6 +43,7 @@ class HybridVnetArgs:
     routes: RouteTable  # this site's table from the routing plan
     firewall: Firewall  # the site's NSG (components/firewall.py `site_nsg`)
     app_subnet: str | None = None  # delegated to Microsoft.Web/serverFarms
+    endpoint_subnet: str | None = None  # holds the App Service private endpoint
 
 
 class HybridVnet(pulumi.ComponentResource):
@@ -130,6 +132,14 @@ class HybridVnet(pulumi.ComponentResource):
                 delegations=(
                     [{"name": "app-service", "service_name": APP_SERVICE_DELEGATION}] if delegated else None
                 ),
+                # The wp-content storage account admits this subnet only (components/app.py):
+                # App Service mounts a firewalled account through a service endpoint of its
+                # integration subnet ("Mount Azure Storage as a local share", limitations).
+                service_endpoints=[{"service": STORAGE_SERVICE}] if delegated else None,
+                # With network policies on, the NSG and the route table also apply to the
+                # private endpoint: its replies to the other sites go back through the bridge
+                # (the UDRs), and only the paths' ports reach it (the NSG).
+                private_endpoint_network_policies="Enabled" if s.name == args.endpoint_subnet else None,
                 # Azure rejects concurrent changes to subnets of one VNet
                 # (AnotherOperationInProgress): create them one after the other.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
@@ -364,11 +374,12 @@ class AzureVmBridge(pulumi.ComponentResource):
 
 
 def azure_site(
-    args: list[BridgeArgs], routes: RouteTable, app_subnet: str | None
+    args: list[BridgeArgs], routes: RouteTable, app_subnet: str | None, endpoint_subnet: str | None = None
 ) -> tuple[HybridVnet, list[AzureVmBridge]]:
-    """The site's VNet (`app_subnet` delegated to App Service) and its bridge (or pair; a
-    pair's VMs get the role that lets them move the routes' next hop)."""
+    """The site's VNet (`app_subnet` delegated to App Service, `endpoint_subnet` holding its
+    private endpoint) and its bridge (or pair; a pair's VMs get the role that lets them move
+    the routes' next hop)."""
     site = args[0].site
-    vnet = HybridVnet(site.name, HybridVnetArgs(site, routes, args[0].firewall, app_subnet))
+    vnet = HybridVnet(site.name, HybridVnetArgs(site, routes, args[0].firewall, app_subnet, endpoint_subnet))
     access = FailoverAccess(f"{site.name}-failover", vnet) if len(args) > 1 else None
     return vnet, [AzureVmBridge(f"{a.vm.node}-bridge", AzureVmBridgeArgs(a, vnet, access)) for a in args]

@@ -38,6 +38,8 @@ BILLED = frozenset(
         "azure-native:network:PublicIPAddress",
         "azure-native:web:AppServicePlan",
         "azure-native:storage:FileShare",
+        "azure-native:network:PrivateEndpoint",
+        "azure-native:privatedns:PrivateZone",
     }
 )
 

@@ -15,8 +15,7 @@ import yaml
 
 from softether.derive import FAILOVER_CONFIG, FAILOVER_LIB, FAILOVER_MODULE, FAILOVER_UNIT
 from topology import SoftEtherOptions
-
-from .firewall import RULESET_FILE
+from topology.model import RULESET_FILE
 
 UPSTREAM_REPO = "https://github.com/SoftEtherVPN/SoftEtherVPN.git"
 SRC_DIR = "/usr/local/src/SoftEtherVPN"

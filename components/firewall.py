@@ -3,7 +3,9 @@
 One source. `flows(stack)` resolves the stack's paths to addresses: by default home <-> every
 cloud site (every protocol, each way), each site of the database's `allowedFrom` -> the
 database's port, the App Service subnet -> the database's port and nothing else (a site's
-zone is every subnet of it but the App Service's), then `network.paths`. Two filters enforce
+zone is every subnet of it but the App Service's), with `app.access: private` every other
+cloud site -> the App Service private endpoint's address, HTTP and HTTPS (home reaches it by
+its default path), then `network.paths`. Two filters enforce
 them, kept apart as in the cloud:
 
 - the cloud's filter, outside the VM (`firewall_rules`): each AWS bridge's security group,
@@ -33,10 +35,12 @@ from topology.model import TAP_NAME, TAP_PREFIX
 
 SSH_PORT = 22
 ANYWHERE = IPv4Network("0.0.0.0/0")
-# The VM's own filter: its nftables table, and the file Debian's nftables.service loads.
+# The VM's own filter: its nftables table (the file Debian's nftables.service loads it from is
+# topology's RULESET_FILE: the policies read it there too).
 VM_TABLE = "hybrid_paths"
-RULESET_FILE = "/etc/nftables.conf"
 DATABASE = "database"
+WEBSITE = "website"  # the App Service private endpoint (app.access: private)
+WEB_PORTS = (80, 443)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,14 @@ def flows(stack: Stack) -> tuple[Flow, ...]:
             assert stack.app is not None
             ref = f"{stack.app.site}/{stack.app.subnet}"
             out.append(Flow(Zone(ref, (app[1],)), target, (db.port,), "app: the database only"))
+    endpoint = stack.app_endpoint
+    if endpoint is not None:
+        website = Zone(WEBSITE, (IPv4Network(endpoint.address),))
+        out += [
+            Flow(site_zone(stack, site), website, WEB_PORTS, "app.access: private (its endpoint)")
+            for site in net.sites
+            if site.name != endpoint.site
+        ]
     for i, p in enumerate(net.paths):
         out.append(
             Flow(zone(stack, p.source), zone(stack, p.destination), p.ports, f"network.paths[{i}]")

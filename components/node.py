@@ -43,10 +43,17 @@ def node_specs(
 ) -> pulumi.Output[NodeSpecs]:
     """`server_cert`: the home server's certificate (PEM), pinned in every bridge's cascade;
     `home_ready`: see `softether.derive.derive`. Each bridge retires the host key of its user
-    data (`softether.derive.retiring`): it served the first contact only."""
+    data (`softether.derive.retiring`): it served the first contact only. The server's
+    certificate follows the stack's rotation counter (`secrets.rotation.certificate`)."""
     first_contact = {s: k.public_key_openssh for s, k in secrets.host_keys.items()}
+    rotation = secrets.rotation.certificate
     return pulumi.Output.all(secrets.values(), server_cert, first_contact).apply(
-        lambda v: retiring(derive(net, plan, v[0], server_cert=v[1], home_ready=home_ready), v[2])
+        lambda v: retiring(
+            derive(
+                net, plan, v[0], server_cert=v[1], home_ready=home_ready, certificate_rotation=rotation
+            ),
+            v[2],
+        )
     )
 
 

@@ -133,9 +133,11 @@ def _ed25519(seed: str) -> Props:
 
 
 def _softether_node(args: mocks.MockResourceArgs) -> Props:
-    """A converged server returns its certificate (a real self-signed one here); a bridge the
-    host key it holds after its first converge (a stand-in of its own)."""
-    if plain(args.inputs.get("spec") or {}).get("kind") != "server":
+    """A converged server returns its certificate (a real self-signed one here, a new one for
+    each certificate rotation, as `ServerCertRegenerate` makes); a bridge the host key it holds
+    after its first converge (a stand-in of its own)."""
+    spec = plain(args.inputs.get("spec") or {})
+    if spec.get("kind") != "server":
         return {"certificate": None, "host_key": _ed25519(f"rotated-{args.name}")["publicKeyOpenssh"].strip()}
     import datetime
 
@@ -143,8 +145,10 @@ def _softether_node(args: mocks.MockResourceArgs) -> Props:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(args.name.encode()).digest())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, args.name)])
+    rotation = int(spec.get("certificate_rotation") or 0)
+    seed = f"{args.name}-{rotation}" if rotation else args.name
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, seed)])
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     cert = (
         x509.CertificateBuilder(name, name, key.public_key(), 1, start, start.replace(year=2036))
@@ -290,7 +294,10 @@ class HybridMocks(pulumi.runtime.Mocks):
         if args.typ in COMPUTED:
             outputs |= COMPUTED[args.typ](args)
         if args.typ in GENERATED:
-            outputs |= GENERATED[args.typ](f"{self.generation}{args.name}", args)
+            # New keepers replace the resource: a new value, as pulumi-random makes one.
+            keepers = args.inputs.get("keepers")
+            seed = f"{self.generation}{args.name}" + (json.dumps(keepers, sort_keys=True) if keepers else "")
+            outputs |= GENERATED[args.typ](seed, args)
         rid = outputs.pop("id", None) or f"{args.name}-id"
         return rid, outputs
 

@@ -98,7 +98,7 @@ def build_network(stack: Stack) -> Network:
     source = f"stack {pulumi.get_stack()}"
     home_admin = home_admin_password(source)
     operator = operator_key(source)
-    secrets = HybridSecrets("secrets", topo, home_admin, operator)
+    secrets = HybridSecrets("secrets", topo, home_admin, operator, stack.rotation)
     specs = node_specs(topo, plan, secrets)
     home = HomeLan(
         topo.home.name,
@@ -148,9 +148,10 @@ def build_network(stack: Stack) -> Network:
             case "aws":
                 out.sites[site.name], bridges = aws_site(args, table)
             case "azure":
-                app = stack.app
+                app, endpoint = stack.app, stack.app_endpoint
                 delegated = app.subnet if app is not None and app.site == site.name else None
-                out.sites[site.name], bridges = azure_site(args, table, delegated)
+                holder = endpoint.subnet if endpoint is not None and endpoint.site == site.name else None
+                out.sites[site.name], bridges = azure_site(args, table, delegated, holder)
             case _:
                 assert_never(site.cloud)
         for a, bridge in zip(args, bridges, strict=True):
@@ -273,9 +274,20 @@ def build_paas(stack: Stack, net: Network, budgets: Budgets | None = None) -> di
                 db_name=db.db_name,
                 db_user=db.username,
                 db_password=db.password,
+                operator_cidr=stack.network.operator_cidr,
+                admin_email=stack.app_admin_email,
+                vnet_id=vnet.vnet.id,
+                endpoint=stack.app_endpoint,
+                endpoint_subnet=vnet.subnets[e.subnet] if (e := stack.app_endpoint) else None,
             ),
         )
         exports["siteUrl"] = app.url
+        # Private: the names and the address a home resolver or hosts file needs; public: who
+        # may reach it.
+        exports["app"] = app.access
+        # `pulumi stack output --show-secrets wordpressAdmin`: WordPress's admin, installed at
+        # deploy time (the installer is never left to a first visitor).
+        exports["wordpressAdmin"] = app.admin
     if budgets is not None:
         budgets.for_groups({n: s.resource_group for n, s in net.sites.items() if isinstance(s, HybridVnet)})
         currency = budgets.currency_check()

@@ -7,6 +7,11 @@ SoftEther configuration in place), so its admin password is the stack secret
 host key per cloud bridge (pulumi-tls, ed25519), and the operator's key: the stack secret
 `operatorKey` (the same reason: the home server authorizes it once, and a destroy must not take
 it away), or, while that is not set, a generated one that only the bridges accept.
+
+Rotation (`hybrid-cloud:rotation`, README "Rotate"): each password's `keepers` hold the
+counter of its kind (`softether.derive.secret_kind`), so a new counter replaces exactly the
+passwords of that kind, and `pulumi preview` shows them and the nodes whose specs use them.
+A counter of 0 sets no keepers: a stack made before rotation existed keeps its passwords.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from softether.derive import admin_secret, secret_names
+from softether.derive import admin_secret, secret_kind, secret_names
 from topology import Topology, TopologyError
 from topology.load import (
     GENERATE_ADMIN_PASSWORD,
@@ -27,6 +32,7 @@ from topology.load import (
     PROJECT,
     admin_password_problems,
 )
+from topology.model import Rotation
 
 PASSWORD_LENGTH = 32
 HOME_ADMIN_CONFIG = HOME_ADMIN_PASSWORD
@@ -101,6 +107,11 @@ def password_name(component: str, secret_name: str) -> str:
     return f"{component}-{re.sub(r'[^A-Za-z0-9-]+', '-', secret_name)}"
 
 
+def _keepers(counter: int) -> dict[str, str] | None:
+    # pulumi-random replaces a password whose keepers change: that is the rotation.
+    return {"rotation": str(counter)} if counter else None
+
+
 class HybridSecrets(pulumi.ComponentResource):
     """`passwords[name]` for each SoftEther secret name, the operator's key
     (`operator_private_key`, `operator_public_key`), `host_keys[node]` (model.BridgeVm.node)."""
@@ -116,12 +127,15 @@ class HybridSecrets(pulumi.ComponentResource):
         net: Topology,
         home_admin: str | None = None,
         operator: OperatorKey | None = None,
+        rotation: Rotation | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`home_admin`: the stack secret `homeAdminPassword`; None while it is not set
         (the home server is then left alone, and a generated stand-in fills its slot);
-        `operator`: the stack secret `operatorKey`; None: a generated key (bridges only)."""
+        `operator`: the stack secret `operatorKey`; None: a generated key (bridges only);
+        `rotation`: the stack's rotation counters (`hybrid-cloud:rotation`)."""
         super().__init__("hybrid:secrets:HybridSecrets", name, None, opts)
+        self.rotation = rotation or Rotation()
         child = pulumi.ResourceOptions(parent=self)
         configured = {admin_secret(net.home.name): home_admin} if home_admin is not None else {}
         self.configured = {n: pulumi.Output.secret(v) for n, v in configured.items()}
@@ -132,6 +146,7 @@ class HybridSecrets(pulumi.ComponentResource):
                 # vpncmd takes passwords as /PASSWORD:value arguments inside its script:
                 # letters and digits need no quoting rules.
                 special=False,
+                keepers=_keepers(getattr(self.rotation, secret_kind(net, n))),
                 opts=child,
             )
             for n in secret_names(net)

@@ -6,9 +6,11 @@ the root namespace holds none of the lab's addresses; the filters hold both ways
 (`firewall:`, lab/firewall.py); SoftEther refuses administration from anywhere but the node
 itself, with the right admin password too (`softether:`): the home server from the internet,
 each bridge from a home host (the internet does not reach its port at all). Part 2: WordPress
-answers through the tunnels;
-stop the database and the page shows WordPress's database-connection error; start it and the
-page works again.
+answers through the tunnels; its installer refuses a visitor from the home LAN (it was
+installed at `lab up`: never claimable); headless Chromium on the home LAN host renders the
+site over the tunnels (`browser:`, lab/browser.py; the screenshot stays in the lab
+directory's browser/); stop the database and the page shows WordPress's database-connection
+error; start it and the page works again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from softether.derive import admin_secret, secret_names
 from softether.spec import BRIDGE_HUB, BridgeSpec, ServerSpec
 
-from . import firewall, paas, proc
+from . import browser, firewall, paas, proc
 from .lab import Lab, open_lab, refresh_pids, session, specs
 from .layout import INTERNET, OPERATOR, Host
 from .state import lab_dir, operation
@@ -181,7 +183,7 @@ def _admin(lab: Lab) -> list[Check]:
     net, layout = lab.stack.network, lab.layout
     secrets = lab.state.secrets(secret_names(net), create=False)
     home = layout.node(net.home.name)
-    lan = next(h for h in layout.hosts if h.site == net.home.name)
+    lan = _home_host(lab)
     tries = [(net.home.name, layout.operator_ns, OPERATOR.ip, home.public.ip, net.home.vpn_server.port, "the internet")]
     tries += [
         (vm.node, lan.ns, lan.address, vm.private_address, lab.nodes[vm.node].admin_port, "a home host")
@@ -200,6 +202,47 @@ def _admin(lab: Lab) -> list[Check]:
 
     with ThreadPoolExecutor(max_workers=len(tries)) as pool:
         return list(pool.map(one, tries))
+
+
+def _home_host(lab: Lab) -> Host:
+    """The home LAN's host: where a visitor of the site sits."""
+    return next(h for h in lab.layout.hosts if h.site == lab.stack.network.home.name)
+
+
+def _installer(lab: Lab, app: paas.WordPress) -> Check:
+    """A visitor from the home LAN asks for WordPress's installer: it must say WordPress is
+    installed and offer no form (else the first visitor would make themselves its admin)."""
+    lan = _home_host(lab)
+    url = app.url + "wp-admin/install.php"
+    name = f"WordPress never claimable: {url} from the home LAN {lan.address} refuses to install"
+    try:
+        page = paas.fetch(lan.ns, url)
+    except OSError as e:
+        return Check(name, False, f"no answer ({e or type(e).__name__})")
+    if paas.installer_refused(page):
+        return Check(name, True, f"HTTP {page.status} '{paas.INSTALLED}'")
+    if paas.INSTALL_FORM in page.body:
+        why = "it serves the install form: the first visitor would become the admin"
+    else:
+        why = "no 'Already Installed' page"
+    return Check(name, False, f"HTTP {page.status}: {why}")
+
+
+def _browser(lab: Lab, app: paas.WordPress) -> Check:
+    """Headless Chromium on the home LAN host loads the site over the tunnels: the site's
+    title, no database error."""
+    lan = _home_host(lab)
+    r = browser.render(lan.ns, app.url, lab.state.directory)
+    name = f"browser: {app.url} from the home LAN {lan.address} (headless Chromium)"
+    shot = f", screenshot {r.screenshot}" if r.screenshot else ", no screenshot"
+    took = f"in {r.seconds:.1f} s{shot}"
+    if r.error:
+        return Check(name, False, f"no page (Chromium: {r.error}) {took}")
+    if paas.DB_ERROR in r.dom:
+        return Check(name, False, f"rendered '{paas.DB_ERROR}' {took}")
+    ok = r.title == paas.SITE_TITLE
+    want = "" if ok else f' (want "{paas.SITE_TITLE}")'
+    return Check(name, ok, f'rendered "{r.title}"{want} {took}')
 
 
 def _wait_page(app: paas.WordPress, want: Callable[[paas.Page], bool]) -> tuple[bool, str, float]:
@@ -236,10 +279,14 @@ def _paas(lab: Lab) -> list[Check]:
     where = f"{app.url} (in {lab.layout.app.site}) -> DB {app.db_host} (in {lab.layout.db.site})"
     name = f"WordPress answers over the tunnels: {where}"
     dead = _dead_path(lab.layout.app, lab.layout.db, db.cfg.port)
+    seen = _browser(lab, app)  # what a visitor sees, whatever is wrong
     if dead:
-        return [Check(name, False, f"not tried: {dead}; the database checks neither")]
+        return [
+            Check(name, False, f"not tried: {dead}; the installer and database checks neither"),
+            seen,
+        ]
     ok, why, s = _wait_page(app, paas.page_ok)
-    out = [Check(name, ok, f"{why}, {s:.1f} s")]
+    out = [Check(name, ok, f"{why}, {s:.1f} s"), _installer(lab, app), seen]
     if not ok:
         out[0] = Check(name, ok, f"{why}, {s:.1f} s; the database checks not tried")
         return out

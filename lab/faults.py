@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from softether import vpncmd as v
 from softether.spec import BRIDGE_HUB
 
+from . import paas
 from .lab import Lab, session, specs
 from .node import Node
 from .proc import LabError, comm, pids_in, run, send
@@ -66,6 +67,15 @@ def delete_l3_switch(lab: Lab) -> None:
     switch = home.vpn_server.l3_switch
     vpncmd(lab, home.name, "RouterStop", switch)
     vpncmd(lab, home.name, "RouterDelete", switch)
+
+
+def empty_database(lab: Lab) -> None:
+    """The stack's database dropped and made anew, empty (what a re-created RDS instance gives
+    the app): WordPress's tables are gone, it is not installed."""
+    db = paas.Database(lab.stack, lab.layout, lab.state)
+    name = db.cfg.db_name
+    sql = f"DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`;"
+    run(["mariadb", "--no-defaults", f"--socket={db.socket}", "-uroot"], stdin=sql)
 
 
 def delete_cascade(lab: Lab, site: str) -> None:

@@ -32,6 +32,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from components.firewall import (
     SSH_PORT,
+    WEB_PORTS,
     Firewall,
     FirewallRules,
     Rule,
@@ -252,7 +253,34 @@ def expectations(stack: Stack, layout: Layout, bridge_ports: Mapping[str, int]) 
             ),
         ]
     out += _paths(stack, layout)
+    out += _endpoint(layout)
     out += _database(stack, layout)
+    return out
+
+
+def _endpoint(layout: Layout) -> list[Expect]:
+    """The app's private endpoint from every other site's hosts: its web port accepted where
+    a path allows it (the lab serves HTTP only), and SSH only where a path gives it (home's
+    default path does; the VPC's web path does not)."""
+    ep = layout.endpoint
+    if ep is None:
+        return []
+    srcs = [h for h in layout.hosts if h.site != ep.site]
+    out: list[Expect] = []
+    for port, what in ((WEB_PORTS[0], "HTTP"), (SSH_PORT, "SSH")):
+        probes = [Probe(h.ns, h.address, ep.address, port) for h in srcs]
+        for ok in (True, False):
+            mine = tuple(p for p in probes if allowed(layout.paths, p.source, p.host, port) is ok)
+            if mine:
+                verdict = "accepted (a path)" if ok else "refused (no path)"
+                out.append(
+                    Expect(
+                        f"firewall: the other sites -> the app's private endpoint {ep.address}:"
+                        f" {what} {port} {verdict}",
+                        ok,
+                        mine,
+                    )
+                )
     return out
 
 

@@ -186,9 +186,13 @@ def refresh_pids(lab: Lab) -> None:
     lab.state.record(fresh)
 
 
-def specs(lab: Lab, create: bool = False) -> NodeSpecs:
+def specs(
+    lab: Lab, create: bool = False, server_cert: str | None = None, certificate_rotation: int = 0
+) -> NodeSpecs:
     """The nodes' specs with the lab's secrets; only `up` creates missing secrets (`create`),
-    everything else reads them (a read-only `status` writes nothing)."""
+    everything else reads them (a read-only `status` writes nothing). `server_cert`: pinned in
+    the cascades, `certificate_rotation`: the home server's (both as `softether.derive`; the
+    lab's `up` pins nothing, `lab.rotate` pins)."""
     net = lab.stack.network
     # Every bridge node restarts the same way (the vpnbridge binary, the shared compat library).
     bridge = next(n for n in lab.nodes.values() if n.kind == "bridge")
@@ -198,6 +202,8 @@ def specs(lab: Lab, create: bool = False) -> NodeSpecs:
         lab.state.secrets(secret_names(net), create=create),
         server_address=str(SERVER_PUBLIC.ip),
         restart_command=bridge.restart_command,
+        server_cert=server_cert,
+        certificate_rotation=certificate_rotation,
     )
     # A booted bridge, like the cloud's, gets a host key of its own at its first converge.
     first = {

@@ -14,7 +14,10 @@ One network namespace per machine of the reference network:
   subnet; its routes are the site's cloud route table: every remote range via the bridge's
   private address, a pair's first), one host `s<k>n<j>` per subnet (default route via .1);
 - PaaS stand-ins: `db` (MariaDB for RDS, in the DB site's bridge subnet, the blog's .225) and
-  `app` (WordPress for App Service, in the app's delegated subnet).
+  `app` (WordPress for App Service): its own connections leave from the app's delegated
+  subnet (Regional VNet Integration carries outbound traffic only); it is reached at its
+  private endpoint (`endpoint`), an address in the bridge's subnet of the same site, which
+  the paths let home reach (an App Service private endpoint is a NIC in a regular subnet).
 
 Addresses are the stack's own; they exist only inside these namespaces.
 """
@@ -38,6 +41,7 @@ STRANGER = IPv4Interface("198.51.100.253/24")
 # the first free address from .10 (clouds reserve .0-.3 and the broadcast address).
 DB_OFFSET = 225
 APP_OFFSET = 20
+ENDPOINT_IF = "eth1"
 HOST_OFFSET = 10
 # The lowest host offset no cloud reserves (topology.clouds); the home LAN's hosts keep to it too.
 LOWEST_HOST = max(c.reserved_low for c in CLOUDS)
@@ -117,6 +121,8 @@ class Layout:
     stranger_ns: str
     # The paths the stack allows between its sites (components.firewall.flows).
     paths: tuple[Flow, ...] = ()
+    # Where the app is reached (its private endpoint): in the app's namespace, see `_endpoint`.
+    endpoint: Host | None = None
 
     def ns(self, key: str) -> Namespace:
         return next(n for n in self.namespaces if n.key == key)
@@ -212,6 +218,7 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
     app_where = (stack.app.site, stack.app.subnet) if stack.app else None
     db: Host | None = None
     app: Host | None = None
+    endpoint: Host | None = None
     for k, site in enumerate(net.sites, start=1):
         bridge_sub = site.subnet(site.bridge.subnet)
         table = plan.route_table(site.name)
@@ -268,6 +275,8 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
                 db = host
             else:
                 app = host
+                endpoint, link = _endpoint(host, stack, site, bridge_sub, router, taken)
+                links.append(link)
     return Layout(
         lab_id=lid,
         stack=stack_ref,
@@ -280,6 +289,7 @@ def build_layout(stack: Stack, stack_ref: str, lid: str) -> Layout:
         operator_ns=inet.name,
         stranger_ns=www.name,
         paths=flows(stack),
+        endpoint=endpoint,
     )
 
 
@@ -305,3 +315,33 @@ def _host(
         name, PUBLIC_IF, router.name, f"{key}", interface(addr, sub.cidr), b_switch=f"sw{j}"
     )
     return ns, link, Host(name, site.name, sub.name, addr)
+
+
+def _endpoint(
+    app: Host,
+    stack: Stack,
+    site: CloudSite,
+    bridge_sub: Subnet,
+    router: Namespace,
+    taken: set[IPv4Address],
+) -> tuple[Host, Link]:
+    """The app's private endpoint: a second interface of the app's namespace holding one
+    address (/32), the program's (`Stack.app_endpoint`: its subnet and address). No route of
+    the namespace uses it, so the app's own connections keep leaving from its delegated subnet
+    (the paths keep those to the database); the endpoint only answers, by the app's default
+    route (every lab namespace has rp_filter off), as the bridge forwarded the request to it on
+    its own subnet. A public app (no endpoint in the cloud) is served the same way, on the
+    bridge's subnet: the lab has no public App Service door (README)."""
+    where = stack.app_endpoint
+    sub = site.subnet(where.subnet) if where is not None else bridge_sub
+    addr = where.address if where is not None else pick(sub.cidr, APP_OFFSET, taken)
+    taken.add(addr)
+    link = Link(
+        app.ns,
+        ENDPOINT_IF,
+        router.name,
+        "appe",
+        IPv4Interface(f"{addr}/32"),
+        b_switch=f"sw{_sw(site, sub)}",
+    )
+    return Host(app.ns, site.name, sub.name, addr), link

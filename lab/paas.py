@@ -4,13 +4,20 @@
   192.168.20.225), its own datadir/socket under the lab directory, database and user from the
   stack (`database.dbName`, `database.username`), password generated for the lab.
 - App Service -> Debian's WordPress served by PHP's built-in server in the `app` namespace
-  (the app's delegated subnet), configured with DB host = the DB's private address: the value
-  the cloud program passes to App Service. Debian's WordPress reads
+  (its connections leave from the app's delegated subnet), listening on the app's private
+  endpoint (`Layout.endpoint`) only, configured with DB host = the DB's private address: the
+  value the cloud program passes to App Service. Debian's WordPress reads
   /etc/wordpress/config-*.php; a private mount namespace bind-mounts the lab's own directory
   there, so the real /etc is never written.
 
-Every page is fetched from inside the app namespace with a bounded HTTP client: WordPress
-renders its front page only if its queries cross the tunnels to the DB and back.
+Never claimable: WordPress is installed before its web server starts (`install`: WordPress's
+own `wp_install` run by PHP's CLI in the app's namespace, the admin password the lab's secret
+`wordpress/admin`, on stdin), so no visitor ever meets its installer; a failed install leaves
+no web server.
+
+Pages are fetched with a bounded HTTP client from inside a namespace (the app's own by
+default): WordPress renders its front page only if its queries cross the tunnels to the DB
+and back.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import grp
 import http.client
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -29,19 +37,41 @@ from topology import Stack
 
 from .layout import Host, Layout
 from .node import netns_socket
-from .proc import LabError, alive, in_ns, netns_id, netns_of, run, stop
+from .proc import LabError, alive, in_ns, kill_session, netns_id, netns_of, run, stop
 from .state import LabState, mark
 
 WORDPRESS_ROOT = "/usr/share/wordpress"
 WEB_USER = "www-data"
 DB_ERROR = "Error establishing a database connection"
 SITE_TITLE = "hybrid-cloud lab"
+ADMIN_USER = "admin"
+# What WordPress's installer (wp-admin/install.php) shows on an installed site, and the form
+# it shows on one that is not.
+INSTALLED = "Already Installed"
+INSTALL_FORM = '<form id="setup"'
+INSTALL_MARK = "wordpress: installed"
+# WordPress's installer, as wp-admin/install.php step 2 runs it, without the web: the host
+# selects Debian's config file, the password comes on stdin (never argv), no mail is sent.
+INSTALL_PHP = f"""
+function wp_new_blog_notification(...$args) {{}}
+$_SERVER['HTTP_HOST'] = getenv('WP_LAB_HOST');
+define('WP_INSTALLING', true);
+require '{WORDPRESS_ROOT}/wp-load.php';
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+if (!is_blog_installed()) {{
+    $pw = rtrim((string) fgets(STDIN), "\\n");
+    wp_install(getenv('WP_LAB_TITLE'), '{ADMIN_USER}', 'admin@example.com', 0, '', wp_slash($pw));
+}}
+if (is_blog_installed()) {{ echo "{INSTALL_MARK}\\n"; }}
+"""
 DB_SECRET = "database/master"
 WP_SECRET = "wordpress/admin"
 SECRET_NAMES = (DB_SECRET, WP_SECRET)
 # The stand-ins start while the VPN nodes converge: lower priority keeps them off the
 # critical path (`lab up` time) on a small machine.
 NICE = ("nice", "-n", "10")
+INSTALL_TIMEOUT_S = 120.0
+DB_READ_TIMEOUT_S = 20
 
 
 @dataclass(frozen=True)
@@ -51,11 +81,18 @@ class Page:
     body: str
 
 
-def fetch(ns: str, url: str, data: dict[str, str] | None = None, timeout: float = 20.0) -> Page:
+def fetch(
+    ns: str,
+    url: str,
+    data: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    headers: dict[str, str] | None = None,
+) -> Page:
     """GET (or POST `data`) `url` from inside namespace `ns`; redirects are not followed."""
     u = urllib.parse.urlsplit(url)
     body = urllib.parse.urlencode(data) if data is not None else None
-    headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    form = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    headers = {**form, **(headers or {})}
     conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
     conn.sock = netns_socket(ns, u.hostname or "", u.port or 80, timeout)
     try:
@@ -180,13 +217,16 @@ def _mysql_ids() -> tuple[int, int]:
 
 
 class WordPress:
-    """WordPress standing in for App Service; DB host = the DB's private address."""
+    """WordPress standing in for App Service; DB host = the DB's private address; reached at
+    its private endpoint."""
 
     def __init__(self, stack: Stack, layout: Layout, state: LabState) -> None:
-        assert stack.database is not None and layout.db is not None and layout.app is not None
+        assert stack.database is not None and layout.db is not None
+        assert layout.app is not None and layout.endpoint is not None
         self.db = stack.database
         self.db_host = f"{layout.db.address}:{stack.database.port}"
         self.host: Host = layout.app
+        self.endpoint: Host = layout.endpoint
         self.state = state
         self.dir = state.directory / "app"
         pw = state.secrets(SECRET_NAMES)
@@ -194,7 +234,7 @@ class WordPress:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host.address}/"
+        return f"http://{self.endpoint.address}/"
 
     def _config(self) -> Path:
         conf = self.dir / "etc-wordpress"
@@ -204,6 +244,9 @@ class WordPress:
             "DB_USER": self.db.username,
             "DB_PASSWORD": self.db_password,
             "DB_HOST": self.db_host,
+            # The site's URL is its private endpoint's, as the installer would record it.
+            "WP_HOME": self.url.rstrip("/"),
+            "WP_SITEURL": self.url.rstrip("/"),
         }
         lines = ["<?php"] + [f"define('{k}', '{v}');" for k, v in values.items()]
         # Nothing leaves the lab: no update checks, no cron requests.
@@ -219,19 +262,24 @@ class WordPress:
         os.chown(path, 0, grp.getgrnam(WEB_USER).gr_gid)  # the web server reads it, not writes
         return conf
 
+    def _as_web_user(self, *argv: str) -> list[str]:
+        """argv that runs `argv` as the web server's user in the app's namespace, with the
+        lab's WordPress config at /etc/wordpress (a private mount namespace)."""
+        script = (
+            f"mount --bind {shlex.quote(str(self._config()))} /etc/wordpress && "
+            f"exec setpriv --reuid={WEB_USER} --regid={WEB_USER} --init-groups {shlex.join(argv)}"
+        )
+        return in_ns(self.host.ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+
     def start(self) -> None:
+        """Start the web server, on the private endpoint only; after `install`."""
         if _running_in(self.state, "app", self.host.ns):
             return
-        conf = self._config()
+        self.stop()  # workers of a server that died would hold its port
         # The web server runs as www-data; port 80 is opened to it in its own namespace only.
         run(in_ns(self.host.ns, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=80"))
-        script = (
-            f"mount --bind {shlex.quote(str(conf))} /etc/wordpress && "
-            f"exec setpriv --reuid={WEB_USER} --regid={WEB_USER} --init-groups "
-            f"php -S {self.host.address}:80 -t {WORDPRESS_ROOT}"
-        )
-        argv = in_ns(self.host.ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
-        # Several workers: WordPress's installer requests its own URL while it runs.
+        argv = self._as_web_user("php", "-S", f"{self.endpoint.address}:80", "-t", WORDPRESS_ROOT)
+        # Several workers: a page's assets load in parallel.
         env = {"PHP_CLI_SERVER_WORKERS": "4", **mark(self.state.directory)}
         self.state.record({"app": _spawn(argv, self.dir / "php.log", env)})
         deadline = time.monotonic() + 15
@@ -247,34 +295,64 @@ class WordPress:
                 time.sleep(0.1)
 
     def install(self) -> None:
-        """Run WordPress's installer once (through the tunnel to the DB)."""
-        page = fetch(self.host.ns, self.url)
-        if page.status == 302 and "install.php" in page.location:
-            fetch(
-                self.host.ns,
-                self.url + "wp-admin/install.php?step=2",
-                {
-                    "weblog_title": SITE_TITLE,
-                    "user_name": "admin",
-                    "admin_password": self.admin_password,
-                    "admin_password2": self.admin_password,
-                    "pw_weak": "1",
-                    "admin_email": "admin@example.com",
-                    "blog_public": "0",
-                },
-                timeout=60,
+        """Install WordPress (through the tunnel to the DB) unless it is installed; raises
+        LabError when it is not installed afterwards (the web server is then not started)."""
+        # PHP's MySQL client waits a day for an answer by default: a database that accepts
+        # but does not answer fails the install in seconds instead.
+        argv = self._as_web_user(
+            "php",
+            "-d",
+            "display_errors=stderr",
+            "-d",
+            f"mysqlnd.net_read_timeout={DB_READ_TIMEOUT_S}",
+            "-r",
+            INSTALL_PHP,
+        )
+        env = {"WP_LAB_HOST": str(self.endpoint.address), "WP_LAB_TITLE": SITE_TITLE}
+        try:
+            p = subprocess.run(
+                argv,
+                input=self.admin_password + "\n",
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT_S,
+                env={**os.environ, **env, **mark(self.state.directory)},
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(
+                f"app: WordPress's install did not finish within {INSTALL_TIMEOUT_S:.0f} s"
+            ) from None
+        if INSTALL_MARK not in p.stdout:
+            raise LabError(
+                f"app: WordPress is not installed, its web server not started (php exited"
+                f" {p.returncode}: {_text(p.stdout + p.stderr)[:200]})"
             )
 
     def front_page(self) -> Page:
         return fetch(self.host.ns, self.url)
 
     def stop(self) -> None:
-        stop(self.state.live("app"))
+        """Stop the web server and its workers (they outlive their parent and keep serving)."""
+        pid = self.state.pids.get("app")
+        if pid is not None:
+            kill_session(self.host.ns, pid)
         self.state.record({"app": None})
+
+
+def _text(html: str) -> str:
+    """What a page says, without its markup, styles and scripts, on one line."""
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 def page_ok(page: Page) -> bool:
     return page.status == 200 and f"<title>{SITE_TITLE}" in page.body
+
+
+def installer_refused(page: Page) -> bool:
+    """wp-admin/install.php says WordPress is installed and offers no install form."""
+    return INSTALLED in page.body and INSTALL_FORM not in page.body
 
 
 def page_db_error(page: Page) -> bool:

@@ -10,9 +10,9 @@ machine's PID 1 and its services). A PID read from a file is never a proof by it
 recorded PID also has its start time (`start_time`, /proc/PID/stat) checked, and the holder
 of the lab's lock is the process the kernel says holds it (`socket_holders`).
 
-up, down, the nodes, the PaaS stand-ins, the faults and the test bed all use these; nothing
-else in lab/ sends a signal or reads /proc for a process's state (`lab.down.marked` reads
-environments to find the lab's mark).
+up, down, the nodes, the PaaS stand-ins, the browser, the faults and the test bed all use
+these; nothing else in lab/ sends a signal or reads /proc for a process's state
+(`lab.down.marked` reads environments to find the lab's mark).
 """
 
 from __future__ import annotations
@@ -140,6 +140,12 @@ def ns_pids(pid: int) -> list[int]:
     return []
 
 
+def session_of(pid: int) -> int | None:
+    """The process's session ID (None once it is gone)."""
+    fields = _stat(pid)
+    return int(fields[3]) if len(fields) > 3 else None
+
+
 def cmdline(pid: int) -> str:
     """A process's command line, words joined by spaces ("" once it is gone)."""
     try:
@@ -220,6 +226,12 @@ def stop(pid: int | None, seconds: float = 15.0) -> None:
 def kill_all_in(ns: str) -> None:
     """TERM, then KILL, every process in namespace `ns` (all started by the lab), bounded."""
     kill_all(lambda: pids_in(ns))
+
+
+def kill_session(ns: str, sid: int) -> None:
+    """TERM, then KILL, every process of session `sid` in namespace `ns`: a process the lab
+    started in a session of its own, and what it forked (a server's workers outlive it)."""
+    kill_all(lambda: [p for p in pids_in(ns) if session_of(p) == sid])
 
 
 def kill_all(pids: Callable[[], list[int]]) -> None:

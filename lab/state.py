@@ -272,26 +272,44 @@ class LabState:
     def secrets(self, names: tuple[str, ...], create: bool = True) -> dict[str, str]:
         """Random passwords for `names`, generated once per lab and kept in a 0600 file.
         `create=False` (read-only callers) raises RecordError for a missing one instead."""
-        path = self.directory / "secrets.json"
+        have = self._secrets()
+        missing = [n for n in names if n not in have]
+        if missing and not create:
+            raise RecordError(f"{self._secrets_path}: no secret {missing[0]!r} recorded for this lab")
+        if missing:
+            self._write_secrets(have | {n: password() for n in missing})
+            have = self._secrets()
+        return {n: have[n] for n in names}
+
+    def renew(self, names: tuple[str, ...]) -> dict[str, str]:
+        """New random passwords for `names` (a rotation, lab/rotate.py); returns the old ones."""
+        have = self._secrets()
+        self._write_secrets(have | {n: password() for n in names})
+        return {n: have[n] for n in names if n in have}
+
+    @property
+    def _secrets_path(self) -> Path:
+        return self.directory / "secrets.json"
+
+    def _secrets(self) -> dict[str, str]:
+        path = self._secrets_path
         have = _json(path) if path.exists() else {}
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in have.items()):
             raise RecordError(f"{path}: not a secrets record (name -> password)")
-        missing = [n for n in names if n not in have]
-        if missing and not create:
-            raise RecordError(f"{path}: no secret {missing[0]!r} recorded for this lab")
-        if missing:
-            have.update({n: password() for n in missing})
+        return have
 
-            def write() -> None:  # atomically: a failed write keeps the passwords there are
-                self.directory.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    json.dump(have, f)
-                tmp.replace(path)
+    def _write_secrets(self, have: dict[str, str]) -> None:
+        path = self._secrets_path
 
-            _writing(path, write)
-        return {n: have[n] for n in names}
+        def write() -> None:  # atomically: a failed write keeps the passwords there are
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(have, f)
+            tmp.replace(path)
+
+        _writing(path, write)
 
 
 def _check_extra(path: Path, extra: dict[str, Any]) -> None:

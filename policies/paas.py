@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from ipaddress import IPv4Network, ip_network
 from typing import Any, cast
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyConfigSchema,
     ReportViolation,
     ResourceRemediation,
     ResourceValidationArgs,
@@ -152,4 +154,99 @@ app_secret_settings_are_secret = ResourceValidationPolicy(
     remediate=cast(ResourceRemediation, _remediate_secret_settings),
 )
 
-POLICIES = [rds_not_public, mysql_not_open_to_internet, app_secret_settings_are_secret]
+WEB_APP = "azure-native:web:WebApp"
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+
+
+def public_site_problems(props: Mapping[str, Any], access: str, operator: str | None) -> list[str]:
+    """Why a web app (props as a policy sees them) has a public door that `app.access` does
+    not allow: with `private`, any public network access; with `public`, access restrictions
+    that admit more than the operator's range."""
+    if access != "public":
+        value = _plain(props.get("publicNetworkAccess"))
+        if value != "Disabled":
+            return [f"publicNetworkAccess is {value or 'unset (Enabled)'}: app.access is private, the site answers at its private endpoint only"]
+        return []
+    config = _plain(props.get("siteConfig")) or {}
+    found = []
+    if _plain(config.get("ipSecurityRestrictionsDefaultAction")) != "Deny":
+        found.append("siteConfig.ipSecurityRestrictionsDefaultAction is not Deny: a public site admits operatorCidr only")
+    allowed = _ip_network(operator) if operator else None
+    for i, rule in enumerate(_plain(config.get("ipSecurityRestrictions")) or []):
+        if str(_plain(rule.get("action")) or "Allow").lower() != "allow":
+            continue
+        net = _ip_network(str(_plain(rule.get("ipAddress")) or ""))
+        if net is None or allowed is None or not net.subnet_of(allowed):
+            found.append(f"siteConfig.ipSecurityRestrictions[{i}] admits {_plain(rule.get('ipAddress'))}, outside operatorCidr {operator}")
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Secret) else value
+
+
+def _ip_network(text: str) -> IPv4Network | None:
+    try:
+        net = ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net if isinstance(net, IPv4Network) else None
+
+
+def _no_public_site(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != WEB_APP:
+        return
+    config = args.get_config()
+    for problem in public_site_problems(args.props, config.get("appAccess", "private"), config.get("operatorCidr")):
+        report(f"{args.name}: {problem}", None)
+
+
+no_public_site = ResourceValidationPolicy(
+    name="no-public-site",
+    description="A web app has no public network access unless app.access is public, and then admits operatorCidr only (default Deny).",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_no_public_site,
+    config_schema=PolicyConfigSchema(
+        properties={"appAccess": {"type": "string", "enum": ["private", "public"]}, "operatorCidr": {"type": "string"}},
+        required=["operatorCidr"],
+    ),
+)
+
+
+def public_storage_problems(props: Mapping[str, Any]) -> list[str]:
+    """Why a storage account (props as a policy sees them) is reachable from outside the
+    VNet: public blobs, or a public endpoint whose firewall does not deny by default or admits
+    internet ranges."""
+    found = []
+    if _plain(props.get("allowBlobPublicAccess")) is not False:
+        found.append("allowBlobPublicAccess is not false")
+    if _plain(props.get("publicNetworkAccess")) == "Disabled":
+        return found
+    rules = _plain(props.get("networkRuleSet")) or {}
+    if _plain(rules.get("defaultAction")) != "Deny":
+        found.append("networkRuleSet.defaultAction is not Deny: the account answers the whole internet")
+    for i, rule in enumerate(_plain(rules.get("ipRules")) or []):
+        found.append(f"networkRuleSet.ipRules[{i}] admits {_plain(rule.get('iPAddressOrRange'))} from the internet")
+    return found
+
+
+def _storage_not_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == STORAGE_ACCOUNT:
+        for problem in public_storage_problems(args.props):
+            report(f"{args.name}: {problem}; it must be reachable from the VNet only", None)
+
+
+storage_not_public = ResourceValidationPolicy(
+    name="storage-not-public",
+    description="A storage account is reachable from the VNet only: no public blobs, and its public endpoint (if on) denies by default and admits no internet range.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_storage_not_public,
+)
+
+POLICIES = [
+    rds_not_public,
+    mysql_not_open_to_internet,
+    app_secret_settings_are_secret,
+    no_public_site,
+    storage_not_public,
+]

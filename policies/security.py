@@ -35,6 +35,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
 from topology import Stack
+from topology.model import RULESET_FILE
 
 ADMIN_PORTS = (22, 5555, 3306)  # SSH, SoftEther, MySQL
 SSH = 22
@@ -208,6 +209,52 @@ def _no_app_to_home(args: ResourceValidationArgs, report: ReportViolation) -> No
                 report(f"{what} on every port (an SG names no destination: the home LAN included)", None)
 
 
+def _no_app_to_home_in_ruleset(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = args.get_config()
+    apps, homes = _networks(config.get("appRanges", [])), _networks(config.get("homeRanges", []))
+    if not apps or args.resource_type not in (AWS_VM, AZURE_VM):
+        return
+    for line in ruleset_accepts(_user_data(args.resource_type, args.props)):
+        sources, destinations = line
+        if any(_overlaps(s, apps) for s in sources) and any(_overlaps(d, homes) for d in destinations):
+            report(
+                f"{args.name}: the bridge's forwarding filter ({RULESET_FILE}) accepts the App Service"
+                f" subnet ({', '.join(sources)}) to a home range ({', '.join(destinations)})",
+                None,
+            )
+
+
+def _user_data(resource_type: str, props: Mapping[str, Any]) -> str | None:
+    """A bridge VM's cloud-config text (Azure's customData decoded)."""
+    if resource_type == AWS_VM:
+        text = _reveal(props.get("userData"))
+        return text if isinstance(text, str) else None
+    encoded = _reveal((_reveal(props.get("osProfile")) or {}).get("customData"))
+    return _text("customData", encoded) if isinstance(encoded, str) else None
+
+
+_NFT_ACCEPT = re.compile(r"ip saddr \{ ([^}]*) \} ip daddr \{ ([^}]*) \}[^\n]* accept")
+
+
+def ruleset_accepts(cloud_config: str | None) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(sources, destinations) of each accept rule of the nftables ruleset cloud-init writes
+    to RULESET_FILE (components/firewall.py `bridge_ruleset`)."""
+    if not cloud_config:
+        return []
+    import yaml
+
+    try:
+        doc = yaml.safe_load(cloud_config)
+    except yaml.YAMLError:
+        return []
+    files = (doc.get("write_files") or []) if isinstance(doc, dict) else []
+    text = "\n".join(str(f.get("content", "")) for f in files if isinstance(f, dict) and f.get("path") == RULESET_FILE)
+    return [
+        (tuple(a.strip() for a in m[1].split(",")), tuple(a.strip() for a in m[2].split(",")))
+        for m in _NFT_ACCEPT.finditer(text)
+    ]
+
+
 def _softether_not_from_internet(args: ResourceValidationArgs, report: ReportViolation) -> None:
     config = args.get_config()
     hybrid = _networks(config.get("hybridRanges", []))
@@ -342,8 +389,8 @@ POLICIES: tuple[ResourceValidationPolicy, ...] = (
     ),
     ResourceValidationPolicy(
         name="no-app-to-home",
-        description="No SG/NSG rule admits the App Service subnet to a home range (or to every port, where an SG names no destination).",
-        validate=_no_app_to_home,
+        description="No SG/NSG rule, and no path in a bridge's forwarding filter, admits the App Service subnet to a home range (or to every port, where an SG names no destination).",
+        validate=[_no_app_to_home, _no_app_to_home_in_ruleset],
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=APP_CONFIG,
     ),
@@ -382,7 +429,7 @@ class Violation:
 
 def policy_config(stack: Stack) -> dict[str, Any]:
     """The policies' config for a stack: its operator CIDR, hybrid, home and App Service
-    ranges, and the home server's SoftEther port."""
+    ranges, the App Service's `app.access`, and the home server's SoftEther port."""
     net = stack.network
     app = stack.app_range
     return {
@@ -390,6 +437,7 @@ def policy_config(stack: Stack) -> dict[str, Any]:
         "hybridRanges": [str(c) for c in net.ranges.values()],
         "homeRanges": [str(c) for c in net.home.cidrs],
         "appRanges": [str(app)] if app else [],
+        "appAccess": stack.app.access if stack.app else "private",
         "softetherPorts": [net.home.vpn_server.port],
     }
 
@@ -397,8 +445,10 @@ def policy_config(stack: Stack) -> dict[str, Any]:
 def pack_config(stack: Stack) -> dict[str, Any]:
     """`--policy-pack-config` for the live pack: each policy that takes config gets the
     stack's."""
+    from . import POLICIES as PACK  # the whole pack: paas.py's policies take config too
+
     config = policy_config(stack)
-    return {p.name: config for p in POLICIES if p.config_schema is not None}
+    return {p.name: config for p in PACK if p.config_schema is not None}
 
 
 @dataclass(frozen=True)

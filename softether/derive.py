@@ -89,6 +89,18 @@ def secret_names(net: Topology) -> tuple[str, ...]:
     )
 
 
+def secret_kind(net: Topology, name: str) -> str:
+    """The credential kind (a field of `hybrid-cloud:rotation`) a secret name belongs to:
+    `cascade` for a site's login on the transit hub (the server's user and the bridge's
+    cascade), `admin` for a node's admin password, `hub` for hub-admin passwords and the
+    other hub users."""
+    if name.startswith("admin/"):
+        return "admin"
+    if name.startswith(f"user/{net.transit.hub}/"):
+        return "cascade"
+    return "hub"
+
+
 def tap_mac(node: str) -> str:
     """A bridge node's tap MAC: locally administered, unicast, from the node's name (the
     site's for its first bridge), so every VM that node runs on has the same one (see
@@ -122,6 +134,7 @@ def derive(
     restart_command: str | None = None,
     server_cert: str | None = None,
     home_ready: bool = True,
+    certificate_rotation: int = 0,
 ) -> NodeSpecs:
     """Specs for the home server and each cloud bridge.
 
@@ -131,7 +144,8 @@ def derive(
     `Session(server).server_certificate()`) is pinned in every cascade. `home_ready` False:
     the home server is not configured by this stack yet (its host key is not pinned), so a
     bridge's cascade cannot carry traffic yet and its traffic check is left out (deferred
-    to the first converge after the home server's).
+    to the first converge after the home server's). `certificate_rotation`: the rotation
+    counter of the home server's certificate (`ServerSpec.certificate_rotation`).
     """
     missing = [n for n in secret_names(net) if n not in secrets]
     if missing:
@@ -151,6 +165,7 @@ def derive(
         admin_port=server.port,
         state_dir=server.state_dir,
         listeners=(server.port,),
+        certificate_rotation=certificate_rotation,
         hubs=(
             Hub(
                 name=server.lan_hub,

@@ -17,6 +17,12 @@ Type token: `pulumi-python:dynamic/softether:SoftEtherNode`.
   retires it, so its first converge gives the VM a new one (`host_key` output, changed once).
   Update and read reach the same machine with the stored `host_key`; a new machine (a
   replacement) starts again from its user data's;
+- rotation (README "Rotate"): update hands the session the stored spec as the node's
+  previous one, so a changed cascade password is set and reconnected with a check, and a
+  node that refuses the new admin password is reached with the old one to set it (`rotated`
+  output: what rotated, with its steps). The home server is updated before the bridges (they
+  depend on it), so a cascade's new password is on the server's user before the bridge uses it;
+  a failed update keeps the stored spec, and the next up starts again from both;
 - delete: a no-op (the VM goes away with the stack; the home server is the user's);
 - outputs: host, kind, host key, digest, last diff and drift (masked), traffic, what a server's first
   converge adopted and what it leaves alone; and, as Pulumi secrets, the spec and target
@@ -136,17 +142,22 @@ def _traffic(spec: Any, checked: bool) -> str | None:
 
 
 def _converge(
-    props: dict[str, Any], footprint: tuple[list[str], list[str]] | None, pinned: str | None = None
+    props: dict[str, Any],
+    footprint: tuple[list[str], list[str]] | None,
+    pinned: str | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Converge the node; `footprint` None: the first converge, which records what the
-    server already had (else the recorded one is kept); `pinned`: see `_target`."""
+    server already had (else the recorded one is kept); `pinned`: see `_target`;
+    `previous`: the stored outputs, whose spec is what the node held (a rotation's old side)."""
     from softether.session import Session
     from softether.transport import ssh_transport
 
     spec, target = _spec(props), _target(props, pinned)
     transport = ssh_transport(target)
     try:
-        session = Session(transport, spec)
+        before = _spec(previous) if previous and "spec" in previous else None
+        session = Session(transport, spec, previous=before)
         if footprint is None:
             footprint = _footprint(spec, session.read_node()) if spec.kind == "server" else ([], [])
         result = session.converge()
@@ -167,6 +178,7 @@ def _converge(
         "diff": result.diff,
         "drift": [],
         "traffic": _traffic(spec, result.traffic_checked),
+        "rotated": list(result.rotated),
         "adopted": footprint[0],
         "untouched": footprint[1],
         **{k: rpc.wrap_rpc_secret(_plain(props[k])) for k in SECRET_INPUTS},
@@ -223,7 +235,7 @@ class SoftEtherProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         footprint = (list(olds.get("adopted") or []), list(olds.get("untouched") or []))
-        return UpdateResult(outs=_converge(news, footprint, _pinned(olds, news)))
+        return UpdateResult(outs=_converge(news, footprint, _pinned(olds, news), olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         outs = {k: v for k, v in props.items() if k != "__provider"}
@@ -252,6 +264,7 @@ class SoftEtherNode(pulumi.dynamic.Resource, module="softether", name="SoftEther
     certificate: pulumi.Output[str | None]  # a server's certificate (PEM), for the cascades
     host_key: pulumi.Output[str]  # the SSH host key the node holds (a bridge's: its own, new)
     traffic: pulumi.Output[str | None]  # a bridge's: verified / deferred / not checked
+    rotated: pulumi.Output[list[str]]  # credentials the last update rotated, with their steps
     adopted: pulumi.Output[list[str]]  # what a server already had at its first converge
     untouched: pulumi.Output[list[str]]  # hubs and L3 switches of the server the stack leaves alone
 
@@ -283,6 +296,7 @@ def node_props(spec: Any, target: Any, machine: Any = None) -> dict[str, Any]:
         "host_key": None,
         "drift": None,
         "traffic": None,
+        "rotated": None,
         "adopted": None,
         "untouched": None,
     }

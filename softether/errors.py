@@ -135,3 +135,8 @@ class StateDirError(SoftEtherError):
 
 class TrafficError(SoftEtherError):
     pass
+
+
+class RotationError(SoftEtherError):
+    """A rotation could not finish on this node; the message says what state it left (the
+    previous credential in place where the other end refused the new one) and what to run."""

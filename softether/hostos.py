@@ -237,7 +237,8 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
         pid = q(watch_pid_file(h))
         parts.append(
             "echo @@watch; if [ -d /run/systemd/system ]; then "
-            f"systemctl is-active --quiet {q(watch_unit_name(h))} && echo yes; "
+            # systemctl waits for a busy PID 1 up to D-Bus's 25 s: bounded below the read's.
+            f"timeout 5 systemctl is-active --quiet {q(watch_unit_name(h))} && echo yes; "
             # A zombie is not running (an init that reaps late, as on this machine kind).
             f'else p=$(cat {pid} 2>/dev/null) && grep -qs "^State:[[:space:]]*[^Z[:space:]]" '
             f'"/proc/$p/status" && echo yes; fi'
@@ -255,12 +256,17 @@ def facts_script(spec: ServerSpec | BridgeSpec) -> str:
 
 
 def parse_facts(text: str) -> HostFacts:
+    """ValueError when the script did not run to its end: a section cut off would read as a
+    missing file, address or unit and be planned as drift."""
     sections: list[tuple[str, list[str]]] = []
     for line in text.split("\n"):
         if line.startswith("@@"):
             sections.append((line[2:], []))
         elif sections:
             sections[-1][1].append(line)
+    if not sections or sections[-1][0] != "end":
+        last = f"after @@{sections[-1][0]}" if sections else "before its first section"
+        raise ValueError(f"the host facts script stopped {last}")
     exists = up = fwd = False
     mac = ""
     addrs: list[IPv4Interface] = []

@@ -6,7 +6,15 @@ complete lists: what is present but not desired is removed.
 
 Order: listeners and protocol switches; hubs and their contents; local bridges; L3 switches
 (stopped before their interfaces/routes change, started after; their hubs exist by then);
-undesired hubs last (after the switch interfaces in them are gone); the admin password.
+undesired hubs last (after the switch interfaces in them are gone); the server's certificate;
+the admin password.
+
+Rotation (README "Rotate"): SoftEther shows no password back, and a changed one waits silently
+for the next login, so the caller says what rotates: `rotated` cascades (their password differs
+from the node's previous spec) get the new password, then a controlled reconnect
+(`CascadeOffline` ... `CascadeOnline` in the same script); `admin_stale`: the node was reached
+with the previous admin password, which `ServerPasswordSet` replaces last; `certificate_name`:
+the common name of the server's current certificate, regenerated when the spec wants another.
 """
 
 from __future__ import annotations
@@ -41,15 +49,25 @@ class Change:
         return self.summary
 
 
+@dataclass(frozen=True)
+class Rotating:
+    """What rotates on a node (see the module docstring); the default: nothing."""
+
+    cascades: frozenset[tuple[str, str]] = frozenset()  # (hub, cascade), lower case
+    admin_stale: bool = False
+    certificate_name: str | None = None  # the current certificate's common name, if read
+
+
 def plan(
     desired: ServerSpec | BridgeSpec,
     current: NodeState,
     reset_users: frozenset[tuple[str, str]] = frozenset(),
+    rotating: Rotating = Rotating(),
 ) -> tuple[Change, ...]:
     """`reset_users`: (hub, user) pairs, lower case, whose password must be set again even
     though their note matches: a cascade to them was refused (the password was changed on the
     server by hand, which the note cannot show)."""
-    return tuple(_plan(desired, current, reset_users))
+    return tuple(_plan(desired, current, reset_users, rotating))
 
 
 def commands(changes: tuple[Change, ...]) -> tuple[Command, ...]:
@@ -76,13 +94,16 @@ def password_note(
 
 
 def _plan(
-    d: ServerSpec | BridgeSpec, cur: NodeState, reset_users: frozenset[tuple[str, str]]
+    d: ServerSpec | BridgeSpec,
+    cur: NodeState,
+    reset_users: frozenset[tuple[str, str]],
+    rotating: Rotating,
 ) -> Iterator[Change]:
     yield from _listeners(d, cur)
     if isinstance(d, ServerSpec):
         yield from _hardening(d, cur)
     for hub in d.hubs:
-        yield from _hub(d, hub, cur.hub(hub.name), reset_users)
+        yield from _hub(d, hub, cur.hub(hub.name), reset_users, rotating.cascades)
     yield from _bridges(d, cur)
     if isinstance(d, ServerSpec):
         yield from _l3(d, cur)
@@ -92,10 +113,18 @@ def _plan(
                 if key not in wanted:
                     yield Change(f"- hub {h.name}", (Command("HubDelete", (h.name,)),))
     for hub in d.hubs:
-        yield from _cascades_online(hub, cur.hub(hub.name))
-    if not cur.admin_password_set:
+        yield from _cascades_online(hub, cur.hub(hub.name), rotating.cascades)
+    want_cn = d.certificate_name if isinstance(d, ServerSpec) else None
+    if want_cn and rotating.certificate_name is not None and rotating.certificate_name != want_cn:
+        # SoftEther swaps it without disconnecting anyone; the bridges pin the new one next.
         yield Change(
-            "~ admin password: set",
+            f"~ server certificate: {rotating.certificate_name} -> new self-signed {want_cn}",
+            (Command("ServerCertRegenerate", (want_cn,)),),
+        )
+    if not cur.admin_password_set or rotating.admin_stale:
+        what = "rotate (reached with the previous one)" if rotating.admin_stale else "set"
+        yield Change(
+            f"~ admin password: {what}",
             (Command("ServerPasswordSet", (SecretArg(d.admin_password),)),),
         )
 
@@ -179,6 +208,7 @@ def _hub(
     hub: Hub,
     cur: HubState | None,
     reset_users: frozenset[tuple[str, str]] = frozenset(),
+    rotated: frozenset[tuple[str, str]] = frozenset(),
 ) -> Iterator[Change]:
     name = hub.name
     created = cur is None
@@ -235,7 +265,7 @@ def _hub(
                 f"- user {name}/{have.name}", (Command("UserDelete", (have.name,), hub=name),)
             )
     for c in hub.cascades:
-        yield from _cascade(name, c, cur.cascade(c.name))
+        yield from _cascade(name, c, cur.cascade(c.name), (name.lower(), c.name.lower()) in rotated)
     wanted_cascades = {c.name.lower() for c in hub.cascades}
     for have_c in cur.cascades:
         if have_c.name.lower() not in wanted_cascades:
@@ -245,7 +275,9 @@ def _hub(
             )
 
 
-def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change]:
+def _cascade(
+    hub: str, c: Cascade, have: CascadeState | None, rotate: bool = False
+) -> Iterator[Change]:
     target = (f"/SERVER:{c.server}:{c.port}", f"/HUB:{c.remote_hub}")
     detail = (
         Command(
@@ -284,7 +316,7 @@ def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change
     if have.username.lower() != c.username.lower():
         cmds.append(Command("CascadeUsernameSet", (c.name, f"/USERNAME:{c.username}"), hub=hub))
         what.append(f"user {have.username} -> {c.username}")
-    if have.auth_failed:
+    if have.auth_failed or rotate:
         cmds.append(
             Command(
                 "CascadePasswordSet",
@@ -292,7 +324,10 @@ def _cascade(hub: str, c: Cascade, have: CascadeState | None) -> Iterator[Change
                 hub=hub,
             )
         )
-        what.append("password (the server refused the login)")
+        # A rotated one: the server's user has the new password already (it is converged
+        # first); the reconnect below makes the cascade log in with it now, not at some
+        # later reconnect.
+        what.append("password rotated, reconnect" if rotate else "password (the server refused the login)")
     if c.max_tcp is not None and have.max_tcp != c.max_tcp:
         cmds += detail
         what.append(f"max TCP {have.max_tcp} -> {c.max_tcp}")
@@ -324,11 +359,14 @@ def _pin(hub: str, c: Cascade) -> tuple[Command, ...]:
     )
 
 
-def _cascades_online(hub: Hub, cur: HubState | None) -> Iterator[Change]:
+def _cascades_online(
+    hub: Hub, cur: HubState | None, rotated: frozenset[tuple[str, str]]
+) -> Iterator[Change]:
     """CascadeOnline last: after the local bridge exists (and anything it needs changed)."""
     for c in hub.cascades:
         have = cur.cascade(c.name) if cur else None
-        if have is None or _cascade_differs(c, have) or not have.online:
+        rotate = (hub.name.lower(), c.name.lower()) in rotated
+        if have is None or rotate or _cascade_differs(c, have) or not have.online:
             yield Change(
                 f"~ cascade {hub.name}/{c.name}: online",
                 (Command("CascadeOnline", (c.name,), hub=hub.name),),

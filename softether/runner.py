@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pydantic import SecretStr
+
 from . import vpncmd as v
 from .errors import (
     AccessDenied,
@@ -53,10 +55,18 @@ class Runner:
     commands: int = 0  # script lines sent, including reads and hub selections
     mutating: int = 0  # mutating commands sent (`Command.mutating`)
     prompted: bool = False  # the last session's vpncmd asked for the admin password
+    # The admin password it logs in with: the spec's, or the previous one while a rotation
+    # has not set the spec's yet (`Session.read`).
+    password: SecretStr = field(default=SecretStr(""), init=False)
     _secrets: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
+        self.password = self.spec.admin_password
         self._secrets = self.spec.secrets()
+
+    def mask_also(self, secrets: Sequence[str]) -> None:
+        """Mask `secrets` too (a previous spec's, during a rotation)."""
+        self._secrets = tuple(sorted({*self._secrets, *secrets}, key=len, reverse=True))
 
     @property
     def host(self) -> str:
@@ -82,7 +92,7 @@ class Runner:
         """
         lines = v.script(commands)
         body = ("\n".join(lines) + "\n").encode()
-        password = (self.spec.admin_password.get_secret_value() + "\n").encode()
+        password = (self.password.get_secret_value() + "\n").encode()
         files_in = {f.name: f.content.encode() for c in commands for f in c.files_in}
         files_out = sorted({f.name for c in commands for f in c.files_out})
         for name in (*files_in, *files_out):

@@ -10,6 +10,15 @@
   (`NotConvergedError`), check local bridges work, and where a bridge's cascade was created
   or changed, prove it carries traffic (restart the bridge process once if it does not).
 
+Rotation: given the node's `previous` spec (the one the provider stored), a cascade whose
+password differs gets the new one and a controlled reconnect in the same script, and must
+then log in (Established) before the traffic check; if the server refuses the new password
+(its user is not rotated yet), the previous one is set back and reconnected, and
+`RotationError` says so: the tunnel keeps working and the next converge tries again. An admin
+password the node refuses is retried with the previous one, which `ServerPasswordSet` then
+replaces. Whatever ran of a rotation, the next converge finds the node's current credential
+from both (README "Rotate").
+
 vpncmd runs through the one runner (`softether.runner`: script and password on a private
 tmpfs, retries while SoftEther does not listen yet, a hard timeout). No password reaches argv,
 logs, errors or results: everything printed is masked with the spec's secrets.
@@ -22,31 +31,39 @@ converge reads the node again). A hub that cannot be selected leaves no hub sele
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from . import hostos
 from . import vpncmd as v
 from .errors import (
+    AccessDeniedError,
     BridgeDeviceError,
     CommandError,
     HostCommandError,
     NotConvergedError,
+    RotationError,
     SoftEtherError,
     StateDirError,
     TrafficError,
+    TransportError,
 )
 from .facts import BridgeState, NodeState, parse_state, read_commands
-from .plan import Change, plan
+from .plan import Change, Rotating, plan
 from .runner import LAST_LINES, Runner
-from .spec import BridgeSpec, ServerSpec
+from .spec import BridgeSpec, Cascade, ServerSpec
 from .transport import Transport
 
 log = logging.getLogger("softether")
+
+# How long a rotated cascade may take to log in again after its reconnect (it retries every
+# 1 s: CascadeDetailSet /INTERVAL:1).
+ROTATION_ESTABLISH_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,7 @@ class Result:
     restarted: bool = False
     traffic_checked: bool = False
     host_key: str = ""  # the node's SSH host key after the converge, where the spec retires one
+    rotated: tuple[str, ...] = ()  # each credential rotated, with the steps it took (in order)
 
 
 @dataclass(frozen=True)
@@ -92,10 +110,17 @@ class Session:
     service_wait_s: float = 30.0  # how long SoftEther may take to listen after boot
     # (hub, user) whose password to set again: a cascade to them was refused (see plan.plan).
     reset_users: frozenset[tuple[str, str]] = frozenset()
+    # The node's previous spec (what it held before this converge, e.g. before a rotation).
+    previous: ServerSpec | BridgeSpec | None = None
     runner: Runner = field(init=False)
+    # (hub, cascade), lower case: cascades whose password rotates in this converge.
+    rotated: frozenset[tuple[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.runner = Runner(self.transport, self.spec, self.service_wait_s)
+        self.rotated = rotated_cascades(self.spec, self.previous)
+        if self.previous is not None:
+            self.runner.mask_also(self.previous.secrets())
 
     @property
     def host(self) -> str:
@@ -123,7 +148,18 @@ class Session:
         in the same admin session (e.g. `ServerInfoGet` for `hybrid status`)."""
         if any(c.mutating for c in extra):
             raise ValueError("read() runs read-only commands only")
-        pairs = self.runner.run([*read_commands(self.spec), *extra], self.read_timeout_s)
+        cmds = [*read_commands(self.spec), *extra]
+        try:
+            pairs = self.runner.run(cmds, self.read_timeout_s)
+        except AccessDeniedError:
+            old = self.previous.admin_password if self.previous is not None else None
+            if old is None or old.get_secret_value() == self.runner.password.get_secret_value():
+                raise
+            # A rotation that has not reached this node yet (or stopped before
+            # ServerPasswordSet): the previous password still administers it.
+            log.warning("%s: the admin password is refused; trying the previous one", self.host)
+            self.runner.password = old
+            pairs = self.runner.run(cmds, self.read_timeout_s)
         state = parse_state(
             pairs,
             admin_password_set=self.runner.prompted,
@@ -136,7 +172,11 @@ class Session:
         if script.strip() == "echo @@end":
             return None
         res = self.transport.run(script, timeout=self.read_timeout_s)
-        return hostos.parse_facts(res.stdout)
+        try:
+            return hostos.parse_facts(res.stdout)
+        except ValueError as e:
+            why = f"no answer within {self.read_timeout_s:.0f} s" if res.timed_out else f"rc {res.rc}"
+            raise TransportError(self.host, f"{e} ({why}); nothing was changed") from None
 
     def get_state(self) -> tuple[NodeState, hostos.HostFacts | None]:
         return self.read_node(), self.read_host()
@@ -152,7 +192,16 @@ class Session:
                 " (for the home server: network.home.vpnServer.stateDir)",
             )
         host_changes = hostos.plan(self.spec, host) if host is not None else ()
-        return Plan(plan(self.spec, node, self.reset_users), host_changes)
+        cn = None
+        if isinstance(self.spec, ServerSpec) and self.spec.certificate_name:
+            cn = certificate_name(self.server_certificate())
+        rotating = Rotating(self.rotated, self.admin_stale, cn)
+        return Plan(plan(self.spec, node, self.reset_users, rotating), host_changes)
+
+    @property
+    def admin_stale(self) -> bool:
+        """The node was reached with the previous admin password (a rotation to finish)."""
+        return self.runner.password.get_secret_value() != self.spec.admin_password.get_secret_value()
 
     # ---- apply ---------------------------------------------------------------------------
     def apply(self, p: Plan) -> None:
@@ -170,9 +219,12 @@ class Session:
                         self.mask(reply.message),
                         [self.mask(ln) for ln in reply.output if ln.strip()][-LAST_LINES:],
                     )
+            # The script's ServerPasswordSet (planned when stale) set the spec's.
+            self.runner.password = self.spec.admin_password
         if p.host_changes:
             self._apply_host(p.host_changes)
         self.reset_users = frozenset()  # set again now: a re-read plans them no more
+        self.rotated = frozenset()
 
     def _apply_host(self, changes: Sequence[hostos.HostChange]) -> None:
         for c in changes:
@@ -258,6 +310,63 @@ class Session:
             )
         return True
 
+    def settle_rotated(self, cascades: frozenset[tuple[str, str]]) -> None:
+        """The rotated `cascades` reconnected: wait (bounded) until each logs in with its new
+        password. One the server refuses gets the previous password back and reconnects
+        (the link keeps working), and RotationError says so; one that neither logs in nor is
+        refused in time is left to the traffic check (which restarts the bridge once)."""
+        deadline = time.monotonic() + ROTATION_ESTABLISH_S
+        refused: list[tuple[str, str]] = []
+        while True:
+            node = self.read_node()
+            states = {
+                (h, c): hub.cascade(c) if (hub := node.hub(h)) is not None else None
+                for h, c in cascades
+            }
+            if all(st is not None and st.established for st in states.values()):
+                return
+            refused = [k for k, st in states.items() if st is not None and st.auth_failed]
+            if refused or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if not refused:
+            return
+        names = ", ".join(f"{h}/{c.name}" for h, c in self._cascades_of(self.spec, refused))
+        back = self._cascades_of(self.previous, refused)
+        if back:
+            cmds = [
+                cmd
+                for hub, c in back
+                for cmd in (
+                    v.Command("CascadeOffline", (c.name,), hub=hub),
+                    v.Command(
+                        "CascadePasswordSet",
+                        (c.name, v.SecretArg(c.password, "/PASSWORD"), "/TYPE:standard"),
+                        hub=hub,
+                    ),
+                    v.Command("CascadeOnline", (c.name,), hub=hub),
+                )
+            ]
+            self.runner.run([*cmds, v.Command("Flush")], self.apply_timeout_s)
+        raise RotationError(
+            self.host,
+            f"the server refused the new password of cascade {names}"
+            + ("; the previous one is set again and reconnected" if back else "")
+            + ": the server's user is not rotated yet; pulumi up again (it converges the home"
+            " server first, then this bridge)",
+        )
+
+    @staticmethod
+    def _cascades_of(
+        spec: ServerSpec | BridgeSpec | None, keys: Collection[tuple[str, str]]
+    ) -> list[tuple[str, Cascade]]:
+        if spec is None:
+            return []
+        wanted = set(keys)
+        return [
+            (h.name, c) for h in spec.hubs for c in h.cascades if (h.name.lower(), c.name.lower()) in wanted
+        ]
+
     # ---- the whole transaction -----------------------------------------------------------
     def converge(self) -> Result:
         start = time.monotonic()
@@ -265,9 +374,19 @@ class Session:
         p = self.compare(state)
         diff = "\n".join(self.mask(ln) for ln in p.lines())
         node = state[0]
+        reconnected = self.rotated
+        rotated = rotation_lines(p, [f"{h}/{c.name}" for h, c in self._cascades_of(self.spec, self.rotated)])
         if not p.empty:
             log.info("%s: %d change(s):\n%s", self.host, len(p.lines()), diff)
             self.apply(p)
+            # Not before the home server is the stack's (no traffic check yet: see derive):
+            # until then no cascade can log in, with either password.
+            if reconnected and isinstance(self.spec, BridgeSpec) and self.spec.traffic_check:
+                self.settle_rotated(reconnected)
+                rotated = tuple(
+                    f"{ln}, logged in (Established)" if ln.endswith("reconnected") else ln
+                    for ln in rotated
+                )
             state = self.get_state()
             again = self.compare(state)
             if not again.empty:
@@ -280,6 +399,13 @@ class Session:
         ):
             checked = isinstance(self.spec, BridgeSpec) and self.spec.traffic_check is not None
             restarted = self.ensure_traffic()
+        if checked:
+            rotated = tuple(
+                f"{ln}; traffic verified" if ln.startswith("cascade") else ln
+                for ln in rotated
+            )
+        for line in rotated:
+            log.info("%s: rotated: %s", self.host, line)
         return Result(
             host=self.host,
             changed=not p.empty or restarted,
@@ -291,4 +417,54 @@ class Session:
             restarted=restarted,
             traffic_checked=checked,
             host_key=state[1].host_key if state[1] is not None else "",
+            rotated=rotated,
         )
+
+
+def rotated_cascades(
+    spec: ServerSpec | BridgeSpec, previous: ServerSpec | BridgeSpec | None
+) -> frozenset[tuple[str, str]]:
+    """(hub, cascade), lower case, of each cascade whose password differs from `previous`."""
+    if previous is None:
+        return frozenset()
+    before = {
+        (h.name.lower(), c.name.lower()): c.password.get_secret_value()
+        for h in previous.hubs
+        for c in h.cascades
+    }
+    return frozenset(
+        key
+        for h in spec.hubs
+        for c in h.cascades
+        if (key := (h.name.lower(), c.name.lower())) in before
+        and before[key] != c.password.get_secret_value()
+    )
+
+
+def rotation_lines(p: Plan, cascades: Sequence[str]) -> tuple[str, ...]:
+    """What a plan rotates, one line per credential, with its steps in order; `cascades`:
+    HUB/CASCADE of each rotated cascade."""
+    out = [f"cascade {c}: new password set (the server's user has it), reconnected" for c in cascades]
+    for line in p.lines():
+        if line.startswith("~ server certificate:"):
+            out.append("server certificate: regenerated (sessions stay up; the bridges pin it next)")
+        elif line.startswith("~ admin password: rotate"):
+            out.append("admin password: set with the previous one, which is refused from now on")
+        elif line.startswith("~ cascade ") and "pin server certificate" in line:
+            name = line.removeprefix("~ cascade ").split(":", 1)[0]
+            out.append(f"cascade {name}: pinned the server's new certificate, reconnected")
+        elif line.startswith("~ hub ") and line.endswith(": hub admin password"):
+            out.append(line.removeprefix("~ ") + " set")
+        elif line.startswith("~ user ") and line.endswith(": password"):
+            out.append(line.removeprefix("~ ").replace(": password", ": password set (no session is cut)"))
+    return tuple(out)
+
+
+def certificate_name(pem: str) -> str:
+    """The common name of a PEM certificate ("" if it has none). Read from the DER bytes:
+    SoftEther's self-signed certificates carry a serial that `cryptography` is deprecating."""
+    der = base64.b64decode("".join(pem.split("-----")[2].split()))
+    at = der.find(b"\x06\x03\x55\x04\x03")  # the OID 2.5.4.3 (commonName), then its string
+    if at < 0 or len(der) < at + 7 or der[at + 6] >= 0x80:
+        return ""
+    return der[at + 7 : at + 7 + der[at + 6]].decode("utf-8", "replace")

@@ -254,6 +254,17 @@ class ServerSpec(_Node):
     # listed). Off by default: a home server is the user's, and its other hubs and L3 switches
     # are not the stack's to delete.
     prune_hubs: bool = False
+    # The server's certificate: 0 leaves it as it is (the user's server keeps its own); N > 0:
+    # a self-signed one the server generated for rotation N (`ServerCertRegenerate` with the
+    # common name `certificate_name`), made anew whenever N changes. SoftEther swaps it without
+    # disconnecting anyone; the bridges' pins follow it (components/node.py).
+    certificate_rotation: int = Field(default=0, ge=0)
+
+    @property
+    def certificate_name(self) -> str | None:
+        """The common name of the certificate the spec wants (None: the server's own)."""
+        n = self.certificate_rotation
+        return f"hybrid-cloud-rotation-{n}" if n else None
 
     @model_validator(mode="after")
     def _l3(self) -> ServerSpec:

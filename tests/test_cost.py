@@ -66,6 +66,8 @@ def test_cost_dev_prices_each_billable_resource_once():
         "Hybrid-VPC: RDS storage 20 GB (ap-northeast-1)",
         "Hybrid-VNet: App Service plan B1 (japaneast)",
         "Hybrid-VNet: wp-content share 1 GiB (japaneast)",
+        "Hybrid-VNet: App Service private endpoint 192.168.30.254 (japaneast)",
+        "Hybrid-VNet: private DNS zone privatelink.azurewebsites.net (japaneast)",
     ]
     vm = est.links[0]
     assert (vm.quantity, vm.unit, vm.unit_price) == (
@@ -235,9 +237,11 @@ BILLABLE = {
     "azure-native:network:PublicIPAddress": "azure_public_ip",
     "azure-native:web:AppServicePlan": "azure_app_service",
     "azure-native:storage:FileShare": "azure_files",
+    "azure-native:network:PrivateEndpoint": "azure_private_endpoint",
+    "azure-native:privatedns:PrivateZone": "azure_private_dns_zone",
 }
 # Resource types with no charge of their own: the network plumbing, budgets, the web app (billed
-# through its plan), the storage account and the app's mount of it (billed through the share), NICs (the EC2 root volume and the Azure OS disk come with the VM and are
+# through its plan), the storage account (billed through the share), the private zone's VNet link and the endpoint's zone group (billed with the zone and the endpoint), NICs (the EC2 root volume and the Azure OS disk come with the VM and are
 # priced from the price table's assumptions), and what never leaves Pulumi's state
 # (generated passwords and keys, the SoftEther configuration applied over SSH).
 FREE = {
@@ -262,7 +266,8 @@ FREE = {
     "azure-native:network:VirtualNetwork",
     "azure-native:resources:ResourceGroup",
     "azure-native:web:WebApp",
-    "azure-native:web:WebAppAzureStorageAccounts",
+    "azure-native:privatedns:VirtualNetworkLink",
+    "azure-native:network:PrivateDnsZoneGroup",
     "azure-native:storage:StorageAccount",
     "random:index/randomPassword:RandomPassword",
     "tls:index/privateKey:PrivateKey",
@@ -357,3 +362,21 @@ def test_cost_azure_budget_currency_without_a_rate_is_one_line(tmp_path: Path, c
     assert main(["check", str(path)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"{path}: budgets.azure.currency: XAU has no exchange rate in prices.yaml (known: ")
+
+
+def test_cost_private_site_prices_its_endpoint_and_zone_and_a_public_one_neither():
+    prices = load_prices()
+    private = {ln.key: ln for ln in dev().shared}
+    endpoint, zone = private["azure_private_endpoint"], private["azure_private_dns_zone"]
+    assert (endpoint.quantity, endpoint.unit, endpoint.unit_price) == (
+        730,
+        "h",
+        prices.table["azure_private_endpoint"]["regions"]["japaneast"],
+    )
+    assert (zone.quantity, zone.unit) == (1, "month")
+    assert endpoint.source == "https://azure.microsoft.com/en-us/pricing/details/private-link/"
+    assert zone.source == "https://azure.microsoft.com/en-us/pricing/details/dns/"
+    app = read_stack_file(stack_file("dev"))["hybrid-cloud:app"]
+    public = dev(**{"hybrid-cloud:app": app | {"access": "public"}})
+    assert {"azure_private_endpoint", "azure_private_dns_zone"}.isdisjoint(ln.key for ln in public.shared)
+    assert dev().softether_total - public.softether_total == pytest.approx(endpoint.monthly + zone.monthly)

@@ -87,3 +87,14 @@ def test_diagram_reference_svg_in_docs_is_current(tmp_path: Path):
     fresh = tmp_path / "ref.svg"
     assert main(["diagram", "--stack", "dev", "-o", str(fresh)]) == 0
     assert sorted(svg_texts(REFERENCE_SVG)) == sorted(svg_texts(fresh))
+
+
+def test_diagram_shows_the_private_endpoint_or_the_public_door():
+    stack = load_stack("dev")
+    dot = to_dot(stack)
+    assert "private endpoint 192.168.30.254" in dot and "private: public network access off" in dot
+    assert "s1_net0 -> app_endpoint" in dot  # in Hybrid_Subnet, beside the bridge
+    assert stack.app is not None
+    public = stack.model_copy(update={"app": stack.app.model_copy(update={"access": "public"})})
+    dot = to_dot(public)
+    assert "app_endpoint" not in dot and "public: 203.0.113.0/24 only" in dot

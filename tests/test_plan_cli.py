@@ -94,7 +94,13 @@ def test_plan_cli_refuses_a_stack_whose_paths_open_the_app_subnet_to_home(
         "policy no-app-to-home: FAIL\n"
         "  Hybrid-VNet-nsg: admits the App Service subnet (192.168.31.0/24) to a home range" in out
     )
-    assert "1 violations" in out.splitlines()[-1]
+    # And each bridge's forwarding filter carries the path (issue 21 item 8: the flows too).
+    for vm in ("Hybrid-VPC-bridge-vm", "Hybrid-VNet-bridge-vm"):
+        assert (
+            f"  {vm}: the bridge's forwarding filter (/etc/nftables.conf) accepts the App Service"
+            " subnet (192.168.31.0/24) to a home range (192.168.1.0/24)"
+        ) in out
+    assert "3 violations" in out.splitlines()[-1]
 
 
 def test_plan_cli_bad_stack_is_one_line_per_problem(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +118,8 @@ def test_plan_cli_writes_the_policy_pack_config(tmp_path, capsys: pytest.Capture
     path = tmp_path / "policy.json"
     assert main(["plan", "--stack", "dev", "--quiet", "--policy-config", str(path)]) == 0
     pack = json.loads(path.read_text())
-    assert set(pack) == {"ssh-only-from-operator", "no-app-to-home", "softether-not-from-internet"}
+    assert set(pack) == {"ssh-only-from-operator", "no-app-to-home", "softether-not-from-internet", "no-public-site"}
+    assert pack["no-public-site"]["appAccess"] == "private"
     config = pack["ssh-only-from-operator"]
     assert config["operatorCidr"] == "203.0.113.0/24"
     assert "192.168.21.0/24" in config["hybridRanges"]

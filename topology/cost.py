@@ -325,6 +325,12 @@ def estimate(stack: Stack, config: Mapping[str, Any], prices: Prices) -> Estimat
                 region,
             ),
         ]
+        endpoint = stack.app_endpoint
+        if endpoint is not None:
+            shared += [
+                line(stack.app.site, "azure_private_endpoint", f"App Service private endpoint {endpoint.address}", hours, region),
+                line(stack.app.site, "azure_private_dns_zone", "private DNS zone privatelink.azurewebsites.net", 1, region),
+            ]
     return Estimate(tuple(links), tuple(shared), tuple(managed), prices, tuple(ceilings))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .clouds import Cloud, rules
@@ -24,6 +24,9 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
 # The tap device SoftEther creates for a local bridge with /TAP:yes gets this prefix.
 TAP_PREFIX = "tap_"
 TAP_NAME = "vpntap"
+# The bridge VM's own filter (components/firewall.py `bridge_ruleset`): the file cloud-init
+# writes it to and Debian's nftables.service loads.
+RULESET_FILE = "/etc/nftables.conf"
 
 
 class Model(BaseModel):
@@ -247,12 +250,27 @@ class Database(Model):
 
 
 class App(Model):
-    """WordPress on Azure App Service with Regional VNet Integration into `subnet`."""
+    """WordPress on Azure App Service with Regional VNet Integration into `subnet`.
+
+    `access: private` (the default): the site has no public door; an App Service private
+    endpoint in `endpointSubnet` (default: the site's first subnet other than `subnet`) at
+    `endpointAddress` (default: that subnet's last address Azure leaves to hosts) is how the
+    other sites reach it, over the tunnels. `public`: the site keeps its public address, open
+    to `operatorCidr` only. Either way WordPress is installed at deploy time, its admin
+    `adminUser` with a generated password (components/app.py)."""
 
     site: Name
     subnet: Name
     sku: str = "B1"
     image: str = "wordpress:6.8.3-php8.3-apache"
+    access: Literal["private", "public"] = "private"
+    endpoint_subnet: Name | None = None
+    endpoint_address: IPv4Address | None = None
+    title: str = Field(default="hybrid-cloud", min_length=1, max_length=100)
+    admin_user: Name = "hybrid-admin"
+    # Where WordPress mails its admin (password resets); unset: the first of budgets.emails,
+    # else an address of the reserved .invalid domain (RFC 2606), which mails nobody.
+    admin_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
 
 
 class AwsBudget(Model):
@@ -284,6 +302,35 @@ class Budgets(Model):
     azure: AzureBudgets | None = None
 
 
+# A credential kind's rotation counter: how often it has been rotated (README "Rotate").
+# A digit string counts (`pulumi config set --path` may store one); true/false does not.
+RotationCounter = Annotated[int, BeforeValidator(lambda v: _not_bool(v)), Field(ge=0)]
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a counter (0, 1, 2, ...), not true or false")
+    return value
+
+
+
+class Rotation(Model):
+    """`hybrid-cloud:rotation`: one counter per kind of credential the stack generates; a new
+    value makes the stack generate that kind anew and `pulumi up` rotate it on the nodes.
+
+    `cascade`: the cascade logins (a site's user on the transit hub and its bridge's cascade);
+    `admin`: the cloud bridges' admin passwords (the home server's is the stack secret
+    `homeAdminPassword`: set a new one to rotate it); `hub`: the hub-admin passwords and the
+    home LAN hub's users; `certificate`: the home server's certificate (0: the server keeps
+    its own; N: one the stack had it generate for rotation N, pinned by every bridge).
+    """
+
+    cascade: RotationCounter = 0
+    admin: RotationCounter = 0
+    hub: RotationCounter = 0
+    certificate: RotationCounter = 0
+
+
 # Hours after the last `pulumi up` until the destroy workflow removes the stack
 # (`hybrid ttl` reads it on its own, without the rest of the stack).
 TtlHours = Annotated[float, Field(gt=0)]
@@ -297,6 +344,7 @@ class Stack(Model):
     app: App | None = None
     budgets: Budgets | None = None
     ttl_hours: TtlHours | None = None
+    rotation: Rotation = Rotation()
     # The home VPN server's SSH host key as `ssh-keyscan` prints it (without the host name);
     # until it is pinned the program does not connect to the home server.
     home_host_key: str | None = Field(
@@ -309,6 +357,57 @@ class Stack(Model):
         if self.app is None:
             return None
         return self.network.site(self.app.site).subnet(self.app.subnet).cidr
+
+    @property
+    def app_endpoint(self) -> AppEndpoint | None:
+        """The App Service private endpoint's subnet and address (None without an app, or
+        with `access: public`); its defaults resolved (topology/validate_paas.py checks them)."""
+        app = self.app
+        if app is None or app.access != "private":
+            return None
+        site = self.network.site(app.site)
+        name = app.endpoint_subnet or next((s.name for s in site.subnets if s.name != app.subnet), None)
+        if name is None:
+            return None
+        subnet = site.subnet(name)
+        address = app.endpoint_address
+        if address is None:
+            # The last address Azure leaves to hosts (it reserves the broadcast address) that
+            # no bridge of the site holds.
+            bridges = {vm.private_address for vm in site.bridge_vms}
+            address = subnet.cidr.broadcast_address - 1
+            while address in bridges:
+                address -= 1
+        return AppEndpoint(site.name, subnet.name, subnet.cidr, address)
+
+    @property
+    def app_admin_email(self) -> str:
+        """Where WordPress mails its admin (`app.adminEmail`, see App)."""
+        if self.app is not None and self.app.admin_email:
+            return self.app.admin_email
+        emails = self.budgets.emails if self.budgets is not None else ()
+        return emails[0] if emails else "wordpress-admin@example.invalid"
+
+
+@dataclass(frozen=True)
+class AppEndpoint:
+    """Where the App Service private endpoint sits: its site, subnet (name, range) and address."""
+
+    site: str
+    subnet: str
+    cidr: IPv4Network
+    address: IPv4Address
+
+
+def host_problem(address: IPv4Address, cidr: IPv4Network, low: int = 1) -> str | None:
+    """Why `address` cannot be a host in `cidr` (None if it can); `low`: how many addresses
+    at the start of the range the cloud reserves (the broadcast address is always reserved)."""
+    if address not in cidr:
+        return f"is outside {cidr}"
+    offset = int(address) - int(cidr.network_address)
+    if offset < low or address == cidr.broadcast_address:
+        return f"is a reserved address of {cidr}"
+    return None
 
 
 def interface(address: IPv4Address, network: IPv4Network) -> IPv4Interface:

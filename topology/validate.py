@@ -16,7 +16,7 @@ from typing import assert_never
 
 from . import catalog
 from .clouds import rules
-from .model import TAP_NAME, TAP_PREFIX, CloudSite, Stack, Subnet, Topology
+from .model import TAP_NAME, TAP_PREFIX, CloudSite, Stack, Subnet, Topology, host_problem
 from .validate_paas import paas_problems
 
 RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
@@ -125,16 +125,6 @@ def _zones(path: str, site: CloudSite, region: str, region_field: str) -> Iterat
             yield f"{path}.subnets[{j}].zone: {zone} is not a zone of {region} (the region set by {region_field})"
 
 
-def _host_problem(address: IPv4Address, cidr: IPv4Network, low: int = 1) -> str | None:
-    """Why `address` cannot be a host in `cidr` (None if it can)."""
-    if address not in cidr:
-        return f"is outside {cidr}"
-    offset = int(address) - int(cidr.network_address)
-    if offset < low or address == cidr.broadcast_address:
-        return f"is a reserved address of {cidr}"
-    return None
-
-
 def _home(net: Topology) -> Iterator[str]:
     home, server = net.home, net.home.vpn_server
     lan = next((c for c in home.cidrs if server.lan_address in c), None)
@@ -144,11 +134,11 @@ def _home(net: Topology) -> Iterator[str]:
             f" ({', '.join(map(str, home.cidrs))})"
         )
     else:
-        why = _host_problem(server.lan_address, lan)
+        why = host_problem(server.lan_address, lan)
         if why:
             yield f"network.home.vpnServer.lanAddress: {server.lan_address} {why}"
         if server.host_address is not None:
-            why = _host_problem(server.host_address, lan)
+            why = host_problem(server.host_address, lan)
             if why:
                 yield f"network.home.vpnServer.hostAddress: {server.host_address} {why}"
             elif server.host_address == server.lan_address:
@@ -162,7 +152,7 @@ def _home(net: Topology) -> Iterator[str]:
             " home router's address to reach the others"
         )
     if home.gateway is not None and lan is not None:
-        why = _host_problem(home.gateway, lan)
+        why = host_problem(home.gateway, lan)
         if why:
             yield f"network.home.gateway: {home.gateway} {why}"
     if server.lan_hub.lower() == net.transit.hub.lower():
@@ -253,7 +243,7 @@ def _transit(net: Topology) -> Iterator[str]:
             ]
     seen: dict[IPv4Address, str] = {}
     for path, address in entries:
-        why = _host_problem(address, net.transit.cidr)
+        why = host_problem(address, net.transit.cidr)
         if why:
             yield f"{path}: {address} {why} (the transit network)"
         if address in seen:
@@ -354,7 +344,7 @@ def _site(path: str, site: CloudSite) -> Iterator[str]:
     if subnet is None:
         yield f"{path}.bridge.subnet: {bridge.subnet} is not a subnet of {site.name}"
         return
-    why = _host_problem(bridge.private_address, subnet.cidr, cloud.reserved_low)
+    why = host_problem(bridge.private_address, subnet.cidr, cloud.reserved_low)
     if why:
         yield f"{path}.bridge.privateAddress: {bridge.private_address} {why} ({site.cloud})"
     if bridge.pair is not None:
@@ -384,7 +374,7 @@ def _pair(path: str, site: CloudSite, first: Subnet) -> Iterator[str]:
         for j, z in enumerate(pair.zones):
             if not cloud.zones and z not in AZURE_ZONES:
                 yield f"{field}.zones[{j}]: {z!r} is not an Azure availability zone ({', '.join(AZURE_ZONES)})"
-    why = _host_problem(pair.private_address, subnet.cidr, cloud.reserved_low)
+    why = host_problem(pair.private_address, subnet.cidr, cloud.reserved_low)
     if why:
         yield f"{field}.privateAddress: {pair.private_address} {why} ({site.cloud})"
     elif pair.private_address == site.bridge.private_address:

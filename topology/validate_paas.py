@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterator
 
 from . import catalog
-from .model import App, Budgets, Database, Stack, Topology
+from .clouds import rules
+from .model import App, Budgets, CloudSite, Database, Stack, Topology, host_problem
 
 # Each threshold becomes an actual and a forecasted alert: AWS allows 10 notifications per
 # budget and 10 subscribers per notification, Azure 5 notifications per budget.
@@ -126,12 +127,49 @@ def _app(app: App, net: Topology) -> Iterator[str]:
                 f"app.subnet: {app.subnet} ({subnet.cidr}) is smaller than VNet integration allows"
                 f" (/{APP_SUBNET_MAX_PREFIX})"
             )
+    if site is not None and site.cloud == "azure":
+        yield from _endpoint(app, site)
     if _APP_SKU_WITHOUT_VNET.fullmatch(app.sku):
         yield f"app.sku: {app.sku} has no Regional VNet Integration, which reaches the database; use B1 or above"
     elif not _APP_SKU.fullmatch(app.sku):
         yield f"app.sku: {app.sku} is not an App Service plan SKU (B1-B3, S1-S3, P1v2-P3v2, P0v3-P3v3, P1mv3-P5mv3, ...)"
     if not _IMAGE.fullmatch(app.image):
         yield f"app.image: {app.image!r} is not a container image reference ([registry/]name[:tag][@digest], lower-case name)"
+
+
+def _endpoint(app: App, site: CloudSite) -> Iterator[str]:
+    """The private endpoint's subnet and address (`access: private`); none with `public`."""
+    if app.access == "public":
+        for field, value in (("endpointSubnet", app.endpoint_subnet), ("endpointAddress", app.endpoint_address)):
+            if value is not None:
+                yield f"app.{field}: {value} is set with access public; only a private site has an endpoint"
+        return
+    name = app.endpoint_subnet
+    if name is None:
+        name = next((s.name for s in site.subnets if s.name != app.subnet), None)
+        if name is None:
+            yield (
+                f"app.access: private needs a subnet of {site.name} besides app.subnet ({app.subnet})"
+                " for the private endpoint (the integration subnet is delegated); add one or set access: public"
+            )
+            return
+    subnet = next((s for s in site.subnets if s.name == name), None)
+    if subnet is None:
+        yield f"app.endpointSubnet: {name} is not a subnet of {site.name}"
+        return
+    if name == app.subnet:
+        yield (
+            f"app.endpointSubnet: {name} is app.subnet, delegated to Microsoft.Web/serverFarms;"
+            " a private endpoint needs a subnet without that delegation"
+        )
+        return
+    if app.endpoint_address is None:
+        return
+    why = host_problem(app.endpoint_address, subnet.cidr, rules("azure").reserved_low)
+    if why is None and app.endpoint_address in {vm.private_address for vm in site.bridge_vms}:
+        why = "is the bridge's address"
+    if why:
+        yield f"app.endpointAddress: {app.endpoint_address} {why} (the endpoint's subnet {name})"
 
 
 def _budgets(budgets: Budgets, net: Topology) -> Iterator[str]:

@@ -109,6 +109,8 @@ def test_ec2_bridge_security_group_ssh_from_operator_all_from_its_own_subnets(de
         ("tcp", 22.0, 22.0, "203.0.113.0/24"),
         ("-1", 0.0, 0.0, "192.168.20.0/24"),
         ("-1", 0.0, 0.0, "192.168.21.0/24"),
+        # To the App Service private endpoint (app.access: private).
+        *(("tcp", float(p), float(p), c) for p in (80, 443) for c in ("192.168.20.0/24", "192.168.21.0/24")),
     }
 
 
@@ -134,7 +136,10 @@ def test_azure_bridge_nsg_ssh_from_operator_to_the_bridge_and_the_sites_paths(de
     def one(r: dict[str, Any], end: str) -> str:
         return ",".join(r.get(f"{end}AddressPrefixes") or [r[f"{end}AddressPrefix"]])
 
-    got = [(r["access"], r["protocol"], one(r, "source"), one(r, "destination"), r["destinationPortRange"]) for r in rules]
+    def ports(r: dict[str, Any]) -> str:
+        return ",".join(r.get("destinationPortRanges") or [r["destinationPortRange"]])
+
+    got = [(r["access"], r["protocol"], one(r, "source"), one(r, "destination"), ports(r)) for r in rules]
     db = "192.168.20.0/24,192.168.21.0/24"
     others = "192.168.1.0/24,192.168.10.0/24," + db
     assert got == [
@@ -143,6 +148,7 @@ def test_azure_bridge_nsg_ssh_from_operator_to_the_bridge_and_the_sites_paths(de
         ("Allow", "*", "192.168.30.0/24", "192.168.1.0/24", "*"),
         ("Allow", "Tcp", "192.168.30.0/24", db, "3306"),
         ("Allow", "Tcp", "192.168.31.0/24", db, "3306"),
+        ("Allow", "Tcp", db, "192.168.30.254/32", "80,443"),  # the App Service private endpoint
         ("Deny", "*", "192.168.30.0/24,192.168.31.0/24", others, "*"),
         ("Deny", "*", others, "192.168.30.0/24,192.168.31.0/24", "*"),
     ]

@@ -28,8 +28,9 @@ def _secret_values(run: ProgramRun) -> set[str]:
     }
 
 
-# `hybrid status` reads the nodes' specs (their SoftEther passwords) from this one export.
-SECRET_EXPORTS = {"status"}
+# `hybrid status` reads the nodes' specs (their SoftEther passwords) from this one export;
+# `wordpressAdmin` is WordPress's admin account (`pulumi stack output --show-secrets`).
+SECRET_EXPORTS = {"status", "wordpressAdmin"}
 
 
 def leaked(run: ProgramRun) -> Iterator[str]:

@@ -14,7 +14,6 @@ import yaml
 
 from components.firewall import (
     ANYWHERE,
-    RULESET_FILE,
     allowed,
     bridge_ruleset,
     database_ingress,
@@ -24,6 +23,7 @@ from components.firewall import (
 from components.offline import ProgramRun, run_program
 from tests.components.conftest import DEV, HOME_ADMIN, PINNED
 from topology import Stack, load_stack
+from topology.model import RULESET_FILE
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 NSG = "azure-native:network:NetworkSecurityGroup"
@@ -56,6 +56,7 @@ def test_flows_default_home_both_ways_and_the_app_subnet_to_the_database_port_on
         ("Hybrid-VNet -> home", None, "default: home <-> every site"),
         ("Hybrid-VNet -> database", (3306,), "database.allowedFrom"),
         ("Hybrid-VNet/Hybrid_Subnet_Dammy -> database", (3306,), "app: the database only"),
+        ("Hybrid-VPC -> website", (80, 443), "app.access: private (its endpoint)"),
     ]
     vnet = flows(load_stack("dev"))[2].destination
     assert vnet.cidrs == _nets("192.168.30.0/24")  # the App Service subnet is a zone of its own
@@ -75,11 +76,36 @@ def test_allowed_the_app_subnet_reaches_the_database_port_and_nothing_else() -> 
     assert allowed(fs, VNET_HOST, DB, 3306)  # database.allowedFrom: Hybrid-VNet
 
 
+ENDPOINT = IPv4Address("192.168.30.254")  # the dev stack's private endpoint (its default address)
+
+
+def test_flows_private_site_reached_from_the_other_sites_at_its_endpoint_over_http_only() -> None:
+    stack = load_stack("dev")
+    assert stack.app_endpoint is not None and stack.app_endpoint.address == ENDPOINT
+    fs = flows(stack)
+    assert allowed(fs, VPC_HOST, ENDPOINT, 443) and allowed(fs, VPC_HOST, ENDPOINT, 80)
+    assert not allowed(fs, VPC_HOST, ENDPOINT, 22) and not allowed(fs, VPC_HOST, ENDPOINT, None)
+    assert not allowed(fs, VPC_HOST, VNET_HOST, 443)  # the endpoint's address only
+    assert allowed(fs, HOME_HOST, ENDPOINT, 443)  # home: its default path to every site
+    assert not allowed(fs, APP, ENDPOINT, 443)  # the app subnet still reaches the database only
+    # The bridges' own filter carries it.
+    assert 'ip daddr { 192.168.30.254/32 } tcp dport { 80, 443 } accept comment "Hybrid-VPC -> website"' in bridge_ruleset(stack)
+
+
+def test_flows_public_site_has_no_endpoint_path() -> None:
+    stack = load_stack("dev")
+    assert stack.app is not None
+    public = stack.model_copy(update={"app": stack.app.model_copy(update={"access": "public"})})
+    assert public.app_endpoint is None
+    assert [f for f in flows(public) if f.destination.label == "website"] == []
+
+
 def test_bridge_sg_admits_ssh_from_the_operator_and_what_its_site_sends_out() -> None:
     fw = firewall_rules(load_stack("dev")).bridges["Hybrid-VPC"]
     assert [(r.sources, r.destinations, r.ports, r.allow) for r in fw.ingress] == [
         (_nets("203.0.113.0/24"), None, (22,), True),
         (_nets("192.168.20.0/24", "192.168.21.0/24"), None, None, True),
+        (_nets("192.168.20.0/24", "192.168.21.0/24"), None, (80, 443), True),  # the private endpoint
     ]
     assert fw.egress == (ANYWHERE,) and fw.implicit == ()
 
@@ -95,6 +121,7 @@ def test_site_nsg_holds_each_path_of_the_site_then_denies_the_rest_between_sites
         ("path-1", _nets("192.168.30.0/24"), _nets("192.168.1.0/24"), None, True),
         ("path-2", _nets("192.168.30.0/24"), db, (3306,), True),
         ("path-3", _nets("192.168.31.0/24"), db, (3306,), True),
+        ("path-4", db, _nets("192.168.30.254/32"), (80, 443), True),  # the private endpoint
         ("deny-out", vnet, others, None, False),
         ("deny-in", others, vnet, None, False),
     ]
@@ -138,8 +165,9 @@ def test_firewall_rules_are_what_components_create(dev: ProgramRun) -> None:
     aws = rules.bridges["Hybrid-VPC"]
     sg = dev.one(SG, "Hybrid-VPC-bridge-sg")
     assert [(r["protocol"], r["fromPort"], r["cidrBlocks"]) for r in sg.input("ingress")] == [
-        ("tcp" if r.ports else "-1", r.ports[0] if r.ports else 0, [str(c) for c in r.sources])
+        ("tcp" if r.ports else "-1", port, [str(c) for c in r.sources])
         for r in aws.ingress
+        for port in r.ports or (0,)  # one SG rule per port
     ]
     assert [r["cidrBlocks"] for r in sg.input("egress")] == [[str(c)] for c in aws.egress]
     nsg = dev.one(NSG, "Hybrid-VNet-nsg").input("securityRules")
@@ -189,11 +217,13 @@ def test_paths_of_the_stack_open_exactly_their_ports_in_each_filter(tmp_path: Pa
     sg = run.one(SG, "Hybrid-VPC-bridge-sg").input("ingress")
     assert [(r["protocol"], r["fromPort"]) for r in sg if r["cidrBlocks"] == ["192.168.20.0/24", "192.168.21.0/24"]] == [
         ("-1", 0),
+        ("tcp", 80),  # the private endpoint (app.access: private)
+        ("tcp", 443),
         ("tcp", 22),
         ("tcp", 443),
     ]
     nsg = run.one(NSG, "Hybrid-VNet-nsg").input("securityRules")
-    [rule] = [r for r in nsg if r.get("destinationPortRanges")]
+    [rule] = [r for r in nsg if r.get("destinationPortRanges") == ["22", "443"]]
     assert (rule["sourceAddressPrefixes"], rule["destinationAddressPrefix"], rule["destinationPortRanges"]) == (
         ["192.168.20.0/24", "192.168.21.0/24"],
         "192.168.30.0/24",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from components.offline import SECRET_SIG, SECRET_SIG_KEY, ProgramRun, plain
+from components.offline import SECRET_SIG, SECRET_SIG_KEY, ProgramRun, plain, run_program
 from policies import POLICIES, Resource, evaluate
 from policies.security import policy_config
+from tests.components.conftest import DEV, PINNED
 from topology import load_stack
 
 CONFIG = policy_config(load_stack("dev"))
@@ -107,6 +110,32 @@ def test_policy_no_app_to_home_catches_a_rule_from_the_app_subnet_to_home(
     assert ("no-app-to-home" in _policies(type_, props)) is caught
 
 
+def test_policy_no_app_to_home_catches_a_path_from_the_app_subnet_to_home_in_the_bridges_filter(
+    tmp_path: Path, dev: ProgramRun
+) -> None:
+    """Issue 21 item 8: not only the SG/NSG rules, the flows in each bridge VM's nftables
+    ruleset (its user data) too."""
+    from policies.security import ruleset_accepts
+
+    aws = dev.one("aws:ec2/instance:Instance", "Hybrid-VPC-bridge-vm")
+    text = plain(aws.inputs["userData"])
+    accepts = ruleset_accepts(text)
+    assert (("192.168.31.0/24",), ("192.168.20.0/24", "192.168.21.0/24")) in accepts  # app -> database
+    assert not [a for a in accepts if "192.168.31.0/24" in a[0] and "192.168.1.0/24" in a[1]]
+    doc = yaml.safe_load(DEV.read_text())
+    doc["config"]["hybrid-cloud:network"]["paths"] = [{"from": "Hybrid-VNet/Hybrid_Subnet_Dammy", "to": "home", "ports": [22]}]
+    path = tmp_path / "Pulumi.open.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    run = run_program(path, config=PINNED)
+    found = {(v.policy, v.message) for v in evaluate(_resources(run), policy_config(run.stack))}
+    for vm in ("Hybrid-VPC-bridge-vm", "Hybrid-VNet-bridge-vm"):
+        assert (
+            "no-app-to-home",
+            f"{vm}: the bridge's forwarding filter (/etc/nftables.conf) accepts the App Service subnet"
+            " (192.168.31.0/24) to a home range (192.168.1.0/24)",
+        ) in found
+
+
 @pytest.mark.parametrize(
     ("type_", "props", "caught"),
     [
@@ -199,5 +228,5 @@ def test_policies_of_the_pack_are_unique_and_each_checks_something() -> None:
     assert all(p.validate is not None or p.remediate is not None for p in POLICIES)
     assert {
         "no-open-admin-ports", "ssh-only-from-operator", "no-app-to-home", "softether-not-from-internet",
-        "no-plain-secret", "bridge-host-key-pinned",
+        "no-plain-secret", "bridge-host-key-pinned", "no-public-site", "storage-not-public",
     } <= set(names)  # fmt: skip

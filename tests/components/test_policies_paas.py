@@ -189,9 +189,9 @@ def test_policies_paas_secret_settings_remediation_encrypts_a_plain_password(
     site = dev.one("azure-native:web:WebApp", "wordpress-site")
     wire = _edited(site, siteConfig=plain(site.inputs["siteConfig"]))
     settings = wire["siteConfig"]["appSettings"]
-    # The database password and WordPress's keys and salts.
-    credentials = [i for i, s in enumerate(settings) if s["name"] == "WORDPRESS_DB_PASSWORD" or s["name"].endswith(("_KEY", "_SALT"))]
-    assert len(credentials) == 9
+    # The database password, WordPress's keys and salts, and its admin's password.
+    credentials = [i for i, s in enumerate(settings) if s["name"].endswith(("_PASSWORD", "_KEY", "_SALT"))]
+    assert len(credentials) == 10
     assert plain_secret_settings(site.type, wire) == [("siteConfig", "appSettings", i, "value") for i in credentials]
 
     fixed = _remediate(site.type, wire)
@@ -226,3 +226,103 @@ def test_policies_paas_offline_evaluation_reports_a_plain_password(dev: ProgramR
         v.policy for v in evaluate([plain_site], {}, POLICIES) if v.policy.startswith("app-")
     ] == ["app-secret-settings-are-secret"]
     assert [v for v in evaluate([kept], {}, POLICIES) if v.policy.startswith("app-")] == []
+
+
+# --- issue 21 item 8: no public site unless app.access is public; storage not public ----------
+
+
+def _paas_violations(run: ProgramRun, edits: Mapping[tuple[str, str], Mapping[str, Any]], config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(policy, message) of paas.py's policies over a run's records, with `edits` applied to
+    the inputs of the resources named (type, name)."""
+    from policies.paas import POLICIES as PAAS
+    from policies.security import Resource, evaluate
+
+    resources = [
+        Resource(r.type, r.name, r.urn, {**r.inputs, **edits.get((r.type, r.name), {})}, r.parent)
+        for r in run.records
+    ]
+    return [(v.policy, v.message) for v in evaluate(resources, config, PAAS)]
+
+
+@pytest.fixture(scope="module")
+def public_run() -> ProgramRun:
+    from components import program
+    from components.offline import run_program
+    from topology import Stack
+
+    def build(stack: Stack) -> dict[str, Any]:
+        assert stack.app is not None
+        return program.build(stack.model_copy(update={"app": stack.app.model_copy(update={"access": "public"})}))
+
+    return run_program("dev", build=build)
+
+
+def _config(run: ProgramRun, access: str) -> dict[str, Any]:
+    from policies.security import policy_config
+
+    return policy_config(run.stack) | {"appAccess": access}
+
+
+SITE: tuple[str, str] = ("azure-native:web:WebApp", "wordpress-site")
+ACCOUNT: tuple[str, str] = ("azure-native:storage:StorageAccount", "wordpress-storage")
+
+
+def test_policies_paas_private_and_public_stacks_pass(dev: ProgramRun, public_run: ProgramRun) -> None:
+    assert _paas_violations(dev, {}, _config(dev, "private")) == []
+    assert _paas_violations(public_run, {}, _config(public_run, "public")) == []
+
+
+def test_policies_paas_no_public_site_refuses_a_public_door_of_a_private_stack(dev: ProgramRun, public_run: ProgramRun) -> None:
+    opened = {SITE: {"publicNetworkAccess": "Enabled"}}
+    assert _paas_violations(dev, opened, _config(dev, "private")) == [
+        ("no-public-site", "wordpress-site: publicNetworkAccess is Enabled: app.access is private, the site answers at its private endpoint only")
+    ]
+    # The public stack's site, in a stack whose app.access is private.
+    [(policy, _)] = _paas_violations(public_run, {}, _config(public_run, "private"))
+    assert policy == "no-public-site"
+
+
+def test_policies_paas_no_public_site_refuses_a_public_site_open_beyond_the_operator(public_run: ProgramRun) -> None:
+    site = public_run.one(*SITE)
+    config = plain(site.inputs["siteConfig"])
+    from components.offline import SECRET_SIG, SECRET_SIG_KEY
+
+    def secret(value: Any) -> dict[str, Any]:  # siteConfig stays a secret (the settings in it)
+        return {SECRET_SIG_KEY: SECRET_SIG, "value": value}
+
+    wide = secret(config | {"ipSecurityRestrictions": [{**config["ipSecurityRestrictions"][0], "ipAddress": "0.0.0.0/0"}]})
+    allow = secret(config | {"ipSecurityRestrictionsDefaultAction": "Allow"})
+    assert _paas_violations(public_run, {SITE: {"siteConfig": wide}}, _config(public_run, "public")) == [
+        ("no-public-site", "wordpress-site: siteConfig.ipSecurityRestrictions[0] admits 0.0.0.0/0, outside operatorCidr 203.0.113.0/24")
+    ]
+    assert _paas_violations(public_run, {SITE: {"siteConfig": allow}}, _config(public_run, "public")) == [
+        ("no-public-site", "wordpress-site: siteConfig.ipSecurityRestrictionsDefaultAction is not Deny: a public site admits operatorCidr only")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        ({"networkRuleSet": None}, "networkRuleSet.defaultAction is not Deny: the account answers the whole internet"),
+        (
+            {"networkRuleSet": {"defaultAction": "Allow", "bypass": "None"}},
+            "networkRuleSet.defaultAction is not Deny: the account answers the whole internet",
+        ),
+        (
+            {"networkRuleSet": {"defaultAction": "Deny", "ipRules": [{"iPAddressOrRange": "198.51.100.0/24", "action": "Allow"}]}},
+            "networkRuleSet.ipRules[0] admits 198.51.100.0/24 from the internet",
+        ),
+        ({"allowBlobPublicAccess": True}, "allowBlobPublicAccess is not false"),
+    ],
+)
+def test_policies_paas_storage_not_public_refuses_an_account_open_to_the_internet(
+    dev: ProgramRun, edit: dict[str, Any], problem: str
+) -> None:
+    assert _paas_violations(dev, {ACCOUNT: edit}, _config(dev, "private")) == [
+        ("storage-not-public", f"wordpress-storage: {problem}; it must be reachable from the VNet only")
+    ]
+
+
+def test_policies_paas_storage_with_public_network_access_off_passes(dev: ProgramRun) -> None:
+    edit = {"networkRuleSet": None, "publicNetworkAccess": "Disabled"}
+    assert _paas_violations(dev, {ACCOUNT: edit}, _config(dev, "private")) == []

@@ -117,3 +117,15 @@ def test_layout_stranger_is_another_internet_address() -> None:
     assert layout.stranger_ns != layout.operator_ns
     assert STRANGER.network == OPERATOR.network and STRANGER.ip != OPERATOR.ip
     assert any(lk.a_ns == layout.stranger_ns and lk.a_addr == STRANGER for lk in layout.links)
+
+
+def test_expectations_reach_the_apps_private_endpoint_from_home_and_the_vpc() -> None:
+    stack, layout = _lab()
+    assert layout.endpoint is not None
+    es = {e.name: e for e in expectations(stack, layout, PORTS)}
+    ep = f"firewall: the other sites -> the app's private endpoint {layout.endpoint.address}:"
+    web = es[f"{ep} HTTP 80 accepted (a path)"]
+    assert web.accepted
+    site = {h.address: h.site for h in layout.hosts}
+    assert {site[p.source] for p in web.probes} == {"home", "Hybrid-VPC"}
+    assert not es[f"{ep} SSH 22 refused (no path)"].accepted  # the VPC's path is the web only

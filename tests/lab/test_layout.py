@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
 
+from components.firewall import allowed
 from lab.layout import INTERNET, build_layout, lab_id, pick
 from topology import load_stack, plan_routes
 
@@ -111,3 +112,28 @@ def test_layout_pair_second_bridge_is_a_node_of_its_own() -> None:
     assert {r.via for r in lay.router("Hybrid-VPC").routes} == {IPv4Address("192.168.20.100")}
     # No host of the lab takes a bridge's address.
     assert not {h.address for h in lay.hosts} & {n.private for n in bridges.values()}
+
+
+def test_layout_app_endpoint_is_in_a_zone_home_reaches() -> None:
+    """The app is reached at its private endpoint: the program's address (its subnet of the
+    app's site, which a path lets home reach) on an interface of the app's namespace, alone
+    (/32: the app's own connections keep leaving from the delegated subnet, which home does
+    not reach)."""
+    stack = load_stack("dev")
+    lay = _layout()
+    assert lay.app is not None and lay.endpoint is not None
+    assert lay.endpoint.ns == lay.app.ns
+    site = stack.network.site(lay.app.site)
+    assert stack.app_endpoint is not None
+    assert (lay.endpoint.subnet, lay.endpoint.address) == (
+        stack.app_endpoint.subnet, stack.app_endpoint.address,
+    )  # fmt: skip
+    assert lay.endpoint.subnet == site.bridge.subnet
+    assert lay.endpoint.address in site.subnet(site.bridge.subnet).cidr
+    home = next(h.address for h in lay.hosts if h.site == stack.network.home.name)
+    assert allowed(lay.paths, home, lay.endpoint.address, 80)
+    assert not allowed(lay.paths, home, lay.app.address, 80)
+    mine = [lk.a_addr for lk in lay.links if lk.a_ns == lay.app.ns]
+    assert IPv4Interface(f"{lay.endpoint.address}/32") in mine
+    taken = [a.ip for lk in lay.links for a in (lk.a_addr, lk.b_addr) if a is not None]
+    assert taken.count(lay.endpoint.address) == 1

@@ -12,6 +12,7 @@ real certificate and passwords of the generation, as the program derives them.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from components.offline import ProgramRun, plain, run_program
 from lab.node import Node, Testbed
 from lab.proc import sh
 from lab.vm import VmNode, on_testbed
-from softether.derive import derive, retiring, secret_names
+from softether.derive import derive, retiring, secret_kind, secret_names
 from softether.dynamic import node_props
 from softether.spec import spec_to_dict
 from topology import load_stack, plan_routes
@@ -50,19 +51,27 @@ class Lab:
     aws: VmNode | None = None
     booting: list[threading.Timer] = field(default_factory=list)
 
-    def program(self, generation: str, *, pinned: bool = True) -> ProgramRun:
+    def program(
+        self, generation: str, *, pinned: bool = True, rotation: dict[str, int] | None = None
+    ) -> ProgramRun:
         """The program of stack generation `generation` under the mocks, with the lab's config:
         the home server's host key pinned (or not yet), the admin password and the operator's
-        key (the lab's client key) as stack secrets."""
+        key (the lab's client key) as stack secrets; `rotation`: `hybrid-cloud:rotation`."""
         config = {"hybrid-cloud:homeHostKey": self.home.host_key} if pinned else {}
+        if rotation:
+            config["hybrid-cloud:rotation"] = json.dumps(rotation)
         secrets = {"hybrid-cloud:homeAdminPassword": ADMIN, "hybrid-cloud:operatorKey": self.testbed.client_key}
         return run_program("dev", config=config, secrets=secrets, generation=generation)
 
-    def secrets(self, generation: str) -> dict[str, str]:
+    def secrets(self, generation: str, rotation: dict[str, int] | None = None) -> dict[str, str]:
         """The stack's passwords: generated ones of `generation`, the home admin password from
-        the stack secret (`homeAdminPassword`)."""
+        the stack secret (`homeAdminPassword`); `rotation`: a kind with a counter gets new
+        ones, as the program's keepers make pulumi-random generate them."""
         net = load_stack("dev").network
-        values = {n: f"lc-{self.testbed.run}-{generation}-{i}" for i, n in enumerate(secret_names(net))}
+        values = {
+            n: f"lc-{self.testbed.run}-{generation}-{i}" + (f"r{r}" if (r := (rotation or {}).get(secret_kind(net, n))) else "")
+            for i, n in enumerate(secret_names(net))
+        }
         return values | {f"admin/{net.home.name}": ADMIN}
 
     def _target(self, run: ProgramRun, node: str, host: str) -> dict[str, Any]:
@@ -70,7 +79,12 @@ class Lab:
         return plain(run.one(NODE, node).inputs["target"]) | {"host": host, "port": 22}
 
     def specs(
-        self, secrets: dict[str, str], server_cert: str | None, home_ready: bool, sites: tuple[str, ...] | None = None
+        self,
+        secrets: dict[str, str],
+        server_cert: str | None,
+        home_ready: bool,
+        sites: tuple[str, ...] | None = None,
+        certificate_rotation: int = 0,
     ) -> Any:
         """`sites`: the cloud sites the stack keeps (default: all of the reference's)."""
         net = load_stack("dev").network
@@ -83,12 +97,13 @@ class Lab:
             server_address=self.home.host,
             server_cert=server_cert,
             home_ready=home_ready,
+            certificate_rotation=certificate_rotation,
         )
         # As the program does: the bridge retires the host key of its user data.
         return retiring(specs, {SITE: self.aws.first_contact_key} if self.aws else {})
 
     def home_props(self, secrets: dict[str, str], run: ProgramRun, sites: tuple[str, ...] | None = None) -> dict[str, Any]:
-        spec = self.specs(secrets, None, True, sites).server
+        spec = self.specs(secrets, None, True, sites, run.stack.rotation.certificate).server
         return node_props(spec_to_dict(spec, reveal=True), self._target(run, HOME, self.home.host))
 
     def bridge_props(self, secrets: dict[str, str], run: ProgramRun, machine: str = "vm-1") -> dict[str, Any]:

@@ -6,6 +6,8 @@ import tempfile
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
+import pytest
+
 from softether import hostos
 from softether.spec import BridgeSpec, HostOsSpec
 
@@ -284,3 +286,13 @@ def test_hostos_bridge_files_are_written_when_missing_or_changed_and_read_back()
     assert hostos.plan(spec, hostos.parse_facts(there)) == ()
     changed = there.replace("pass", "return")
     assert hostos.plan(spec, hostos.parse_facts(changed))[0].summary == f"~ file {path}"
+
+
+def test_hostos_facts_cut_short_are_an_error_not_drift() -> None:
+    # A script that ran out of time before @@config read as "no configuration here" and
+    # `up` failed with a StateDirError naming a file that was there (CI, a loaded machine).
+    cut = CONVERGED.split("@@watch")[0]
+    with pytest.raises(ValueError, match="stopped after @@link"):
+        hostos.parse_facts(cut)
+    with pytest.raises(ValueError, match="before its first section"):
+        hostos.parse_facts("")
