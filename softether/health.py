@@ -38,7 +38,7 @@ from .facts import CascadeState
 from .failover import status as failover_status
 from .failover.config import STATE_FILE
 from .outputs import NodeOutput, Outputs
-from .session import Session
+from .session import CERT_FILE, CERT_GET, Session
 from .spec import BRIDGE_HUB, BridgeSpec, ServerSpec, SshTarget, cert_sha1, spec_from_dict
 from .transport import SshTransport, Transport, ssh_transport
 
@@ -215,8 +215,6 @@ def probe(
             report = _read(session, spec, blank)
             if not report.error:
                 report = _stored(transport, spec, report)
-            if not report.error and isinstance(spec, ServerSpec):
-                report = _certificate(session, report)
         except TransportError as e:
             report = replace(blank, reachable=False, error=str(e))
         pings = pinging.result() if pinging is not None else ()
@@ -251,7 +249,12 @@ def _failover_state(transport: Transport) -> Mapping[str, object]:
 
 
 def _read(session: Session, spec: ServerSpec | BridgeSpec, blank: NodeReport) -> NodeReport:
+    # One admin session per node and report: SoftEther's listener takes more than 16
+    # connections from one address, each within a second of the last, for a DoS attack and
+    # refuses them (Listener.c CheckDosAttack), so `--watch` must not open more.
     extra = [v.Command("ServerInfoGet"), v.Command("ServerStatusGet")]
+    if isinstance(spec, ServerSpec):
+        extra.append(CERT_GET)  # the certificate the server presents (`agree`)
     try:
         state, replies = session.read(extra)
         host = session.read_host()
@@ -269,7 +272,16 @@ def _read(session: Session, spec: ServerSpec | BridgeSpec, blank: NodeReport) ->
         uptime_s=uptime(v.items(replies["ServerStatusGet"].output)),
         cascades=cascades,
         drift=tuple(session.mask(ln) for ln in session.compare((state, host)).lines()),
+        certificate_sha1=_certificate_sha1(session.runner.last_files.get(CERT_FILE, "")),
     )
+
+
+def _certificate_sha1(pem: str) -> str:
+    """The SHA1 of the certificate the server presents, or nothing if SoftEther gave none."""
+    try:
+        return cert_sha1(pem) if pem else ""
+    except ValueError:
+        return ""
 
 
 def _stored(transport: Transport, spec: ServerSpec | BridgeSpec, report: NodeReport) -> NodeReport:
@@ -291,16 +303,6 @@ def _stored(transport: Transport, spec: ServerSpec | BridgeSpec, report: NodeRep
         if (stored := configfile.cascade_hashes(tree, BRIDGE_HUB).get(c.name.lower()))
     )
     return replace(report, stored_cascades=cascades)
-
-
-def _certificate(session: Session, report: NodeReport) -> NodeReport:
-    """The server's current certificate (its SHA1), or nothing if SoftEther gives none."""
-    try:
-        return replace(report, certificate_sha1=cert_sha1(session.server_certificate()))
-    except (SoftEtherError, ValueError) as e:
-        if isinstance(e, TransportError):
-            raise
-        return report
 
 
 def agree(nodes: list[NodeReport]) -> list[NodeReport]:

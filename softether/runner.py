@@ -58,6 +58,8 @@ class Runner:
     # The admin password it logs in with: the spec's, or the previous one while a rotation
     # has not set the spec's yet (`Session.read`).
     password: SecretStr = field(default=SecretStr(""), init=False)
+    # The output files (`vpncmd.FileOut`) of the last session `run` ran, by name.
+    last_files: dict[str, str] = field(default_factory=dict, init=False)
     _secrets: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
@@ -189,6 +191,7 @@ class Runner:
         lines, res = self.run_script(commands, timeout)
         out = self._check_run(lines, res, timeout)
         self.prompted = out.password_prompted
+        self.last_files = self.files_of(res)
         return v.pair(commands, out.replies)
 
     def _check_run(self, lines: list[str], res: RunResult, timeout: float) -> v.ScriptOutput:

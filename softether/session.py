@@ -59,6 +59,10 @@ from .runner import LAST_LINES, Runner
 from .spec import BridgeSpec, Cascade, ServerSpec
 from .transport import Transport
 
+CERT_FILE = "server.pem"
+# The server's certificate, read: alone (`Session.server_certificate`) or in a read session.
+CERT_GET = v.Command("ServerCertGet", (v.FileOut(CERT_FILE),))
+
 log = logging.getLogger("softether")
 
 # How long a rotated cascade may take to log in again after its reconnect (it retries every
@@ -131,11 +135,10 @@ class Session:
 
     def server_certificate(self) -> str:
         """The node's current server certificate (PEM), e.g. to pin it in the cascades."""
-        cmd = v.Command("ServerCertGet", (v.FileOut("server.pem"),))
-        files = self.runner.files([cmd], self.read_timeout_s)
-        if "server.pem" not in files:
+        files = self.runner.files([CERT_GET], self.read_timeout_s)
+        if CERT_FILE not in files:
             raise SoftEtherError(self.host, "ServerCertGet wrote no certificate")
-        return files["server.pem"]
+        return files[CERT_FILE]
 
     # ---- read ----------------------------------------------------------------------------
     def read_node(self) -> NodeState:

@@ -44,6 +44,7 @@ READ_ONLY = frozenset(
         "VpnOverIcmpDnsGet",
         "ServerInfoGet",
         "ServerStatusGet",
+        "ServerCertGet",  # writes the certificate into vpncmd's own working directory
     }
 )
 

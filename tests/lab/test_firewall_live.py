@@ -59,7 +59,7 @@ def test_firewall_every_check_holds(lab: Lab) -> None:
     results = verify(lab.stack, lab.layout, ports)
     for e, ok, detail in results:
         print(f"{'PASS' if ok else 'FAIL'}  {e.name}: {detail}")
-    assert len(results) == 22
+    assert len(results) == 25  # with the app's private endpoint from the other sites (3)
     assert [e.name for e, ok, _ in results if not ok] == []
 
 
@@ -116,5 +116,5 @@ def test_firewall_checks_are_in_hybrid_lab_test(
     monkeypatch.setenv("HYBRID_LAB_DIR", str(dev.root))
     assert main(["lab", "test", "--stack", dev.ref]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "  firewall: " in ln]
-    assert len(lines) == 22
+    assert len(lines) == 25
     assert all(ln.startswith("PASS  firewall: ") for ln in lines)
