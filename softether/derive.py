@@ -234,7 +234,7 @@ def _bridge(
         # firewall admits no SoftEther port to the bridges.
         admin_port=5555,
         listeners=(5555,),
-        hubs=(Hub(name=BRIDGE_HUB, cascades=(cascade,)),),
+        hubs=(Hub(name=BRIDGE_HUB, cascades=(cascade,), ext_options=_pair_hub(vm)),),
         local_bridges=(LocalBridge(hub=BRIDGE_HUB, device=TAP_NAME, tap=True),),
         host_os=HostOsSpec(
             device=host.tap_device,
@@ -246,6 +246,15 @@ def _bridge(
         traffic_check=TrafficCheck(target=server.transit_address) if home_ready else None,
         restart_command=restart_command or DEFAULT_RESTART,
     )
+
+
+def _pair_hub(vm: BridgeVm) -> dict[str, int]:
+    """A pair's bridge hub lets the virtual address's MAC move to its local bridge at once.
+    SoftEther keeps a MAC on the session it was last seen from for 13 s and drops frames from
+    it on a local bridge meanwhile (Hub.c, MAC_TABLE_EXCLUSIVE_TIME with CheckMac forced on
+    local bridges): the active bridge's broadcasts from that MAC reach the standby's hub
+    through its cascade, so a takeover's frames were dropped for up to 13 s."""
+    return {"DisableCheckMacOnLocalBridge": 1} if vm.role is not None else {}
 
 
 def retiring(specs: NodeSpecs, host_keys: Mapping[str, str]) -> NodeSpecs:
@@ -271,7 +280,7 @@ def failover_probes(net: Topology) -> tuple[str, ...]:
 
 
 def failover_config(net: Topology, vm: BridgeVm, driver: Mapping[str, Any]) -> dict[str, Any]:
-    """The failover controller's config on bridge `vm` of a pair (/work/failover-interface.md;
+    """The failover controller's config on bridge `vm` of a pair (docs/failover.md;
     `softether.failover.config.load` validates it): everything but `driver`, which holds the
     cloud's ids of the moved routes (or the lab's router), comes from the topology."""
     site = net.site(vm.site)

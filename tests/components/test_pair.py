@@ -266,3 +266,17 @@ def test_pair_bridges_answer_the_vpn_nodes_pings(ha: ProgramRun, dev: ProgramRun
     (pings,) = [r for r in nsg.input("securityRules") if r["name"] == "vpn-node-pings"]
     assert pings["destinationAddressPrefixes"] == ["192.168.30.100/32", "192.168.30.101/32"]
     assert pings["priority"] < min(r["priority"] for r in nsg.input("securityRules") if r["access"] == "Deny")
+
+
+def test_pair_bridge_hub_lets_the_virtual_mac_move_to_its_local_bridge() -> None:
+    """SoftEther drops a local bridge's frames from a MAC another session of the hub sent
+    within 13 s (the active's broadcasts reach the standby's hub through its cascade): a pair's
+    bridge hub turns that check off, a single bridge's hub is left as it was."""
+    for ref, paired in (("ha", True), ("dev", False)):
+        net = load_stack(ref).network
+        secrets = {n: "pw" for n in derive_module.secret_names(net)}
+        specs = derive_module.derive(net, plan_routes(net), secrets)
+        for vm in net.bridge_vms:
+            (hub,) = specs.bridges[vm.node].hubs
+            want = {"DisableCheckMacOnLocalBridge": 1} if paired else {}
+            assert hub.ext_options == want

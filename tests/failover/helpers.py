@@ -1,4 +1,4 @@
-"""A valid configuration of the interface (docs: /work/failover-interface.md) to vary."""
+"""A valid configuration of the interface (docs/failover.md) to vary."""
 
 from __future__ import annotations
 
