@@ -153,6 +153,26 @@ def measure(fault: Callable[[Side], Undo], active: Side, standby: Side, green: C
     return took, undo
 
 
+def recover(
+    fault: Callable[[Side], Undo], active: Side, standby: Side, green: Callable[[], bool], wait_s: float
+) -> tuple[float | None, str, Undo]:
+    """Inject `fault` into `active`; seconds until `green()` again, carried by either bridge:
+    `standby` active, or the check seen red and green again with `active` still active (a
+    booted bridge repairs some faults in place: systemd's Restart=, the tap watcher). Also
+    the name of the bridge that carries the site then, and the fault's undo."""
+    undo = fault(active)
+    seen_red = False
+
+    def back() -> bool:
+        nonlocal seen_red
+        ok = green()
+        seen_red = seen_red or not ok
+        return ok and (standby.role() == "active" or seen_red)
+
+    took = wait(back, wait_s)
+    return took, standby.name if standby.role() == "active" else active.name, undo
+
+
 def steady(sides: tuple[Side, Side], green: Callable[[], bool]) -> tuple[Side, Side] | None:
     """(active, standby) when one bridge is active, the other standby, and the check green."""
     pair = roles(sides)
@@ -178,9 +198,10 @@ def run_faults(
     say: Callable[[str], None] = lambda _: None,
     faults: dict[str, Callable[[Side], Undo]] = FAULTS,
     preferred: str | None = None,
-) -> Iterator[tuple[str, float | None]]:
+) -> Iterator[tuple[str, float | None, str]]:
     """Each fault once, into whichever bridge is active then: (fault, seconds from the fault
-    to green with the other bridge active; None: not within `wait_s`), as each is measured.
+    to green again (`recover`; None: not within `wait_s`), the bridge carrying the site then),
+    as each is measured.
     Between faults the fault is undone and the pair left to settle, back on the `preferred`
     bridge if there is one (its failback waits `recover_after` green rounds): `say` reports
     how long that took."""
@@ -188,9 +209,9 @@ def run_faults(
         pair = settle(sides, green, wait_s)
         if pair is None:
             raise RuntimeError(f"{name}: the pair is not steady within {wait_s:.0f} s (roles {[s.role() for s in sides]})")
-        took, undo = measure(fault, *pair, green, wait_s)
+        took, carrier, undo = recover(fault, *pair, green, wait_s)
         undo()
-        yield name, took
+        yield name, took, carrier
         t0 = time.monotonic()
         after = settle(sides, green, wait_s + 60, preferred)
         settled = f"{time.monotonic() - t0:.1f} s" if after else "never"
