@@ -45,9 +45,8 @@ from topology.model import TAP_NAME, TAP_PREFIX, interface
 ROOT = Path("/run/hybrid-failover-bench")
 
 
-def watch(bed: Bed, seconds: float) -> int:
+def watch(sides: tuple[Side, Side], seconds: float) -> int:
     """Role changes of either bridge during `seconds` (sampled every 0.2 s)."""
-    sides = bed.sides()
     last, changes = [s.role() for s in sides], 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: the pair did not settle within 30 s", file=sys.stderr)
                 return 1
             if args.steady:
-                print(f"steady {args.steady:.0f} s: {watch(bed, args.steady)} role changes")
+                print(f"steady {args.steady:.0f} s: {watch(sides, args.steady)} role changes")
             _report(sides, bed.green, args.wait, bed.preferred)
     finally:
         remove_dirs(directory)
@@ -151,6 +150,8 @@ def _on_lab(args: argparse.Namespace) -> int:
     if settle(sides, green, 30) is None:
         print("error: the pair did not settle within 30 s", file=sys.stderr)
         return 1
+    if args.steady:
+        print(f"steady {args.steady:.0f} s: {watch(sides, args.steady)} role changes")
     _report(sides, green, args.wait, "a")
     return 0
 
