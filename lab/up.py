@@ -296,11 +296,13 @@ def _up(
 
     results: dict[str, Result] = {}
     restarted: list[str] = []
+    fresh: list[str] = []  # nodes started in this up (a new lab, a namespace made again)
 
     def nodes() -> str:
         started, revived, res = start_and_converge(lab, specs(lab, create=True))
         results.update(res)
         restarted.extend(revived)
+        fresh.extend(started)
         refresh_pids(lab)
         changed = sum(1 for r in results.values() if r.changed)
         mut = sum(r.mutating_commands for r in results.values())
@@ -327,8 +329,10 @@ def _up(
 
     def check() -> str:
         waited = ""
-        if restarted or any(r.changed for r in results.values()):
-            # A restarted or reconfigured server or bridge: the cascades reconnect by
+        if restarted or fresh or any(r.changed for r in results.values()):
+            # A started, restarted or reconfigured server or bridge (a machine booted again
+            # with its configuration in place converges with no change, its cascade still
+            # connecting): the cascades reconnect by
             # themselves (SoftEther retries every second), a restarted bridge's tap gets its
             # address from the watcher. A bounded while before the matrix that counts.
             # A cascade that failed meanwhile may sit in SoftEther's back-off for tens of
