@@ -71,6 +71,8 @@ SECRET_NAMES = (DB_SECRET, WP_SECRET)
 # critical path (`lab up` time) on a small machine.
 NICE = ("nice", "-n", "10")
 INSTALL_TIMEOUT_S = 120.0
+INSTALL_RETRY_S = 30.0  # how long an unreachable database is waited for, in tries
+INSTALL_TRIES = 30
 DB_READ_TIMEOUT_S = 20
 
 
@@ -309,25 +311,35 @@ class WordPress:
             INSTALL_PHP,
         )
         env = {"WP_LAB_HOST": str(self.endpoint.address), "WP_LAB_TITLE": SITE_TITLE}
-        try:
-            p = subprocess.run(
-                argv,
-                input=self.admin_password + "\n",
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT_S,
-                env={**os.environ, **env, **mark(self.state.directory)},
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise LabError(
-                f"app: WordPress's install did not finish within {INSTALL_TIMEOUT_S:.0f} s"
-            ) from None
-        if INSTALL_MARK not in p.stdout:
-            raise LabError(
-                f"app: WordPress is not installed, its web server not started (php exited"
-                f" {p.returncode}: {_text(p.stdout + p.stderr)[:200]})"
-            )
+        # As the cloud's startup loop: retried while the database cannot be reached (a node
+        # or the database just started again, its path still coming up), bounded.
+        deadline = time.monotonic() + INSTALL_RETRY_S
+        out, rc = "", 0
+        for _ in range(INSTALL_TRIES):
+            try:
+                p = subprocess.run(
+                    argv,
+                    input=self.admin_password + "\n",
+                    capture_output=True,
+                    text=True,
+                    timeout=INSTALL_TIMEOUT_S,
+                    env={**os.environ, **env, **mark(self.state.directory)},
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise LabError(
+                    f"app: WordPress's install did not finish within {INSTALL_TIMEOUT_S:.0f} s"
+                ) from None
+            if INSTALL_MARK in p.stdout:
+                return
+            out, rc = p.stdout + p.stderr, p.returncode
+            if DB_ERROR not in out or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        raise LabError(
+            f"app: WordPress is not installed, its web server not started (php exited"
+            f" {rc}: {_text(out)[:200]})"
+        )
 
     def front_page(self) -> Page:
         return fetch(self.host.ns, self.url)
